@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Set up riskman in a local virtualenv and run it, its tests or its benchmarks.
+
+Usage:
+    python3 dev.py demo            # the trader terminal on the embedded simulator
+    python3 dev.py test [ARGS...]  # the whole test suite (ARGS go to pytest)
+    python3 dev.py bench [NAME]    # the benchmarks (see benchmarks/README.md)
+    python3 dev.py riskman ARGS    # any riskman command, e.g. `riskman sim`
+
+Needs only Python 3.11+. The virtualenv lives in .venv beside this file and is
+(re)installed whenever pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".riskman-stamp"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _python() -> Path:
+    return BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"riskman needs Python 3.11 or newer (this is {sys.version.split()[0]})")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not _python().exists():
+        print(f"dev.py: creating virtualenv {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return
+    print("dev.py: installing riskman and its test tools into .venv", flush=True)
+    cmd = [str(_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "-e", f"{ROOT}[test]"]
+    if subprocess.call(cmd) != 0:
+        sys.exit("dev.py: installation failed (see the pip output above)")
+    STAMP.write_text(wanted)
+
+
+def run(args: list[str]) -> int:
+    return subprocess.call(args, cwd=ROOT)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    ensure_venv()
+    if command == "demo":
+        return run([str(BIN / "riskman"), "demo", *rest])
+    if command == "riskman":
+        return run([str(BIN / "riskman"), *rest])
+    if command == "test":
+        code = run([str(_python()), "-m", "pytest", *rest])
+        if code == 5:  # pytest: no tests collected
+            print("dev.py: no tests were collected")
+            return 0
+        return code
+    if command == "bench":
+        return run([str(_python()), "-m", "benchmarks", *rest])
+    print(f"dev.py: unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,700 @@
+"""The configuration contract (SPEC.md §4): pydantic-settings over one YAML file.
+
+Sources, strongest first: explicit overrides, `RISKMAN_*` environment variables (`__` nests),
+the YAML file, the defaults below. Every invalid value is reported as
+``file: key.path: reason``. The API key is a secret: it comes from the environment or from
+``gateway.api_key_file`` (refused when others can read it), never from the YAML file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterable, Mapping
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from riskman.gateway.models import normalize_root
+
+DEFAULT_CONFIG_PATH = Path("config/riskman.yaml")
+ENV_PREFIX = "RISKMAN_"
+UNTIL_RESET = "until_reset"
+
+
+class ConfigError(Exception):
+    """Invalid configuration: one ``file: key.path: reason`` line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- value types ----------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def _parse_seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 60, '90s', '30m' or '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use 60, '90s', '30m' or '1h')")
+        seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    else:
+        raise ValueError("expected a duration like 60, '90s', '30m' or '1h'")
+    if not seconds > 0 or seconds != seconds or seconds > 366 * 86400:
+        raise ValueError("a duration must be positive and at most a year")
+    return seconds
+
+
+def _parse_duration_or_reset(value: Any) -> float | str:
+    if isinstance(value, str) and value.strip().lower() == UNTIL_RESET:
+        return UNTIL_RESET
+    return _parse_seconds(value)
+
+
+def _duration_out(value: float | str) -> float | int | str:
+    if isinstance(value, str):
+        return value
+    return int(value) if value == int(value) else value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_seconds), PlainSerializer(_duration_out)]
+"""A duration in seconds: ``60``, ``"90s"``, ``"30m"``, ``"1h"``."""
+
+CooldownDuration = Annotated[
+    float | str, BeforeValidator(_parse_duration_or_reset), PlainSerializer(_duration_out)
+]
+"""A duration in seconds, or ``until_reset`` (until the next daily reset)."""
+
+_HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _parse_hhmm(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str) or not _HHMM_RE.match(value.strip()):
+        raise ValueError(f"{value!r} is not a time of day HH:MM (24 h, quote it in YAML)")
+    hour, minute = value.strip().split(":")
+    return time(int(hour), int(minute))
+
+
+HHMM = Annotated[time, BeforeValidator(_parse_hhmm), PlainSerializer(lambda t: t.strftime("%H:%M"))]
+
+
+def _parse_zone(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected an IANA timezone name such as America/Chicago")
+    name = value.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA timezone (e.g. America/Chicago)") from None
+    return name
+
+
+TimeZoneName = Annotated[str, BeforeValidator(_parse_zone)]
+
+
+def _parse_symbol(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9]{1,12}", value.strip()):
+        raise ValueError(f"{value!r} is not a symbol root such as MNQ or ES")
+    return normalize_root(value)
+
+
+Symbol = Annotated[str, BeforeValidator(_parse_symbol)]
+"""A symbol root; the exchange ticker and the gateway root both work (ES == EP)."""
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _parse_day(value: Any) -> str:
+    if isinstance(value, str):
+        key = value.strip().lower()[:3]
+        if key in _DAYS and _DAYS[_DAYS.index(key)].startswith(key) and len(value.strip()) >= 3:
+            return key
+    raise ValueError(f"{value!r} is not a weekday (mon, tue, wed, thu, fri, sat, sun)")
+
+
+Day = Annotated[str, BeforeValidator(_parse_day)]
+
+
+def _money(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected an amount in dollars")
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+PositiveMoney = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    Field(gt=0, lt=Decimal("1e9"), allow_inf_nan=False),
+    PlainSerializer(lambda d: int(d) if d == d.to_integral_value() else float(d)),
+]
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    Field(gt=Decimal("-1e9"), lt=Decimal("1e9"), allow_inf_nan=False),
+    PlainSerializer(lambda d: int(d) if d == d.to_integral_value() else float(d)),
+]
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, not true/false")
+    return value
+
+
+PositiveInt = Annotated[int, BeforeValidator(_no_bool), Field(gt=0, le=1_000_000)]
+NonNegativeInt = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=1_000_000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --- rules (SPEC.md §3) ---------------------------------------------------------------------
+
+
+class Rule(Strict):
+    enabled: bool = True
+
+
+class MaxContracts(Rule):
+    limit: PositiveInt = 5
+    count: Literal["net", "gross"] = "net"
+    action: Literal["reduce_to_limit", "close_all"] = "reduce_to_limit"
+
+
+class MaxContractsPerInstrument(Rule):
+    default_limit: PositiveInt | None = 3
+    limits: dict[Symbol, PositiveInt] = Field(default_factory=dict)
+    unknown_symbol: Literal["allow", "block"] = "allow"
+    action: Literal["reduce_to_limit", "close"] = "reduce_to_limit"
+
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _one_name_per_symbol(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            seen: dict[str, str] = {}
+            for key in value:
+                root = normalize_root(str(key))
+                if root in seen:
+                    raise ValueError(f"{seen[root]} and {key} are the same contract")
+                seen[root] = str(key)
+        return value
+
+
+class DailyRealizedLoss(Rule):
+    limit: PositiveMoney = Decimal(500)
+    include_unrealized: bool = True
+
+
+class DailyUnrealizedLoss(Rule):
+    limit: PositiveMoney = Decimal(300)
+
+
+class MaxUnrealizedProfit(Rule):
+    target: PositiveMoney = Decimal(1000)
+
+
+class FrequencyCooldowns(Strict):
+    per_minute: CooldownDuration = 60.0
+    per_hour: CooldownDuration = 1800.0
+    per_session: CooldownDuration = UNTIL_RESET
+
+
+class TradeFrequencyLimit(Rule):
+    per_minute: PositiveInt | None = 3
+    per_hour: PositiveInt | None = 10
+    per_session: PositiveInt | None = 50
+    cooldowns: FrequencyCooldowns = Field(default_factory=FrequencyCooldowns)
+
+
+class LossTier(Strict):
+    loss: PositiveMoney
+    cooldown: CooldownDuration
+
+
+class CooldownAfterLoss(Rule):
+    tiers: list[LossTier] = Field(
+        default_factory=lambda: [
+            LossTier(loss=Decimal(100), cooldown=300),
+            LossTier(loss=Decimal(200), cooldown=900),
+        ],
+        min_length=1,
+        max_length=20,
+    )
+
+    @field_validator("tiers")
+    @classmethod
+    def _sorted(cls, tiers: list[LossTier]) -> list[LossTier]:
+        losses = [tier.loss for tier in tiers]
+        if len(set(losses)) != len(losses):
+            raise ValueError("two tiers have the same loss")
+        return sorted(tiers, key=lambda tier: tier.loss)
+
+
+class NoStopLossGrace(Rule):
+    grace_seconds: Seconds = 30.0
+
+
+class SessionBlockOutside(Rule):
+    start: HHMM = time(8, 30)
+    end: HHMM = time(15, 10)
+    days: list[Day] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    respect_holidays: bool = True
+    flatten_at_end: bool = True
+    early_close_buffer: Annotated[float, BeforeValidator(
+        lambda v: 0.0 if v in (0, "0", 0.0) else _parse_seconds(v)
+    ), PlainSerializer(_duration_out)] = 300.0
+    timezone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> SessionBlockOutside:
+        if self.start == self.end:
+            raise ValueError("start and end are the same time: the session would be empty")
+        if not self.days:
+            raise ValueError("days is empty: no session would ever be open")
+        return self
+
+
+class AuthLossGuard(Rule):
+    pass
+
+
+class SymbolBlocks(Rule):
+    symbols: list[Symbol] = Field(default_factory=list)
+
+
+class Breakeven(Strict):
+    trigger_ticks: PositiveInt = 10
+    offset_ticks: NonNegativeInt = 1
+
+
+class Trailing(Strict):
+    activation_ticks: PositiveInt = 20
+    distance_ticks: PositiveInt = 10
+
+
+class TradeManagement(Rule):
+    breakeven: Breakeven | None = Field(default_factory=Breakeven)
+    trailing: Trailing | None = Field(default_factory=Trailing)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> TradeManagement:
+        if self.enabled and self.breakeven is None and self.trailing is None:
+            raise ValueError("enable breakeven or trailing (or disable the rule)")
+        if (
+            self.breakeven is not None
+            and self.breakeven.offset_ticks >= self.breakeven.trigger_ticks
+        ):
+            raise ValueError("breakeven.offset_ticks must be below breakeven.trigger_ticks")
+        return self
+
+
+class DailyRealizedProfit(Rule):
+    target: PositiveMoney = Decimal(1000)
+
+
+class MaxLossLimit(Rule):
+    starting_balance: PositiveMoney = Decimal(50000)
+    drawdown: PositiveMoney = Decimal(2000)
+    eod_high: PositiveMoney | None = None
+    """The highest end-of-day balance so far, if the account traded before riskman watched it."""
+
+    @model_validator(mode="after")
+    def _drawdown_below_balance(self) -> MaxLossLimit:
+        if self.drawdown >= self.starting_balance:
+            raise ValueError("drawdown must be smaller than starting_balance")
+        return self
+
+
+# TopstepX counts these micros as a tenth of a mini (RULE-015).
+DEFAULT_MICROS = ("MNQ", "MES", "M2K", "MYM", "MCLE", "MGC")
+
+
+class ContractWeights(Rule):
+    enabled: bool = False
+    micro_weight: Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=1)] = Decimal("0.1")
+    micros: list[Symbol] = Field(default_factory=lambda: list(DEFAULT_MICROS))
+    weights: dict[Symbol, Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=100)]] = (
+        Field(default_factory=dict)
+    )
+
+    def weight(self, root: str) -> Decimal:
+        if not self.enabled:
+            return Decimal(1)
+        if root in self.weights:
+            return self.weights[root]
+        return self.micro_weight if root in self.micros else Decimal(1)
+
+
+def _off(model: type[Rule]) -> Any:
+    return Field(default_factory=lambda: model(enabled=False))
+
+
+class Rules(Strict):
+    """Every rule; a rule missing from the file is off."""
+
+    max_contracts: MaxContracts = _off(MaxContracts)
+    max_contracts_per_instrument: MaxContractsPerInstrument = _off(MaxContractsPerInstrument)
+    daily_realized_loss: DailyRealizedLoss = _off(DailyRealizedLoss)
+    daily_unrealized_loss: DailyUnrealizedLoss = _off(DailyUnrealizedLoss)
+    max_unrealized_profit: MaxUnrealizedProfit = _off(MaxUnrealizedProfit)
+    trade_frequency_limit: TradeFrequencyLimit = _off(TradeFrequencyLimit)
+    cooldown_after_loss: CooldownAfterLoss = _off(CooldownAfterLoss)
+    no_stop_loss_grace: NoStopLossGrace = _off(NoStopLossGrace)
+    session_block_outside: SessionBlockOutside = _off(SessionBlockOutside)
+    auth_loss_guard: AuthLossGuard = _off(AuthLossGuard)
+    symbol_blocks: SymbolBlocks = _off(SymbolBlocks)
+    trade_management: TradeManagement = _off(TradeManagement)
+    daily_realized_profit: DailyRealizedProfit = _off(DailyRealizedProfit)
+    max_loss_limit: MaxLossLimit = _off(MaxLossLimit)
+    contract_weights: ContractWeights = _off(ContractWeights)
+
+
+RULE_KEYS: tuple[str, ...] = tuple(Rules.model_fields)
+
+
+# --- the rest of the file -------------------------------------------------------------------
+
+
+class GatewayConfig(Strict):
+    api_url: str = "https://api.topstepx.com"
+    user_hub_url: str = "https://rtc.topstepx.com/hubs/user"
+    market_hub_url: str = "https://rtc.topstepx.com/hubs/market"
+    username: str | None = None
+    api_key: SecretStr | None = None
+    """Only from RISKMAN_GATEWAY__API_KEY (or read from api_key_file); never from the file."""
+    api_key_file: Path | None = None
+    request_timeout: Seconds = 10.0
+    hub_silence_timeout: Seconds = 30.0
+    """A hub with no inbound traffic (events or pings) this long is rebuilt."""
+    reconnect_max_backoff: Seconds = 30.0
+    stale_poll_interval: Seconds = 5.0
+    """While a feed is stale, positions are re-read over REST this often."""
+
+    @field_validator("api_url", "user_hub_url", "market_hub_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^(https?|wss?)://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
+class AccountEntry(Strict):
+    id: Annotated[int, Field(gt=0)]
+    rules: Rules | None = None
+    """This account's rules: the global rules with the given keys overridden."""
+
+
+def _account_entry(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected an account id")
+    if isinstance(value, int):
+        return {"id": value}
+    if isinstance(value, str) and value.strip().isdigit():
+        return {"id": int(value)}
+    return value
+
+
+class QuotesConfig(Strict):
+    stale_after: Seconds = 10.0
+    """A quote older than this never triggers a close by itself and shows as stale."""
+
+
+class AdminConfig(Strict):
+    idle_lock: Seconds = 300.0
+    """The admin screens lock again after this long without a key press."""
+    password_file: Path | None = None
+    """Salted scrypt hash of the admin password; default: admin.hash beside the database."""
+
+
+class EnforcementConfig(Strict):
+    verify_after: Seconds = 2.0
+    """After a close, how long to wait for the gateway to confirm before re-reading it."""
+    max_attempts: PositiveInt = 5
+
+
+class Settings(BaseSettings):
+    """The effective configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        nested_model_default_partial_update=True,
+    )
+
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    accounts: list[Annotated[AccountEntry, BeforeValidator(_account_entry)]] = Field(
+        default_factory=list
+    )
+    timezone: TimeZoneName = "America/Chicago"
+    daily_reset: HHMM = time(17, 0)
+    holidays_file: Path = Path("holidays.yaml")
+    database: Path = Path("riskman.db")
+    rules: Rules = Field(default_factory=Rules)
+    quotes: QuotesConfig = Field(default_factory=QuotesConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    enforcement: EnforcementConfig = Field(default_factory=EnforcementConfig)
+
+    config_path: ClassVar[Path | None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_account_rules(cls, data: Any) -> Any:
+        # Per-account rules override the global ones key by key: merge before validating so a
+        # bad override is reported at accounts.N.rules.key.path.
+        if not isinstance(data, dict):
+            return data
+        base = data.get("rules") or {}
+        accounts = data.get("accounts")
+        if not isinstance(base, Mapping) or not isinstance(accounts, list):
+            return data
+        merged = []
+        for entry in accounts:
+            if isinstance(entry, Mapping) and isinstance(entry.get("rules"), Mapping):
+                entry = {**entry, "rules": _deep_merge(base, entry["rules"])}
+            merged.append(entry)
+        return {**data, "accounts": merged}
+
+    @model_validator(mode="after")
+    def _unique_accounts(self) -> Settings:
+        ids = [entry.id for entry in self.accounts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("accounts lists the same id twice")
+        return self
+
+    # --- queries ------------------------------------------------------------------------
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def account_ids(self) -> list[int]:
+        return [entry.id for entry in self.accounts]
+
+    def rules_for(self, account_id: int) -> Rules:
+        for entry in self.accounts:
+            if entry.id == account_id and entry.rules is not None:
+                return entry.rules
+        return self.rules
+
+    @property
+    def password_file(self) -> Path:
+        if self.admin.password_file is not None:
+            return self.admin.password_file
+        return self.database.parent / "admin.hash"
+
+    def api_key_value(self) -> str | None:
+        """The API key: from the environment, else from api_key_file."""
+        if self.gateway.api_key is not None:
+            return self.gateway.api_key.get_secret_value()
+        if self.gateway.api_key_file is not None:
+            return self.gateway.api_key_file.read_text(encoding="utf-8").strip() or None
+        return None
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data with every secret replaced."""
+        data = self.model_dump(mode="json")
+        gateway = data["gateway"]
+        if self.gateway.api_key is not None:
+            gateway["api_key"] = "<set from RISKMAN_GATEWAY__API_KEY, hidden>"
+        elif self.gateway.api_key_file is not None:
+            gateway["api_key"] = f"<read from {self.gateway.api_key_file}, hidden>"
+        else:
+            gateway["api_key"] = "<not set>"
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.config_path is not None:
+            sources.append(YamlFileSource(settings_cls, cls.config_path))
+        return tuple(sources)
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = _deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+# --- YAML source ----------------------------------------------------------------------------
+
+
+class _YamlProblem(Exception):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping (YAML 1.2: `17:00` stays a string); raise _YamlProblem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _YamlProblem("(file)", "not found") from None
+    except OSError as exc:
+        raise _YamlProblem("(file)", f"cannot be read ({exc.strerror})") from None
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _YamlProblem(where, f"not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise _YamlProblem("(file)", "the top level must be a mapping of keys")
+    return data
+
+
+class YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file; refuses an API key written in it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.data = read_yaml(path)
+        gateway = self.data.get("gateway")
+        if isinstance(gateway, Mapping) and gateway.get("api_key") not in (None, ""):
+            raise _YamlProblem(
+                "gateway.api_key",
+                "the API key must not be written in the config file; set "
+                "RISKMAN_GATEWAY__API_KEY or gateway.api_key_file (mode 0600)",
+            )
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def _env_name(loc: Iterable[Any]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _format_errors(path: Path, exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if not str(part).startswith("function-")]
+        # pydantic adds the union member / validator name to some locations; drop them.
+        loc = [part for part in loc if part not in {"str", "float", "int", "constrained-str"}]
+        key = ".".join(loc) or "(top level)"
+        reason = error.get("msg", "invalid").removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            reason = "unknown key (check the spelling against SPEC.md §4)"
+        env = _env_name(loc)
+        source = f" (from {env})" if loc and env in os.environ else ""
+        problems.append(f"{path}: {key}: {reason}{source}")
+    # An account's rules are the global rules merged with its overrides: a problem in the
+    # global part would be reported once per account too.
+    global_problems = {p for p in problems if p.startswith(f"{path}: rules.")}
+    return [
+        p
+        for p in problems
+        if re.sub(r"^(.*?: )accounts\.\d+\.(rules\.)", r"\1\2", p) == p
+        or re.sub(r"^(.*?: )accounts\.\d+\.(rules\.)", r"\1\2", p) not in global_problems
+    ]
+
+
+def _resolve(base: Path, value: Path) -> Path:
+    value = value.expanduser()
+    return value if value.is_absolute() else (base / value).resolve()
+
+
+def check_private_file(path: Path, what: str) -> None:
+    """Refuse a secret file that others can read (it must be mode 0600 or stricter)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path} does not exist") from None
+    if os.name != "nt" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(
+            f"{what} {path} can be read by others (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load and validate the configuration; raise :class:`ConfigError` with every problem."""
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    loaded = type("LoadedSettings", (Settings,), {"config_path": config_path})
+    try:
+        settings: Settings = loaded(**overrides)
+    except _YamlProblem as exc:
+        raise ConfigError([f"{config_path}: {exc.key}: {exc.reason}"]) from None
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(config_path, exc)) from None
+
+    base = config_path.resolve().parent
+    settings.holidays_file = _resolve(base, settings.holidays_file)
+    settings.database = _resolve(base, settings.database)
+    if settings.admin.password_file is not None:
+        settings.admin.password_file = _resolve(base, settings.admin.password_file)
+    problems = []
+    if settings.gateway.api_key_file is not None:
+        settings.gateway.api_key_file = _resolve(base, settings.gateway.api_key_file)
+        if settings.gateway.api_key is None:
+            try:
+                check_private_file(settings.gateway.api_key_file, "api_key_file")
+            except ValueError as exc:
+                problems.append(f"{config_path}: gateway.api_key_file: {exc}")
+    if not settings.holidays_file.exists():
+        problems.append(f"{config_path}: holidays_file: {settings.holidays_file} does not exist")
+    else:
+        from riskman.calendar import HolidayCalendar  # the calendar validates its own file
+
+        try:
+            HolidayCalendar.load(settings.holidays_file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
