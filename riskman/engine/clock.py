@@ -11,7 +11,7 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -105,6 +105,12 @@ class FakeClock:
         self._timers: list[tuple[datetime, int, _FakeHandle, Callable[[], object]]] = []
         self._seq = itertools.count()
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._settlers: list[Callable[[], Awaitable[object]]] = []
+
+    def add_settler(self, settler: Callable[[], Awaitable[object]]) -> None:
+        """Work a timer callback may start (a task writing to the database...) is awaited by
+        `settler` before time moves on, so tests see each step's effects complete."""
+        self._settlers.append(settler)
 
     def now(self) -> datetime:
         return self._now
@@ -136,8 +142,11 @@ class FakeClock:
 
     async def settle(self, rounds: int = 20) -> None:
         """Let the event loop run what is ready (callbacks, tasks they started)."""
-        for _ in range(rounds):
-            await asyncio.sleep(0)
+        for _ in range(2):
+            for _ in range(rounds):
+                await asyncio.sleep(0)
+            for settler in list(self._settlers):
+                await settler()
 
     async def advance(self, seconds: float = 0.0) -> None:
         """Move time forward, firing every timer and sleeper that comes due, in order."""
@@ -183,3 +192,23 @@ class FakeClock:
             _, _, future = heapq.heappop(self._sleepers)
             if not future.done():
                 future.set_result(None)
+
+
+async def wait_for(clock: Clock, future: asyncio.Future[object], timeout: float) -> bool:
+    """Wait for `future` at most `timeout` seconds of `clock` time. True if it completed."""
+    if future.done():
+        return True
+    loop = asyncio.get_running_loop()
+    expired: asyncio.Future[None] = loop.create_future()
+
+    def expire() -> None:
+        if not expired.done():
+            expired.set_result(None)
+
+    handle = clock.call_at(clock.now() + timedelta(seconds=max(0.0, timeout)), expire)
+    try:
+        await asyncio.wait({future, expired}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        handle.cancel()
+        expired.cancel()
+    return future.done()

@@ -1,0 +1,654 @@
+"""MOD-001 Enforcement actions: the only code that acts on the gateway.
+
+Each action runs as a task so the router never waits for the network. An action already in
+flight for the same target is not started again (de-duplication). Closes are verified: after
+the gateway accepts, we wait for the position event; without it we re-read the positions over
+REST, and close again until the position is really gone. A mutation whose outcome is unknown
+(timeout) is never repeated blindly: the state is re-read first, so a duplicate close can never
+reverse a position. Every action is logged with its rule, reason, result and latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from riskman.config import EnforcementConfig
+from riskman.engine.clock import Clock, wait_for
+from riskman.engine.ports import GatewayPort
+from riskman.engine.state import StateManager
+from riskman.gateway.errors import (
+    GatewayError,
+    GatewayRejected,
+    MarketClosed,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+)
+from riskman.gateway.models import Order, OrderSide, OrderType, Position, root_of
+from riskman.storage.db import Database, to_db_time
+
+log = logging.getLogger("riskman.enforcement")
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcementRecord:
+    """One line of the enforcement log."""
+
+    ts: datetime
+    account_id: int
+    rule: str
+    action: str
+    target: str
+    reason: str
+    result: str
+    detail: str = ""
+    latency_ms: float | None = None
+    """From the triggering event reaching riskman to the gateway's answer."""
+
+    @property
+    def ok(self) -> bool:
+        return self.result in {"ok", "already flat", "already gone", "locked", "cooldown"}
+
+
+Recorder = Callable[[EnforcementRecord], None]
+PositionsSeen = Callable[[int, Sequence[Position]], None]
+"""Called with a REST re-read of an account's positions, so state catches up with it."""
+
+
+class EnforcementActions:
+    def __init__(
+        self,
+        gateway: GatewayPort,
+        state: StateManager,
+        clock: Clock,
+        db: Database,
+        config: EnforcementConfig,
+        record: Recorder,
+        positions_seen: PositionsSeen,
+    ) -> None:
+        self._gateway = gateway
+        self._state = state
+        self._clock = clock
+        self._db = db
+        self.config = config
+        self._record = record
+        self._positions_seen = positions_seen
+        self._in_flight: dict[tuple[object, ...], asyncio.Task[bool]] = {}
+        self._waiters: dict[tuple[int, str], list[asyncio.Future[None]]] = {}
+        self._last_modify: dict[int, float] = {}
+
+    # --- public actions (each returns the task, or None when already in flight) ------------
+
+    def close_all_positions(
+        self, account_id: int, *, rule: str, reason: str, started: float | None = None
+    ) -> asyncio.Task[bool] | None:
+        return self._spawn(
+            ("flatten", account_id),
+            self._flatten(account_id, rule, reason, self._started(started)),
+        )
+
+    def close_position(
+        self,
+        account_id: int,
+        contract_id: str,
+        *,
+        rule: str,
+        reason: str,
+        started: float | None = None,
+    ) -> asyncio.Task[bool] | None:
+        if ("close", account_id, contract_id) in self._in_flight:
+            return None
+        return self._spawn(
+            ("close", account_id, contract_id),
+            self._close(account_id, contract_id, rule, reason, self._started(started)),
+        )
+
+    def reduce_position_to_limit(
+        self,
+        account_id: int,
+        contract_id: str,
+        target_size: int,
+        *,
+        rule: str,
+        reason: str,
+        started: float | None = None,
+    ) -> asyncio.Task[bool] | None:
+        if target_size <= 0:
+            return self.close_position(
+                account_id, contract_id, rule=rule, reason=reason, started=started
+            )
+        if ("close", account_id, contract_id) in self._in_flight:
+            return None
+        return self._spawn(
+            ("reduce", account_id, contract_id),
+            self._reduce(
+                account_id, contract_id, target_size, rule, reason, self._started(started)
+            ),
+        )
+
+    def cancel_all_orders(
+        self,
+        account_id: int,
+        *,
+        rule: str,
+        reason: str,
+        symbol: str | None = None,
+        entries_only: bool = False,
+        started: float | None = None,
+    ) -> list[asyncio.Task[bool]]:
+        """Cancel the account's working orders (of one symbol root; only entries if asked)."""
+        tasks = []
+        for order in self._state.get_all_orders(account_id):
+            if symbol is not None and root_of(order.contract_id) != symbol:
+                continue
+            if entries_only and not self._state.increases_exposure(order):
+                continue
+            task = self.cancel_order(
+                account_id, order.id, rule=rule, reason=reason, started=started
+            )
+            if task is not None:
+                tasks.append(task)
+        return tasks
+
+    def cancel_order(
+        self,
+        account_id: int,
+        order_id: int,
+        *,
+        rule: str,
+        reason: str,
+        started: float | None = None,
+    ) -> asyncio.Task[bool] | None:
+        return self._spawn(
+            ("cancel", account_id, order_id),
+            self._cancel(account_id, order_id, rule, reason, self._started(started)),
+        )
+
+    def modify_stop(
+        self,
+        account_id: int,
+        order_id: int,
+        stop_price: Decimal,
+        *,
+        rule: str,
+        reason: str,
+        started: float | None = None,
+    ) -> asyncio.Task[bool] | None:
+        # At most one modify per second per order (RULE-012).
+        now = self._clock.monotonic()
+        if now - self._last_modify.get(order_id, -1e9) < 1.0:
+            return None
+        if ("modify", order_id) in self._in_flight:
+            return None
+        self._last_modify[order_id] = now
+        return self._spawn(
+            ("modify", order_id),
+            self._modify(account_id, order_id, stop_price, rule, reason, self._started(started)),
+        )
+
+    def place_stop(
+        self,
+        account_id: int,
+        contract_id: str,
+        side: OrderSide,
+        size: int,
+        stop_price: Decimal,
+        *,
+        rule: str,
+        reason: str,
+        started: float | None = None,
+    ) -> asyncio.Task[bool] | None:
+        return self._spawn(
+            ("place_stop", account_id, contract_id),
+            self._place_stop(
+                account_id,
+                contract_id,
+                side,
+                size,
+                stop_price,
+                rule,
+                reason,
+                self._started(started),
+            ),
+        )
+
+    # --- notifications -------------------------------------------------------------------
+
+    def position_changed(self, account_id: int, contract_id: str) -> None:
+        """The router saw a position event: wake the actions waiting to verify it."""
+        for future in self._waiters.pop((account_id, contract_id), []):
+            if not future.done():
+                future.set_result(None)
+
+    def in_flight(self) -> list[tuple[object, ...]]:
+        return list(self._in_flight)
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no action is in flight (tests, shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self._in_flight:
+                await asyncio.gather(*list(self._in_flight.values()), return_exceptions=True)
+
+    async def cancel_all_tasks(self) -> None:
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _started(self, started: float | None) -> float:
+        return self._clock.monotonic() if started is None else started
+
+    def _spawn(self, key: tuple[object, ...], work: Awaitable[bool]) -> asyncio.Task[bool] | None:
+        if key in self._in_flight:
+            close = getattr(work, "close", None)
+            if close is not None:
+                close()  # never started: avoid "coroutine was never awaited"
+            return None
+
+        async def run() -> bool:
+            try:
+                return await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("enforcement action %s failed unexpectedly", key)
+                return False
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"enforce:{key}")
+        self._in_flight[key] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return task
+
+    def _log(
+        self,
+        account_id: int,
+        rule: str,
+        action: str,
+        target: str,
+        reason: str,
+        result: str,
+        started: float,
+        detail: str = "",
+    ) -> None:
+        latency = (self._clock.monotonic() - started) * 1000.0
+        record = EnforcementRecord(
+            self._clock.now(), account_id, rule, action, target, reason, result, detail, latency
+        )
+        self._db.defer(
+            "INSERT INTO enforcement_log (ts, account_id, rule, action, target, reason, result,"
+            " detail, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                to_db_time(record.ts),
+                account_id,
+                rule,
+                action,
+                target,
+                reason,
+                result,
+                detail,
+                latency,
+            ),
+        )
+        level = logging.INFO if record.ok else logging.WARNING
+        log.log(
+            level,
+            "%s account=%s %s %s: %s (%s) %.1f ms%s",
+            rule,
+            account_id,
+            action,
+            target,
+            result,
+            reason,
+            latency,
+            f" [{detail}]" if detail else "",
+        )
+        self._record(record)
+
+    async def _wait_position(
+        self, account_id: int, contract_id: str, done: Callable[[], bool], timeout: float
+    ) -> bool:
+        """Wait (event-driven) until `done()` holds for this position, up to `timeout`."""
+        deadline = self._clock.monotonic() + timeout
+        while not done():
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                return False
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault((account_id, contract_id), []).append(future)
+            if not await wait_for(self._clock, future, remaining):  # type: ignore[arg-type]
+                return done()
+        return True
+
+    async def _rest_size(self, account_id: int, contract_id: str) -> int | None:
+        """The position's size as the gateway reports it now (None if the read failed)."""
+        try:
+            positions = await self._gateway.search_open_positions(account_id, urgent=True)
+        except GatewayError as exc:
+            log.warning("re-reading positions of %s failed: %s", account_id, exc)
+            return None
+        self._positions_seen(account_id, positions)
+        for position in positions:
+            if position.contract_id == contract_id:
+                return position.size
+        return 0
+
+    async def _backoff(self, attempt: int, exc: GatewayError | None) -> None:
+        base = 2.0 if isinstance(exc, MarketClosed) else 0.25
+        if isinstance(exc, RateLimited):
+            base = 1.0
+        delay = min(5.0, base * (2 ** (attempt - 1))) * (0.75 + random.random() / 2)
+        await self._clock.sleep(delay)
+
+    async def _close(
+        self, account_id: int, contract_id: str, rule: str, reason: str, started: float
+    ) -> bool:
+        detail = ""
+        for attempt in range(1, self.config.max_attempts + 1):
+            error: GatewayError | None = None
+            try:
+                await self._gateway.close_contract(account_id, contract_id)
+            except NotFound:
+                self._log(account_id, rule, "close", contract_id, reason, "already flat", started)
+                self._drop_if_flat(account_id, contract_id)
+                return True
+            except GatewayError as exc:
+                error, detail = exc, str(exc)
+            if error is None or isinstance(error, OutcomeUnknown):
+                gone = await self._wait_position(
+                    account_id,
+                    contract_id,
+                    lambda: self._state.get_position(account_id, contract_id) is None,
+                    self.config.verify_after,
+                )
+                if gone:
+                    self._log(
+                        account_id,
+                        rule,
+                        "close",
+                        contract_id,
+                        reason,
+                        "ok",
+                        started,
+                        _attempts(attempt),
+                    )
+                    return True
+            size = await self._rest_size(account_id, contract_id)
+            if size == 0:
+                self._log(
+                    account_id,
+                    rule,
+                    "close",
+                    contract_id,
+                    reason,
+                    "ok",
+                    started,
+                    _attempts(attempt),
+                )
+                return True
+            if error is not None and not isinstance(error, OutcomeUnknown):
+                await self._backoff(attempt, error)
+        self._log(
+            account_id,
+            rule,
+            "close",
+            contract_id,
+            reason,
+            "failed",
+            started,
+            detail or "position still open",
+        )
+        return False
+
+    async def _reduce(
+        self,
+        account_id: int,
+        contract_id: str,
+        target: int,
+        rule: str,
+        reason: str,
+        started: float,
+    ) -> bool:
+        detail = ""
+        state = self._state.get_position(account_id, contract_id)
+        size: int | None = None if state is None else state.size
+        for attempt in range(1, self.config.max_attempts + 1):
+            if size is None:
+                size = await self._rest_size(account_id, contract_id)
+                if size is None:
+                    await self._backoff(attempt, None)
+                    continue
+            if size <= target:
+                self._log(
+                    account_id,
+                    rule,
+                    "reduce",
+                    contract_id,
+                    reason,
+                    "ok" if attempt > 1 else "already within limit",
+                    started,
+                )
+                return True
+            error: GatewayError | None = None
+            try:
+                await self._gateway.partial_close_contract(account_id, contract_id, size - target)
+            except NotFound:
+                self._log(account_id, rule, "reduce", contract_id, reason, "already flat", started)
+                return True
+            except GatewayError as exc:
+                error, detail = exc, str(exc)
+            if error is None:
+                within = await self._wait_position(
+                    account_id,
+                    contract_id,
+                    lambda: self._state.get_contract_count(account_id, contract_id) <= target,
+                    self.config.verify_after,
+                )
+                if within:
+                    self._log(
+                        account_id,
+                        rule,
+                        "reduce",
+                        contract_id,
+                        reason,
+                        "ok",
+                        started,
+                        f"to {target}" + _attempts(attempt, ", "),
+                    )
+                    return True
+            # Unknown outcome, refused size or no confirmation: re-read before deciding again,
+            # so a second partial close is sized from the gateway's truth.
+            size = await self._rest_size(account_id, contract_id)
+            if (
+                error is not None and not isinstance(error, OutcomeUnknown | GatewayRejected)
+            ) or isinstance(error, MarketClosed | RateLimited):
+                await self._backoff(attempt, error)
+        self._log(
+            account_id,
+            rule,
+            "reduce",
+            contract_id,
+            reason,
+            "failed",
+            started,
+            detail or "position still above the limit",
+        )
+        return False
+
+    async def _flatten(self, account_id: int, rule: str, reason: str, started: float) -> bool:
+        """Cancel every working order and close every position, until the account is flat."""
+        for attempt in range(1, self.config.max_attempts + 1):
+            cancels = self.cancel_all_orders(account_id, rule=rule, reason=reason, started=started)
+            closes = [
+                task
+                for state in self._state.get_all_positions(account_id)
+                if (
+                    task := self.close_position(
+                        account_id, state.contract_id, rule=rule, reason=reason, started=started
+                    )
+                )
+                is not None
+            ]
+            pending = [t for t in self._in_flight_for(account_id) if t not in closes]
+            results = await asyncio.gather(*closes, *pending, return_exceptions=True)
+            await asyncio.gather(*cancels, return_exceptions=True)
+            try:
+                positions = await self._gateway.search_open_positions(account_id, urgent=True)
+            except GatewayError as exc:
+                log.warning("checking that account %s is flat failed: %s", account_id, exc)
+                await self._backoff(attempt, exc)
+                continue
+            self._positions_seen(account_id, positions)
+            if not positions:
+                # Orders can appear after the closes (e.g. bracket children): cancel leftovers.
+                leftovers = self.cancel_all_orders(
+                    account_id, rule=rule, reason=reason, started=started
+                )
+                await asyncio.gather(*leftovers, return_exceptions=True)
+                self._log(
+                    account_id,
+                    rule,
+                    "flatten",
+                    "account",
+                    reason,
+                    "ok",
+                    started,
+                    _attempts(attempt),
+                )
+                return True
+            if all(r is True for r in results):
+                await self._backoff(attempt, None)
+        self._log(
+            account_id,
+            rule,
+            "flatten",
+            "account",
+            reason,
+            "failed",
+            started,
+            "positions still open",
+        )
+        return False
+
+    def _in_flight_for(self, account_id: int) -> list[asyncio.Task[bool]]:
+        return [
+            task
+            for key, task in self._in_flight.items()
+            if key[0] == "close" and key[1] == account_id
+        ]
+
+    async def _cancel(
+        self, account_id: int, order_id: int, rule: str, reason: str, started: float
+    ) -> bool:
+        order = self._state.get_order(account_id, order_id)
+        target = _order_label(order, order_id)
+        detail = ""
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                await self._gateway.cancel_order(account_id, order_id)
+            except NotFound:
+                self._state.remove_order(account_id, order_id)
+                self._log(account_id, rule, "cancel", target, reason, "already gone", started)
+                return True
+            except OutcomeUnknown as exc:
+                detail = str(exc)
+                if await self._order_gone(account_id, order_id):
+                    self._log(account_id, rule, "cancel", target, reason, "ok", started)
+                    return True
+                continue
+            except GatewayError as exc:
+                detail = str(exc)
+                if isinstance(exc, GatewayRejected) and not isinstance(exc, MarketClosed):
+                    break
+                await self._backoff(attempt, exc)
+                continue
+            self._log(account_id, rule, "cancel", target, reason, "ok", started, _attempts(attempt))
+            return True
+        self._log(account_id, rule, "cancel", target, reason, "failed", started, detail)
+        return False
+
+    async def _order_gone(self, account_id: int, order_id: int) -> bool:
+        try:
+            orders = await self._gateway.search_open_orders(account_id, urgent=True)
+        except GatewayError:
+            return False
+        return all(order.id != order_id for order in orders)
+
+    async def _modify(
+        self,
+        account_id: int,
+        order_id: int,
+        stop_price: Decimal,
+        rule: str,
+        reason: str,
+        started: float,
+    ) -> bool:
+        order = self._state.get_order(account_id, order_id)
+        target = _order_label(order, order_id)
+        try:
+            await self._gateway.modify_order(account_id, order_id, stop_price=stop_price)
+        except GatewayError as exc:
+            self._log(account_id, rule, "move stop", target, reason, "failed", started, str(exc))
+            return False
+        self._log(
+            account_id, rule, "move stop", target, reason, "ok", started, f"stop {stop_price}"
+        )
+        return True
+
+    async def _place_stop(
+        self,
+        account_id: int,
+        contract_id: str,
+        side: OrderSide,
+        size: int,
+        stop_price: Decimal,
+        rule: str,
+        reason: str,
+        started: float,
+    ) -> bool:
+        try:
+            order_id = await self._gateway.place_order(
+                account_id, contract_id, OrderType.STOP, side, size, stop_price=stop_price
+            )
+        except GatewayError as exc:
+            self._log(
+                account_id, rule, "place stop", contract_id, reason, "failed", started, str(exc)
+            )
+            return False
+        self._log(
+            account_id,
+            rule,
+            "place stop",
+            contract_id,
+            reason,
+            "ok",
+            started,
+            f"order {order_id} stop {stop_price}",
+        )
+        return True
+
+    def _drop_if_flat(self, account_id: int, contract_id: str) -> None:
+        self.position_changed(account_id, contract_id)
+
+    def log_lock(
+        self, account_id: int, rule: str, target: str, reason: str, result: str, detail: str
+    ) -> None:
+        """Record a lockout or cooldown in the enforcement log (it is an action too)."""
+        self._log(account_id, rule, result, target, reason, result, self._clock.monotonic(), detail)
+
+
+def _attempts(attempt: int, prefix: str = "") -> str:
+    return f"{prefix}after {attempt} attempts" if attempt > 1 else ""
+
+
+def _order_label(order: Order | None, order_id: int) -> str:
+    if order is None:
+        return f"order {order_id}"
+    return f"order {order_id} ({order.side.label} {order.size} {root_of(order.contract_id)})"

@@ -1,0 +1,632 @@
+"""The engine: the core modules wired together behind one object.
+
+The same `Engine` runs headless (`riskman --no-ui`) and inside the Textual app. It is the
+`EventSink` the gateway feed pushes into; it publishes small change events to subscribers and
+builds immutable snapshots on request. Plain asyncio: no Textual, no Rich.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from riskman.calendar import HolidayCalendar, ResetSchedule
+from riskman.config import Settings
+from riskman.engine.actions import EnforcementActions, EnforcementRecord
+from riskman.engine.clock import Clock, SystemClock
+from riskman.engine.contracts import ContractCache
+from riskman.engine.lockouts import LockKind, LockoutChange, LockoutManager, Unlock
+from riskman.engine.pnl import PnlTracker
+from riskman.engine.ports import (
+    AccountSnapshot,
+    FeedHealth,
+    GatewayEvent,
+    GatewayPort,
+    QuoteEvent,
+    QuoteSubscriptions,
+)
+from riskman.engine.quotes import QuoteTracker
+from riskman.engine.resets import ResetScheduler
+from riskman.engine.router import (
+    CheckEvent,
+    EventRouter,
+    PositionsSnapshot,
+    ReconcileEvent,
+    RouterEvent,
+    TimerEvent,
+)
+from riskman.engine.snapshot import (
+    AccountChanged,
+    AccountView,
+    EngineChange,
+    EngineSnapshot,
+    LockView,
+    OrderView,
+    PositionView,
+    ResetDone,
+    RuleView,
+)
+from riskman.engine.state import StateManager
+from riskman.engine.timers import TimerManager
+from riskman.engine.trade_counter import TradeCounter
+from riskman.gateway.models import Position, display_symbol, root_of
+from riskman.rules.base import Rule, RuleContext
+from riskman.storage.db import Database, to_db_time
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[EngineChange], None]
+LOG_KEEP = 500
+HISTORY_KEEP = 720
+HISTORY_EVERY = 5.0
+
+
+def load_calendar(settings: Settings) -> HolidayCalendar:
+    path = Path(settings.holidays_file)
+    return HolidayCalendar.load(path) if path.exists() else HolidayCalendar()
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        gateway: GatewayPort,
+        *,
+        clock: Clock | None = None,
+        calendar: HolidayCalendar | None = None,
+        rule_classes: Sequence[type[Rule]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.gateway = gateway
+        self.clock: Clock = clock or SystemClock()
+        self.calendar = calendar if calendar is not None else load_calendar(settings)
+        self._schedule = ResetSchedule(settings.daily_reset, settings.zone)
+        self.timers = TimerManager(self.clock)
+        self.lockouts = LockoutManager(db, self.clock, self.timers, self._on_lock_change)
+        self.state = StateManager(db, self.clock)
+        self.quotes = QuoteTracker(self.clock, settings.quotes.stale_after)
+        self.contracts = ContractCache(db, gateway, self.clock)
+        self.pnl = PnlTracker(
+            db, self.clock, lambda: self._schedule, self.state, self.quotes, self.contracts
+        )
+        self.counter = TradeCounter(db, self.clock)
+        self.actions = EnforcementActions(
+            gateway,
+            self.state,
+            self.clock,
+            db,
+            settings.enforcement,
+            self._on_record,
+            self._positions_seen,
+        )
+        self.resets = ResetScheduler(db, self.clock, self._schedule, self.calendar, self._on_reset)
+        self.context = RuleContext(
+            settings=lambda: self.settings,
+            clock=self.clock,
+            db=db,
+            state=self.state,
+            pnl=self.pnl,
+            quotes=self.quotes,
+            contracts=self.contracts,
+            counter=self.counter,
+            lockouts=self.lockouts,
+            timers=self.timers,
+            reset_schedule=lambda: self._schedule,
+            calendar=lambda: self.calendar,
+            fire_timer=self._fire_rule_timer,
+        )
+        if rule_classes is None:
+            from riskman.rules import ALL_RULES
+
+            rule_classes = ALL_RULES
+        self.rules: list[Rule] = [cls(self.context) for cls in rule_classes]
+        self.router = EventRouter(
+            state=self.state,
+            lockouts=self.lockouts,
+            pnl=self.pnl,
+            quotes=self.quotes,
+            counter=self.counter,
+            actions=self.actions,
+            rules=self.rules,
+            is_guarded=self.is_guarded,
+            on_state_change=self._account_changed,
+            on_positions_changed=self._positions_changed,
+            ensure_contract=self._ensure_contract,
+        )
+        self.guarded: set[int] | None = set(settings.account_ids) or None
+        self.quote_subscriptions: QuoteSubscriptions | None = None
+        self._queue: asyncio.Queue[RouterEvent] = asyncio.Queue()
+        self._pending_quotes: dict[str, QuoteEvent] = {}
+        self._consumer: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
+        self._log: deque[EnforcementRecord] = deque(maxlen=LOG_KEEP)
+        self._health: dict[str, FeedHealth] = {}
+        self._history: dict[int, deque[float]] = {}
+        self._history_at: dict[int, float] = {}
+        self.started = False
+        add_settler = getattr(self.clock, "add_settler", None)
+        if add_settler is not None:  # a FakeClock: let tests see each step complete
+            add_settler(self.settled)
+
+    async def settled(self) -> None:
+        """Wait until routed events and background writes are done (never for the network)."""
+        if self._consumer is not None and not self._consumer.done():
+            await self._queue.join()
+        await self.resets.settled()
+        await self.lockouts.settled()
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        gateway: GatewayPort,
+        *,
+        clock: Clock | None = None,
+        calendar: HolidayCalendar | None = None,
+        rule_classes: Sequence[type[Rule]] | None = None,
+    ) -> Engine:
+        """Open the database of `settings` and build an engine on it (call `close()`)."""
+        db = await Database.open(settings.database)
+        try:
+            return cls(
+                settings, db, gateway, clock=clock, calendar=calendar, rule_classes=rule_classes
+            )
+        except BaseException:
+            await db.close()
+            raise
+
+    async def start(self) -> None:
+        """Restore state from the database, catch up a missed reset, start routing."""
+        await self.state.restore()
+        await self.contracts.restore()
+        await self.lockouts.restore()
+        await self.pnl.restore()
+        await self.counter.restore(self.resets.day_start())
+        await self._load_log()
+        await self.resets.start()
+        for rule in self.rules:
+            try:
+                await rule.restore()
+            except Exception:
+                log.exception("%s could not restore its state", rule.id)
+        self._consumer = asyncio.get_running_loop().create_task(
+            self._consume(), name="riskman-router"
+        )
+        self.started = True
+        self.submit_check("start")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop routing, give in-flight enforcement `grace` seconds, persist everything."""
+        self.resets.stop()
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+            self._consumer = None
+        try:
+            await asyncio.wait_for(self.actions.wait_idle(grace), grace)
+        except TimeoutError:
+            log.warning("enforcement still in flight at shutdown: %s", self.actions.in_flight())
+        await self.actions.cancel_all_tasks()
+        self.timers.cancel_all()
+        await self.lockouts.commit()
+        await self.db.flush()
+        self.started = False
+
+    async def close(self) -> None:
+        """Stop (if started) and close the database."""
+        try:
+            if self.started:
+                await self.stop()
+        finally:
+            await self.db.close()
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queued event has been routed (tests, benchmarks)."""
+        async with asyncio.timeout(timeout):
+            await self._queue.join()
+
+    # --- EventSink -----------------------------------------------------------------------
+
+    def submit(self, event: GatewayEvent | RouterEvent) -> None:
+        if isinstance(event, QuoteEvent):
+            # Quotes only matter as the latest price: under load, a newer quote for the same
+            # contract replaces one still waiting (its missing fields merged), so the queue
+            # cannot grow without bound. Fills and positions are never dropped.
+            pending = self._pending_quotes.get(event.contract_id)
+            if pending is not None:
+                self._pending_quotes[event.contract_id] = _merge_quotes(pending, event)
+                return
+            self._pending_quotes[event.contract_id] = event
+        self._queue.put_nowait(event)
+
+    async def reconcile(self, snapshot: AccountSnapshot) -> None:
+        self._queue.put_nowait(ReconcileEvent(snapshot))
+
+    def feed_health(self, health: FeedHealth) -> None:
+        before = self._health.get(health.hub)
+        self._health[health.hub] = health
+        if before is None or before.state != health.state:
+            log.log(
+                logging.INFO if health.trusted else logging.WARNING,
+                "%s hub %s%s",
+                health.hub,
+                health.state.value,
+                f" ({health.detail})" if health.detail else "",
+            )
+        self._publish(health)
+
+    def trading_day_start(self) -> datetime:
+        return self.resets.day_start()
+
+    def quote_contracts(self) -> frozenset[str]:
+        return self.state.contracts_with_positions()
+
+    def submit_check(self, reason: str, account_id: int | None = None) -> None:
+        self._queue.put_nowait(CheckEvent(account_id, reason, self.clock.monotonic()))
+
+    async def process(self, event: GatewayEvent | RouterEvent) -> None:
+        """Route one event now, bypassing the queue (tests and tools)."""
+        await self.router.handle(event)
+
+    def is_guarded(self, account_id: int) -> bool:
+        return self.guarded is None or account_id in self.guarded
+
+    def set_guarded(self, account_ids: Sequence[int] | None) -> None:
+        """Which accounts to guard (None: every account the gateway reports)."""
+        self.guarded = None if not account_ids else set(account_ids)
+
+    # --- subscribers ---------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _publish(self, change: EngineChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("engine subscriber failed")
+
+    # --- admin operations ----------------------------------------------------------------
+
+    async def clear_lockout(
+        self, account_id: int, reason: str, *, lock_id: int | None = None, actor: str = "admin"
+    ) -> list[int]:
+        """Clear a lock (or all of an account's) by hand: needs a reason; audited."""
+        if not reason.strip():
+            raise ValueError("a reason is required to clear a lockout")
+        cleared = await self.lockouts.clear_lockout(
+            account_id, by=actor, reason=reason.strip(), lock_id=lock_id
+        )
+        for lock in cleared:
+            await self.audit(
+                "clear_lockout",
+                f"account {account_id} {lock.rule}" + (f" {lock.symbol}" if lock.symbol else ""),
+                old=f"{lock.kind.value}: {lock.reason}",
+                new="cleared",
+                reason=reason.strip(),
+            )
+        self._account_changed(account_id)
+        return [lock.id for lock in cleared]
+
+    async def audit(
+        self, action: str, target: str, *, old: str | None, new: str | None, reason: str = ""
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO admin_audit (ts, action, target, old_value, new_value, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (to_db_time(self.clock.now()), action, target, old, new, reason),
+        )
+
+    async def apply_settings(self, settings: Settings) -> None:
+        """Use a new configuration live (admin save). Rules read it on their next evaluation."""
+        old = self.settings
+        self.settings = settings
+        self.quotes.stale_after = settings.quotes.stale_after
+        self.actions.config = settings.enforcement
+        self.guarded = set(settings.account_ids) or None
+        if settings.holidays_file != old.holidays_file or settings.timezone != old.timezone:
+            self.calendar = load_calendar(settings)
+        if (settings.daily_reset, settings.timezone) != (old.daily_reset, old.timezone):
+            self._schedule = ResetSchedule(settings.daily_reset, settings.zone)
+        self.resets.reconfigure(self._schedule, self.calendar)
+        await self.lockouts.clear_where(
+            lambda lock: (
+                lock.unlock is Unlock.CONFIG
+                and lock.symbol is not None
+                and (
+                    not settings.rules_for(lock.account_id).symbol_blocks.enabled
+                    or lock.symbol not in settings.rules_for(lock.account_id).symbol_blocks.symbols
+                )
+            ),
+            by="config",
+            reason="symbol no longer blocked",
+        )
+        self.submit_check("config")
+        self._account_changed(None)
+
+    def reload_calendar(self) -> None:
+        self.calendar = load_calendar(self.settings)
+        self.resets.reconfigure(self._schedule, self.calendar)
+        self.submit_check("holidays")
+
+    # --- snapshots -----------------------------------------------------------------------
+
+    def snapshot(self) -> EngineSnapshot:
+        now = self.clock.now()
+        accounts = sorted(
+            {a.id for a in self.state.accounts() if self.is_guarded(a.id)}
+            | {lock.account_id for lock in self.lockouts.all_active()}
+            | set(self.state.position_accounts())
+            | (self.guarded or set())
+        )
+        views = tuple(self._account_view(account_id, now) for account_id in accounts)
+        stale = tuple(
+            sorted(
+                c for c in self.state.contracts_with_positions() if self.quotes.is_quote_stale(c)
+            )
+        )
+        session_open, session_change = self._session_summary(now)
+        user = self._health.get("user")
+        return EngineSnapshot(
+            at=now,
+            trading_day=self.resets.trading_day(now),
+            next_reset=self.resets.next_reset(now),
+            session_open=session_open,
+            session_change=session_change,
+            accounts=views,
+            user_feed=user,
+            market_feed=self._health.get("market"),
+            last_quote_age=self.quotes.last_update_age(),
+            stale_contracts=stale,
+            log=tuple(reversed(self._log)),
+            armed=user is not None and user.trusted,
+        )
+
+    def _account_view(self, account_id: int, now: datetime) -> AccountView:
+        account = self.state.get_account(account_id)
+        rules = self.settings.rules_for(account_id)
+        locks = self.lockouts.get_lockout_info(account_id)
+        realized = self.pnl.get_daily_realized_pnl(account_id)
+        open_pnl = self.pnl.calculate_unrealized_pnl(account_id)
+        total = realized + open_pnl.total
+        if any(lock.kind is LockKind.LOCKOUT and lock.symbol is None for lock in locks):
+            status = "LOCKED"
+        elif any(lock.symbol is None for lock in locks):
+            status = "COOLDOWN"
+        else:
+            status = "OK"
+        top = next((lock for lock in locks if lock.symbol is None), None)
+        positions = []
+        for state in sorted(self.state.get_all_positions(account_id), key=lambda s: s.opened):
+            quote = self.quotes.get(state.contract_id)
+            positions.append(
+                PositionView(
+                    account_id=account_id,
+                    contract_id=state.contract_id,
+                    symbol=display_symbol(state.root),
+                    side="LONG" if state.sign > 0 else "SHORT",
+                    size=state.size,
+                    average=state.position.average_price,
+                    last=None if quote is None else quote.last,
+                    open_pnl=self.pnl.position_pnl(state),
+                    opened=state.opened,
+                    has_stop=bool(self.state.protective_orders(account_id, state.contract_id)),
+                    stale=self.quotes.is_quote_stale(state.contract_id),
+                    quote_age=self.quotes.get_quote_age(state.contract_id),
+                )
+            )
+        orders = tuple(
+            OrderView(
+                order=order,
+                symbol=display_symbol(root_of(order.contract_id)),
+                protective=not self.state.increases_exposure(order) and order.type.is_stop,
+            )
+            for order in sorted(self.state.get_all_orders(account_id), key=lambda o: o.id)
+        )
+        freq = rules.trade_frequency_limit
+        limits = (
+            (freq.per_minute, freq.per_hour, freq.per_session)
+            if freq.enabled
+            else (None, None, None)
+        )
+        rule_views = []
+        for rule in self.rules:
+            enabled = rule.enabled(account_id)
+            status_view = None
+            if enabled:
+                try:
+                    status_view = rule.status(account_id)
+                except Exception:
+                    log.exception("%s status failed", rule.id)
+            rule_views.append(RuleView(rule.id, rule.key, rule.title, enabled, status_view))
+        return AccountView(
+            account_id=account_id,
+            name=account.name if account is not None else str(account_id),
+            balance=None if account is None else account.balance,
+            can_trade=None if account is None else account.can_trade,
+            status=status,
+            status_reason="" if top is None else f"{top.rule}: {top.reason}",
+            realized=realized,
+            open_pnl=open_pnl.total,
+            open_complete=open_pnl.complete,
+            total=total,
+            loss_limit=rules.daily_realized_loss.limit
+            if rules.daily_realized_loss.enabled
+            else None,
+            profit_target=rules.daily_realized_profit.target
+            if rules.daily_realized_profit.enabled
+            else None,
+            counts=self.counter.get_trade_counts(account_id, now),
+            count_limits=limits,
+            locks=tuple(
+                LockView(
+                    lock.id,
+                    lock.rule,
+                    lock.kind.value,
+                    lock.reason,
+                    lock.symbol,
+                    lock.until,
+                    lock.unlock.value,
+                )
+                for lock in locks
+            ),
+            positions=tuple(positions),
+            orders=orders,
+            rules=tuple(rule_views),
+            pnl_history=tuple(self._history.get(account_id, ())),
+        )
+
+    def _session_summary(self, now: datetime) -> tuple[bool | None, datetime | None]:
+        cfg = self.settings.rules.session_block_outside
+        if not cfg.enabled:
+            return None, None
+        window = self.context.session(cfg).current_or_next(now)
+        if window is None:
+            return False, None
+        if window.contains(now):
+            return True, window.end
+        return False, window.start
+
+    def recent_log(self) -> list[EnforcementRecord]:
+        return list(reversed(self._log))
+
+    # --- internals -----------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                if isinstance(event, QuoteEvent):
+                    event = self._pending_quotes.pop(event.contract_id, event)
+                await self.router.handle(event)
+            finally:
+                self._queue.task_done()
+
+    def _fire_rule_timer(self, rule_id: str, account_id: int, name: str) -> None:
+        self._queue.put_nowait(TimerEvent(rule_id, account_id, name, self.clock.monotonic()))
+
+    def _on_record(self, record: EnforcementRecord) -> None:
+        self._log.append(record)
+        self._publish(record)
+
+    def _on_lock_change(self, change: LockoutChange) -> None:
+        self._publish(change)
+        self._account_changed(change.lockout.account_id)
+        if change.cleared_by is not None:
+            log.info(
+                "%s account=%s %s ended (%s)",
+                change.lockout.rule,
+                change.lockout.account_id,
+                change.lockout.kind.value,
+                change.cleared_by,
+            )
+
+    def _account_changed(self, account_id: int | None) -> None:
+        if account_id is not None:
+            self._sample_history(account_id)
+        self._publish(AccountChanged(account_id))
+
+    def _sample_history(self, account_id: int) -> None:
+        now = self.clock.monotonic()
+        if now - self._history_at.get(account_id, -1e9) < HISTORY_EVERY:
+            return
+        self._history_at[account_id] = now
+        total = self.pnl.get_daily_realized_pnl(account_id)
+        total += self.pnl.calculate_unrealized_pnl(account_id).total
+        self._history.setdefault(account_id, deque(maxlen=HISTORY_KEEP)).append(float(total))
+
+    def _positions_changed(self) -> None:
+        if self.quote_subscriptions is not None:
+            self.quote_subscriptions.want_quotes(self.state.contracts_with_positions())
+
+    def _ensure_contract(self, contract_id: str) -> None:
+        if self.contracts.get(contract_id) is None:
+            self.contracts.ensure(contract_id, lambda contract: self._contract_loaded(contract.id))
+
+    def _contract_loaded(self, contract_id: str) -> None:
+        for account_id in self.state.accounts_holding(contract_id):
+            self.submit_check("contract loaded", account_id)
+
+    def _positions_seen(self, account_id: int, positions: Sequence[Position]) -> None:
+        """A REST re-read of positions (during enforcement): let state catch up with it."""
+        self._queue.put_nowait(
+            PositionsSnapshot(account_id, tuple(positions), self.clock.monotonic())
+        )
+
+    async def _on_reset(self, ended: date, at: datetime, how: str) -> None:
+        await self.lockouts.clear_where(
+            lambda lock: (
+                lock.unlock is Unlock.RESET
+                and (lock.until is None or lock.until <= at + timedelta(seconds=1))
+            ),
+            by="reset",
+            reason=f"daily reset ({ended})",
+        )
+        accounts = sorted({a.id for a in self.state.accounts()} | (self.guarded or set()))
+        await self.counter.reset_session(at, accounts)
+        self.pnl.forget_before(ended)
+        for rule in self.rules:
+            try:
+                await rule.on_reset(ended, at)
+            except Exception:
+                log.exception("%s failed at the daily reset", rule.id)
+        self._history.clear()
+        self._publish(ResetDone(ended, at, how))
+        if self.started:
+            self.submit_check("reset")
+        self._account_changed(None)
+
+    async def _load_log(self) -> None:
+        rows = await self.db.fetchall(
+            "SELECT ts, account_id, rule, action, target, reason, result, detail, latency_ms "
+            "FROM enforcement_log ORDER BY id DESC LIMIT ?",
+            (LOG_KEEP,),
+        )
+        from riskman.storage.db import from_db_time
+
+        for row in reversed(rows):
+            self._log.append(
+                EnforcementRecord(
+                    from_db_time(row["ts"]) or self.clock.now(),
+                    row["account_id"],
+                    row["rule"],
+                    row["action"],
+                    row["target"],
+                    row["reason"],
+                    row["result"],
+                    row["detail"],
+                    row["latency_ms"],
+                )
+            )
+
+
+def _merge_quotes(older: QuoteEvent, newer: QuoteEvent) -> QuoteEvent:
+    missing = {
+        name: getattr(older.quote, name)
+        for name in ("last_price", "best_bid", "best_ask")
+        if getattr(newer.quote, name) is None and getattr(older.quote, name) is not None
+    }
+    quote = newer.quote.model_copy(update=missing) if missing else newer.quote
+    return QuoteEvent(newer.contract_id, quote, older.received)
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(str(value))

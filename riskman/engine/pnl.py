@@ -1,0 +1,274 @@
+"""MOD-005 P&L tracker: today's realized P&L per account, and open P&L from quotes.
+
+Realized P&L of a trading day = sum of `profitAndLoss` of its closing fills minus the fees of
+all its fills; voided fills never count (a fill voided later is taken back out). A fill belongs
+to the trading day of its own timestamp. Each fill is stored once (unique per account and
+trade id), in the same transaction as the day's total, so a replay never counts twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from riskman.calendar import ResetSchedule
+from riskman.engine.clock import Clock
+from riskman.engine.contracts import ContractCache
+from riskman.engine.quotes import QuoteTracker
+from riskman.engine.state import PositionState, StateManager
+from riskman.gateway.models import Trade
+from riskman.storage.db import Database, Transaction, to_db_time
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeEffect:
+    """What one fill changed."""
+
+    trade: Trade
+    day: date
+    is_new: bool
+    """First time this fill is seen (False: it was voided after being counted)."""
+    realized_delta: Decimal
+    fills_delta: int
+
+
+@dataclass(slots=True)
+class DayTotals:
+    realized: Decimal = ZERO
+    gross: Decimal = ZERO
+    fees: Decimal = ZERO
+    fills: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPnl:
+    """Open P&L of an account: the sum over positions that have a fresh quote."""
+
+    total: Decimal
+    priced: int
+    """Positions with a usable quote and contract."""
+    unpriced: tuple[str, ...]
+    """Contracts with a position but no fresh quote or no tick data: not in `total`."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.unpriced
+
+
+def open_pnl(
+    mark: Decimal, average: Decimal, tick_size: Decimal, tick_value: Decimal, signed_size: int
+) -> Decimal:
+    """(mark - average) / tickSize x tickValue x size, positive when the position gains."""
+    return (mark - average) / tick_size * tick_value * signed_size
+
+
+class PnlTracker:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        schedule: Callable[[], ResetSchedule],
+        state: StateManager,
+        quotes: QuoteTracker,
+        contracts: ContractCache,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._schedule = schedule
+        self._state = state
+        self._quotes = quotes
+        self._contracts = contracts
+        self._days: dict[tuple[int, date], DayTotals] = {}
+        self._seen: dict[tuple[int, int], tuple[date, bool, Decimal]] = {}
+
+    # --- start-up ------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Load today's and yesterday's fills (the ones a reconnect can replay)."""
+        today = self.trading_day()
+        days = (today.isoformat(), date.fromordinal(today.toordinal() - 1).isoformat())
+        rows = await self._db.fetchall(
+            "SELECT account_id, trade_id, trading_day, pnl, fees, voided FROM trades "
+            "WHERE trading_day IN (?, ?)",
+            days,
+        )
+        for row in rows:
+            net = Decimal(row["pnl"] or 0) - Decimal(row["fees"])
+            self._seen[(row["account_id"], row["trade_id"])] = (
+                date.fromisoformat(row["trading_day"]),
+                bool(row["voided"]),
+                net,
+            )
+        totals = await self._db.fetchall(
+            "SELECT account_id, trading_day, realized, gross, fees, fills FROM daily_pnl "
+            "WHERE trading_day IN (?, ?)",
+            days,
+        )
+        for row in totals:
+            self._days[(row["account_id"], date.fromisoformat(row["trading_day"]))] = DayTotals(
+                Decimal(row["realized"]), Decimal(row["gross"]), Decimal(row["fees"]), row["fills"]
+            )
+
+    # --- fills ---------------------------------------------------------------------------
+
+    def trading_day(self) -> date:
+        return self._schedule().trading_day(self._clock.now())
+
+    def record(self, trade: Trade) -> TradeEffect | None:
+        """Count a fill in memory at once. None if it changes nothing (a duplicate)."""
+        key = (trade.account_id, trade.id)
+        day = self._schedule().trading_day(trade.creation_timestamp)
+        seen = self._seen.get(key)
+        net = trade.net_pnl
+        if seen is None:
+            self._seen[key] = (day, trade.voided, net)
+            if trade.voided:
+                return TradeEffect(trade, day, True, ZERO, 0)
+            self._add(trade.account_id, day, trade, 1)
+            return TradeEffect(trade, day, True, net, 1)
+        seen_day, was_voided, seen_net = seen
+        if trade.voided and not was_voided:
+            self._seen[key] = (seen_day, True, seen_net)
+            totals = self._days.setdefault((trade.account_id, seen_day), DayTotals())
+            totals.realized -= seen_net
+            totals.gross -= seen_net + trade.fees
+            totals.fees -= trade.fees
+            totals.fills -= 1
+            return TradeEffect(trade, seen_day, False, -seen_net, -1)
+        return None
+
+    async def persist(self, effect: TradeEffect) -> None:
+        """Store the fill and the day's new total in one transaction."""
+        trade = effect.trade
+        async with self._db.transaction() as tx:
+            if effect.is_new:
+                inserted = await tx.execute(
+                    "INSERT OR IGNORE INTO trades (account_id, trade_id, contract_id, ts, "
+                    "trading_day, price, pnl, fees, side, size, voided, order_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        trade.account_id,
+                        trade.id,
+                        trade.contract_id,
+                        to_db_time(trade.creation_timestamp),
+                        effect.day.isoformat(),
+                        str(trade.price),
+                        None if trade.profit_and_loss is None else str(trade.profit_and_loss),
+                        str(trade.fees),
+                        int(trade.side),
+                        trade.size,
+                        int(trade.voided),
+                        trade.order_id,
+                    ),
+                )
+                if not inserted:
+                    return
+            else:
+                changed = await tx.execute(
+                    "UPDATE trades SET voided = 1 WHERE account_id = ? AND trade_id = ? "
+                    "AND voided = 0",
+                    (trade.account_id, trade.id),
+                )
+                if not changed:
+                    return
+            if effect.fills_delta:
+                await self._write_day(tx, trade.account_id, effect.day)
+
+    async def add_trade_pnl(self, trade: Trade) -> Decimal:
+        """Record and persist one fill; return the account's realized P&L for today."""
+        effect = self.record(trade)
+        if effect is not None:
+            await self.persist(effect)
+        return self.get_daily_realized_pnl(trade.account_id)
+
+    def _add(self, account_id: int, day: date, trade: Trade, fills: int) -> None:
+        totals = self._days.setdefault((account_id, day), DayTotals())
+        totals.realized += trade.net_pnl
+        totals.gross += trade.profit_and_loss or ZERO
+        totals.fees += trade.fees
+        totals.fills += fills
+
+    async def _write_day(self, tx: Transaction, account_id: int, day: date) -> None:
+        totals = self._days.get((account_id, day), DayTotals())
+        await tx.execute(
+            "INSERT OR REPLACE INTO daily_pnl (account_id, trading_day, realized, gross, fees, "
+            "fills, updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                account_id,
+                day.isoformat(),
+                str(totals.realized),
+                str(totals.gross),
+                str(totals.fees),
+                totals.fills,
+                to_db_time(self._clock.now()),
+            ),
+        )
+
+    # --- queries -------------------------------------------------------------------------
+
+    def get_daily_realized_pnl(self, account_id: int, day: date | None = None) -> Decimal:
+        totals = self._days.get((account_id, day or self.trading_day()))
+        return ZERO if totals is None else totals.realized
+
+    def day_totals(self, account_id: int, day: date | None = None) -> DayTotals:
+        totals = self._days.get((account_id, day or self.trading_day()))
+        return DayTotals() if totals is None else DayTotals(**_fields(totals))
+
+    def position_pnl(self, state: PositionState, *, allow_stale: bool = False) -> Decimal | None:
+        """Open P&L of one position, or None without a (fresh) quote or tick data."""
+        contract = self._contracts.get(state.contract_id)
+        if contract is None:
+            return None
+        if not allow_stale and self._quotes.is_quote_stale(state.contract_id):
+            return None
+        mark = self._quotes.get_mark(state.contract_id, state.sign)
+        if mark is None:
+            return None
+        return open_pnl(
+            mark,
+            state.position.average_price,
+            contract.tick_size,
+            contract.tick_value,
+            state.signed_size,
+        )
+
+    def position_ticks(self, state: PositionState) -> Decimal | None:
+        """How many ticks the position is in profit (negative in loss), from a fresh quote."""
+        contract = self._contracts.get(state.contract_id)
+        if contract is None or self._quotes.is_quote_stale(state.contract_id):
+            return None
+        mark = self._quotes.get_mark(state.contract_id, state.sign)
+        if mark is None:
+            return None
+        return (mark - state.position.average_price) / contract.tick_size * state.sign
+
+    def calculate_unrealized_pnl(self, account_id: int) -> OpenPnl:
+        total = ZERO
+        priced = 0
+        unpriced = []
+        for state in self._state.get_all_positions(account_id):
+            value = self.position_pnl(state)
+            if value is None:
+                unpriced.append(state.contract_id)
+            else:
+                total += value
+                priced += 1
+        return OpenPnl(total, priced, tuple(unpriced))
+
+    def forget_before(self, day: date) -> None:
+        """Drop in-memory fills of days before `day` (they stay in the database)."""
+        self._seen = {k: v for k, v in self._seen.items() if v[0] >= day}
+        self._days = {k: v for k, v in self._days.items() if k[1] >= day}
+
+
+def _fields(totals: DayTotals) -> dict[str, object]:
+    return {
+        "realized": totals.realized,
+        "gross": totals.gross,
+        "fees": totals.fees,
+        "fills": totals.fills,
+    }

@@ -1,0 +1,426 @@
+"""The event router: for every gateway event, state first, then the lockout gate, then the
+rules, then enforcement.
+
+Events are handled one at a time, in arrival order, by a single consumer, so rules always see
+a consistent state. Enforcement actions are started as tasks (the router never waits for the
+network) and durable writes that must precede reporting (lockouts, fills) are awaited after
+the actions are on their way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from riskman.engine.actions import EnforcementActions
+from riskman.engine.intents import (
+    CancelOrder,
+    CancelOrders,
+    Category,
+    CloseAll,
+    ClosePosition,
+    Intent,
+    Lock,
+    ModifyStop,
+    PlaceStop,
+    Plan,
+    ReducePosition,
+    plan,
+)
+from riskman.engine.lockouts import LockKind, LockoutManager
+from riskman.engine.pnl import PnlTracker
+from riskman.engine.ports import (
+    AccountEvent,
+    AccountSnapshot,
+    GatewayEvent,
+    OrderEvent,
+    PositionEvent,
+    QuoteEvent,
+    TradeEvent,
+)
+from riskman.engine.quotes import QuoteTracker
+from riskman.engine.state import OrderChange, PositionChange, StateManager
+from riskman.engine.trade_counter import TradeCounter
+from riskman.gateway.models import Position, root_of
+from riskman.rules.base import (
+    AccountTrigger,
+    CheckTrigger,
+    OrderTrigger,
+    PositionTrigger,
+    QuoteTrigger,
+    Rule,
+    TimerTrigger,
+    TradeTrigger,
+    Trigger,
+)
+
+log = logging.getLogger(__name__)
+
+GATE = "LOCKOUT"
+"""Rule name of the lockout gate in the enforcement log."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerEvent:
+    """A rule's timer came due (grace period, session start or end...)."""
+
+    rule: str
+    account_id: int
+    name: str
+    received: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileEvent:
+    snapshot: AccountSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsSnapshot:
+    """A REST re-read of one account's open positions (made while enforcing)."""
+
+    account_id: int
+    positions: tuple[Position, ...]
+    received: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckEvent:
+    """Evaluate every rule for the account(s) (start-up, config change, reset)."""
+
+    account_id: int | None = None
+    reason: str = "check"
+    received: float = 0.0
+
+
+RouterEvent = GatewayEvent | TimerEvent | ReconcileEvent | PositionsSnapshot | CheckEvent
+
+
+class EventRouter:
+    def __init__(
+        self,
+        *,
+        state: StateManager,
+        lockouts: LockoutManager,
+        pnl: PnlTracker,
+        quotes: QuoteTracker,
+        counter: TradeCounter,
+        actions: EnforcementActions,
+        rules: Sequence[Rule],
+        is_guarded: Callable[[int], bool],
+        on_state_change: Callable[[int | None], None],
+        on_positions_changed: Callable[[], None],
+        ensure_contract: Callable[[str], None],
+    ) -> None:
+        self._state = state
+        self._lockouts = lockouts
+        self._pnl = pnl
+        self._quotes = quotes
+        self._counter = counter
+        self._actions = actions
+        self.rules = list(rules)
+        self._by_id = {rule.id: rule for rule in self.rules}
+        self._is_guarded = is_guarded
+        self._changed = on_state_change
+        self._positions_changed = on_positions_changed
+        self._ensure_contract = ensure_contract
+
+    async def handle(self, event: RouterEvent) -> None:
+        """Route one event. Never raises for a bad event: it is logged and skipped."""
+        try:
+            await self._handle(event)
+        except Exception:
+            log.exception("event %s could not be processed; skipped", type(event).__name__)
+
+    async def _handle(self, event: RouterEvent) -> None:
+        if isinstance(event, QuoteEvent):
+            await self._on_quote(event)
+        elif isinstance(event, PositionEvent):
+            await self._on_position(event)
+        elif isinstance(event, OrderEvent):
+            await self._on_order(event)
+        elif isinstance(event, TradeEvent):
+            await self._on_trade(event)
+        elif isinstance(event, AccountEvent):
+            await self._on_account(event)
+        elif isinstance(event, TimerEvent):
+            await self._on_timer(event)
+        elif isinstance(event, ReconcileEvent):
+            await self._on_reconcile(event.snapshot)
+        elif isinstance(event, PositionsSnapshot):
+            await self._reconcile_positions(event.account_id, event.positions, event.received)
+        elif isinstance(event, CheckEvent):
+            await self._on_check(event)
+
+    # --- per event -----------------------------------------------------------------------
+
+    async def _on_quote(self, event: QuoteEvent) -> None:
+        self._quotes.update_quote(event.contract_id, event.quote)
+        holders = self._state.accounts_holding(event.contract_id)
+        if not holders:
+            return
+        trigger = QuoteTrigger(event.contract_id)
+        for account_id in list(holders):
+            intents = self._evaluate(account_id, trigger)
+            if intents:
+                await self._enforce(intents, event.received)
+            self._changed(account_id)
+
+    async def _on_position(self, event: PositionEvent) -> None:
+        position = event.position
+        if not self._is_guarded(position.account_id):
+            return
+        change = self._state.update_position(position)
+        self._actions.position_changed(position.account_id, position.contract_id)
+        if change.before is None or change.after is None:
+            self._positions_changed()
+        if change.after is not None:
+            self._ensure_contract(position.contract_id)
+        intents = self._gate_position(change)
+        intents += self._evaluate(position.account_id, PositionTrigger(change))
+        await self._enforce(intents, event.received)
+        self._changed(position.account_id)
+
+    async def _on_order(self, event: OrderEvent) -> None:
+        order = event.order
+        if not self._is_guarded(order.account_id):
+            return
+        change = self._state.update_order(order)
+        intents = self._gate_order(change)
+        intents += self._evaluate(order.account_id, OrderTrigger(change))
+        await self._enforce(intents, event.received)
+        self._changed(order.account_id)
+
+    async def _on_trade(self, event: TradeEvent) -> None:
+        trade = event.trade
+        if not self._is_guarded(trade.account_id):
+            return
+        effect = self._pnl.record(trade)
+        if effect is None:
+            return
+        counts = self._counter.record_trade(trade) if effect.is_new else None
+        intents = self._evaluate(trade.account_id, TradeTrigger(effect, counts))
+        locks = await self._enforce(intents, event.received, commit_locks=False)
+        # The fill is durable before it is reported; the actions are already on their way.
+        await self._pnl.persist(effect)
+        if locks:
+            await self._lockouts.commit()
+        self._changed(trade.account_id)
+
+    async def _on_account(self, event: AccountEvent) -> None:
+        account = event.account
+        if not self._is_guarded(account.id):
+            return
+        before = self._state.update_account(account)
+        intents = self._evaluate(account.id, AccountTrigger(before, account))
+        await self._enforce(intents, event.received)
+        self._changed(account.id)
+
+    async def _on_timer(self, event: TimerEvent) -> None:
+        rule = self._by_id.get(event.rule)
+        if rule is None or not rule.enabled(event.account_id):
+            return
+        intents = self._run_rule(rule, event.account_id, TimerTrigger(event.name))
+        await self._enforce(intents, event.received)
+        self._changed(event.account_id)
+
+    async def _on_check(self, event: CheckEvent) -> None:
+        accounts = (
+            [event.account_id]
+            if event.account_id is not None
+            else sorted(
+                {a.id for a in self._state.accounts()} | set(self._state.position_accounts())
+            )
+        )
+        for account_id in accounts:
+            if not self._is_guarded(account_id):
+                continue
+            intents = self._gate_existing(account_id)
+            intents += self._evaluate(account_id, CheckTrigger(event.reason))
+            await self._enforce(intents, event.received)
+            self._changed(account_id)
+
+    async def _on_reconcile(self, snapshot: AccountSnapshot) -> None:
+        account_id = snapshot.account.id
+        if not self._is_guarded(account_id):
+            return
+        received = snapshot.requested
+        await self._on_account(AccountEvent(snapshot.account, received))
+        await self._reconcile_positions(account_id, snapshot.positions, received)
+        orders, gone = self._state.order_updates(account_id, snapshot.orders)
+        for order in orders:
+            await self._on_order(OrderEvent(order, received))
+        for order in gone:
+            self._state.remove_order(account_id, order.id)
+        if snapshot.trades is not None:
+            for trade in sorted(snapshot.trades, key=lambda t: (t.creation_timestamp, t.id)):
+                await self._on_trade(TradeEvent(trade, received))
+        self._changed(account_id)
+
+    async def _reconcile_positions(
+        self, account_id: int, positions: Sequence[Position], received: float
+    ) -> None:
+        if not self._is_guarded(account_id):
+            return
+        updates = self._state.position_updates(account_id, positions)
+        for position in updates:
+            await self._on_position(PositionEvent(position, received))
+
+    # --- the lockout gate ----------------------------------------------------------------
+
+    def _gate_position(self, change: PositionChange) -> list[Intent]:
+        after = change.after
+        if after is None or not change.grew:
+            return []
+        lock = self._lockouts.blocking(after.account_id, after.root)
+        if lock is None:
+            return []
+        verb = "opened" if change.opened else "grew"
+        return [
+            ClosePosition(
+                rule=GATE,
+                account_id=after.account_id,
+                reason=f"position {verb} while locked ({lock.rule}: {lock.reason})",
+                category=Category.LOCKOUT,
+                contract_id=after.contract_id,
+            )
+        ]
+
+    def _gate_order(self, change: OrderChange) -> list[Intent]:
+        order = change.after
+        if order is None or not order.status.is_working:
+            return []
+        lock = self._lockouts.blocking(order.account_id, root_of(order.contract_id))
+        if lock is None:
+            return []
+        # A cooldown only stops new exposure: a stop protecting an open position stays.
+        if lock.kind is LockKind.COOLDOWN and not self._state.increases_exposure(order):
+            return []
+        return [
+            CancelOrder(
+                rule=GATE,
+                account_id=order.account_id,
+                reason=f"order placed while locked ({lock.rule}: {lock.reason})",
+                category=Category.LOCKOUT,
+                order_id=order.id,
+            )
+        ]
+
+    def _gate_existing(self, account_id: int) -> list[Intent]:
+        """At start-up: a hard lock with positions still open (opened while we were down)."""
+        intents: list[Intent] = []
+        for state in self._state.get_all_positions(account_id):
+            lock = self._lockouts.blocking(account_id, state.root)
+            if lock is not None and lock.kind is LockKind.LOCKOUT:
+                intents.append(
+                    ClosePosition(
+                        rule=GATE,
+                        account_id=account_id,
+                        reason=f"position open while locked ({lock.rule}: {lock.reason})",
+                        category=Category.LOCKOUT,
+                        contract_id=state.contract_id,
+                    )
+                )
+        for order in self._state.get_all_orders(account_id):
+            intents += self._gate_order(OrderChange(None, order))
+        return intents
+
+    # --- rules and enforcement -----------------------------------------------------------
+
+    def _evaluate(self, account_id: int, trigger: Trigger) -> list[Intent]:
+        intents: list[Intent] = []
+        kind = type(trigger)
+        for rule in self.rules:
+            if kind in rule.triggers or kind is CheckTrigger:
+                intents += self._run_rule(rule, account_id, trigger)
+        return intents
+
+    def _run_rule(self, rule: Rule, account_id: int, trigger: Trigger) -> list[Intent]:
+        try:
+            if not rule.enabled(account_id):
+                return []
+            return rule.evaluate(account_id, trigger)
+        except Exception:
+            log.exception(
+                "%s failed on %s for account %s", rule.id, type(trigger).__name__, account_id
+            )
+            return []
+
+    async def _enforce(
+        self, intents: Iterable[Intent], received: float, *, commit_locks: bool = True
+    ) -> bool:
+        """Carry out a plan. Returns True when locks were activated (and maybe committed)."""
+        todo = plan(intents)
+        if not todo:
+            return False
+        activated = self._activate_locks(todo)
+        self.dispatch(todo, received)
+        if activated and commit_locks:
+            await self._lockouts.commit()
+        return activated
+
+    def _activate_locks(self, todo: Plan) -> bool:
+        activated = False
+        for lock in todo.locks:
+            held = self._lockouts.activate(
+                lock.account_id,
+                lock.reason,
+                lock.until,
+                rule=lock.rule,
+                kind=lock.kind,
+                unlock=lock.unlock,
+                symbol=lock.symbol,
+            )
+            if held is not None:
+                activated = True
+                until = "no end" if held.until is None else held.until.isoformat(timespec="seconds")
+                self._actions.log_lock(
+                    lock.account_id,
+                    lock.rule,
+                    held.symbol or "account",
+                    lock.reason,
+                    held.kind.value,
+                    f"until {until} ({held.unlock.value})",
+                )
+        return activated
+
+    def dispatch(self, todo: Plan, received: float) -> None:
+        actions = self._actions
+        for intent in todo.actions:
+            common = {"rule": intent.rule, "reason": intent.reason, "started": received or None}
+            if isinstance(intent, CloseAll):
+                actions.close_all_positions(intent.account_id, **common)  # type: ignore[arg-type]
+            elif isinstance(intent, ClosePosition):
+                actions.close_position(intent.account_id, intent.contract_id, **common)  # type: ignore[arg-type]
+            elif isinstance(intent, ReducePosition):
+                actions.reduce_position_to_limit(
+                    intent.account_id,
+                    intent.contract_id,
+                    intent.target_size,
+                    **common,  # type: ignore[arg-type]
+                )
+            elif isinstance(intent, CancelOrders):
+                actions.cancel_all_orders(
+                    intent.account_id,
+                    symbol=intent.symbol,
+                    entries_only=intent.entries_only,
+                    **common,  # type: ignore[arg-type]
+                )
+            elif isinstance(intent, CancelOrder):
+                actions.cancel_order(intent.account_id, intent.order_id, **common)  # type: ignore[arg-type]
+            elif isinstance(intent, ModifyStop):
+                actions.modify_stop(intent.account_id, intent.order_id, intent.stop_price, **common)  # type: ignore[arg-type]
+            elif isinstance(intent, PlaceStop):
+                actions.place_stop(
+                    intent.account_id,
+                    intent.contract_id,
+                    intent.side,
+                    intent.size,
+                    intent.stop_price,
+                    **common,  # type: ignore[arg-type]
+                )
+
+
+def lock_intents(intents: Iterable[Intent]) -> list[Lock]:
+    return [intent for intent in intents if isinstance(intent, Lock)]

@@ -1,0 +1,152 @@
+"""Read-only views of engine state for the screens and logs (immutable, cheap to pass around).
+
+Widgets depend only on these types; they never reach into the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from riskman.engine.actions import EnforcementRecord
+from riskman.engine.lockouts import LockoutChange
+from riskman.engine.ports import FeedHealth
+from riskman.engine.trade_counter import TradeCounts
+from riskman.gateway.models import Order
+from riskman.rules.base import RuleStatus
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    account_id: int
+    contract_id: str
+    symbol: str
+    """The ticker a trader knows (ES, not EP)."""
+    side: str
+    """LONG or SHORT."""
+    size: int
+    average: Decimal
+    last: Decimal | None
+    open_pnl: Decimal | None
+    """None without a fresh quote or tick data."""
+    opened: datetime
+    has_stop: bool
+    stale: bool
+    quote_age: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    order: Order
+    symbol: str
+    protective: bool
+    """A stop on the closing side of an open position."""
+
+
+@dataclass(frozen=True, slots=True)
+class LockView:
+    id: int
+    rule: str
+    kind: str
+    """lockout or cooldown."""
+    reason: str
+    symbol: str | None
+    until: datetime | None
+    unlock: str
+    """What ends it: time, reset, session, can_trade, admin, config."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    id: str
+    key: str
+    title: str
+    enabled: bool
+    status: RuleStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    account_id: int
+    name: str
+    balance: Decimal | None
+    can_trade: bool | None
+    status: str
+    """OK, COOLDOWN or LOCKED."""
+    status_reason: str
+    realized: Decimal
+    open_pnl: Decimal
+    open_complete: bool
+    """False when a position has no fresh quote: open P&L is partial."""
+    total: Decimal
+    loss_limit: Decimal | None
+    """RULE-003 limit, for the "limit used" bar."""
+    profit_target: Decimal | None
+    """RULE-013 target."""
+    counts: TradeCounts
+    count_limits: tuple[int | None, int | None, int | None]
+    locks: tuple[LockView, ...]
+    positions: tuple[PositionView, ...]
+    orders: tuple[OrderView, ...]
+    rules: tuple[RuleView, ...]
+    pnl_history: tuple[float, ...]
+    """Intraday total P&L samples, oldest first (for a sparkline)."""
+
+    @property
+    def loss_used(self) -> float | None:
+        """Fraction of the daily loss limit used (0 when in profit)."""
+        if self.loss_limit is None or self.loss_limit <= 0:
+            return None
+        return max(0.0, float(-self.total / self.loss_limit))
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    at: datetime
+    trading_day: date
+    next_reset: datetime
+    session_open: bool | None
+    """None when no session rule is enabled."""
+    session_change: datetime | None
+    """When the session next opens or closes."""
+    accounts: tuple[AccountView, ...]
+    user_feed: FeedHealth | None
+    market_feed: FeedHealth | None
+    last_quote_age: float | None
+    stale_contracts: tuple[str, ...]
+    """Contracts with a position whose quote is missing or stale."""
+    log: tuple[EnforcementRecord, ...]
+    """Newest first."""
+    armed: bool
+    """Logged in, subscribed and reconciled: riskman is enforcing from the live stream."""
+
+    def account(self, account_id: int) -> AccountView | None:
+        for view in self.accounts:
+            if view.account_id == account_id:
+                return view
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChanged:
+    """Something about an account (or, with None, about everything) changed."""
+
+    account_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetDone:
+    ended: date
+    at: datetime
+    how: str
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    rule: str
+    account_id: int
+    reason: str
+
+
+EngineChange = EnforcementRecord | LockoutChange | FeedHealth | AccountChanged | ResetDone | Breach

@@ -1,0 +1,106 @@
+"""MOD-008 Trade counter: trades per rolling minute, rolling hour and session, per account.
+
+A trade is one order that filled: its partial fills count once, at the time of its first
+fill, by the fill's own timestamp (not when riskman heard of it). Counts are rebuilt on start
+from the stored fills of the session, so they survive a restart.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from riskman.engine.clock import Clock
+from riskman.gateway.models import Trade
+from riskman.storage.db import Database, from_db_time, to_db_time
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeCounts:
+    minute: int
+    hour: int
+    session: int
+
+
+class TradeCounter:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self._session_start: dict[int, datetime] = {}
+        self._default_start: datetime | None = None
+        self._times: dict[int, list[datetime]] = {}
+        self._orders: dict[int, set[int]] = {}
+
+    async def restore(self, session_start: datetime) -> None:
+        """Rebuild counts from the fills stored since each account's session start."""
+        self._default_start = session_start
+        rows = await self._db.fetchall("SELECT account_id, session_start FROM trade_counter")
+        for row in rows:
+            start = from_db_time(row["session_start"])
+            if start is not None:
+                self._session_start[row["account_id"]] = max(start, session_start)
+        fills = await self._db.fetchall(
+            "SELECT account_id, order_id, MIN(ts) AS first FROM trades WHERE voided = 0 "
+            "AND ts >= ? GROUP BY account_id, order_id",
+            (to_db_time(session_start),),
+        )
+        for row in fills:
+            ts = from_db_time(row["first"])
+            if ts is not None:
+                self._add(row["account_id"], row["order_id"], ts)
+
+    def get_session_start(self, account_id: int) -> datetime | None:
+        return self._session_start.get(account_id, self._default_start)
+
+    def record_trade(self, trade: Trade) -> TradeCounts | None:
+        """Count a fill. None if its order was already counted or it is before the session."""
+        start = self.get_session_start(trade.account_id)
+        if trade.voided or (start is not None and trade.creation_timestamp < start):
+            return None
+        if not self._add(trade.account_id, trade.order_id, trade.creation_timestamp):
+            return None
+        return self.get_trade_counts(trade.account_id)
+
+    def get_trade_counts(self, account_id: int, now: datetime | None = None) -> TradeCounts:
+        now = now or self._clock.now()
+        times = self._times.get(account_id, [])
+        minute = len(times) - bisect.bisect_right(times, now - MINUTE)
+        hour = len(times) - bisect.bisect_right(times, now - HOUR)
+        return TradeCounts(minute, hour, len(times))
+
+    def window_expiry(self, account_id: int, window: timedelta) -> datetime | None:
+        """When the oldest trade in the window leaves it (the count then drops)."""
+        now = self._clock.now()
+        times = self._times.get(account_id, [])
+        index = bisect.bisect_right(times, now - window)
+        return None if index >= len(times) else times[index] + window
+
+    async def reset_session(self, start: datetime, account_ids: list[int]) -> None:
+        """A new session starts at `start` (the daily reset): session counts go to zero."""
+        self._default_start = start
+        accounts = set(account_ids) | set(self._times) | set(self._session_start)
+        async with self._db.transaction() as tx:
+            for account_id in accounts:
+                self._session_start[account_id] = start
+                await tx.execute(
+                    "INSERT OR REPLACE INTO trade_counter (account_id, session_start) "
+                    "VALUES (?, ?)",
+                    (account_id, to_db_time(start)),
+                )
+        for account_id, times in self._times.items():
+            keep = bisect.bisect_left(times, start)
+            self._times[account_id] = times[keep:]
+        self._orders = {account: set() for account in self._orders}
+
+    def _add(self, account_id: int, order_id: int, ts: datetime) -> bool:
+        orders = self._orders.setdefault(account_id, set())
+        if order_id and order_id in orders:
+            return False
+        if order_id:
+            orders.add(order_id)
+        bisect.insort(self._times.setdefault(account_id, []), ts)
+        return True

@@ -1,0 +1,297 @@
+"""What every rule is: a small class over the engine's queries that returns intents.
+
+A rule never calls the gateway and keeps no copy of engine state. It is asked to `evaluate`
+an account when one of its `triggers` happens, and answers with intents (close, reduce,
+cancel, lock, cooldown...) that MOD-001 and MOD-002 carry out. `status` says where the account
+stands against the rule, for the Rules screen.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from riskman.calendar import HolidayCalendar, ResetSchedule, SessionSchedule
+from riskman.engine.intents import CancelOrders, Category, CloseAll, Intent, Lock
+from riskman.engine.lockouts import LockKind, Unlock
+from riskman.engine.state import OrderChange, PositionChange
+from riskman.gateway.models import Account
+
+if TYPE_CHECKING:
+    from riskman.config import Rules, SessionBlockOutside, Settings
+    from riskman.engine.clock import Clock
+    from riskman.engine.contracts import ContractCache
+    from riskman.engine.lockouts import LockoutManager
+    from riskman.engine.pnl import PnlTracker, TradeEffect
+    from riskman.engine.quotes import QuoteTracker
+    from riskman.engine.state import StateManager
+    from riskman.engine.timers import TimerManager
+    from riskman.engine.trade_counter import TradeCounter, TradeCounts
+    from riskman.storage.db import Database
+
+
+# --- triggers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PositionTrigger:
+    change: PositionChange
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTrigger:
+    change: OrderChange
+
+
+@dataclass(frozen=True, slots=True)
+class TradeTrigger:
+    effect: TradeEffect
+    counts: TradeCounts | None
+    """Counts after this fill, when it was a new trade for the counter."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteTrigger:
+    contract_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTrigger:
+    before: Account | None
+    after: Account
+
+
+@dataclass(frozen=True, slots=True)
+class TimerTrigger:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTrigger:
+    """Evaluate everything: after start-up, a reconnect, a config change or a reset."""
+
+    reason: str = "check"
+
+
+Trigger = (
+    PositionTrigger
+    | OrderTrigger
+    | TradeTrigger
+    | QuoteTrigger
+    | AccountTrigger
+    | TimerTrigger
+    | CheckTrigger
+)
+
+
+# --- status for the screens -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuleStatus:
+    value: str
+    """The current value the rule watches, formatted (e.g. "-$320.00", "3 / 5")."""
+    limit: str
+    used: float | None = None
+    """Fraction of the limit used (0.0-1.0+), when that means something."""
+    detail: str = ""
+    stale: bool = False
+    """The value depends on a quote that is missing or stale."""
+
+
+# --- context --------------------------------------------------------------------------------
+
+
+class RuleContext:
+    """Read access to the engine for rules, plus timers and per-rule persistent state."""
+
+    def __init__(
+        self,
+        *,
+        settings: Callable[[], Settings],
+        clock: Clock,
+        db: Database,
+        state: StateManager,
+        pnl: PnlTracker,
+        quotes: QuoteTracker,
+        contracts: ContractCache,
+        counter: TradeCounter,
+        lockouts: LockoutManager,
+        timers: TimerManager,
+        reset_schedule: Callable[[], ResetSchedule],
+        calendar: Callable[[], HolidayCalendar],
+        fire_timer: Callable[[str, int, str], None],
+    ) -> None:
+        self._settings = settings
+        self.clock = clock
+        self.db = db
+        self.state = state
+        self.pnl = pnl
+        self.quotes = quotes
+        self.contracts = contracts
+        self.counter = counter
+        self.lockouts = lockouts
+        self.timers = timers
+        self._reset_schedule = reset_schedule
+        self._calendar = calendar
+        self._fire_timer = fire_timer
+        self._sessions: dict[int, tuple[object, SessionSchedule]] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings()
+
+    def rules(self, account_id: int) -> Rules:
+        return self._settings().rules_for(account_id)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    @property
+    def reset_schedule(self) -> ResetSchedule:
+        return self._reset_schedule()
+
+    @property
+    def calendar(self) -> HolidayCalendar:
+        return self._calendar()
+
+    def next_reset(self) -> datetime:
+        return self._reset_schedule().next_reset(self.clock.now())
+
+    def trading_day(self) -> date:
+        return self._reset_schedule().trading_day(self.clock.now())
+
+    def session(self, cfg: SessionBlockOutside) -> SessionSchedule:
+        """The session schedule of a RULE-009 configuration (cached per configuration)."""
+        from zoneinfo import ZoneInfo
+
+        key = id(cfg)
+        cached = self._sessions.get(key)
+        if cached is not None and cached[0] is cfg and cached[1].calendar is self.calendar:
+            return cached[1]
+        zone = ZoneInfo(cfg.timezone or self.settings.timezone)
+        schedule = SessionSchedule(
+            start=cfg.start,
+            end=cfg.end,
+            days=frozenset(cfg.days),
+            zone=zone,
+            calendar=self.calendar if cfg.respect_holidays else None,
+            early_close_buffer=cfg.early_close_buffer,
+        )
+        self._sessions[key] = (cfg, schedule)
+        return schedule
+
+    def weight(self, account_id: int, root: str) -> Decimal:
+        """RULE-015: how much one contract of `root` counts toward contract limits."""
+        return self.rules(account_id).contract_weights.weight(root)
+
+    def start_rule_timer(self, rule_id: str, account_id: int, name: str, at: datetime) -> None:
+        """Evaluate `rule_id` for the account with `TimerTrigger(name)` at `at`."""
+        self.timers.start_timer_at(
+            f"rule:{rule_id}:{account_id}:{name}",
+            at,
+            lambda: self._fire_timer(rule_id, account_id, name),
+        )
+
+    def cancel_rule_timer(self, rule_id: str, account_id: int, name: str) -> None:
+        self.timers.cancel_timer(f"rule:{rule_id}:{account_id}:{name}")
+
+    def rule_timer_deadline(self, rule_id: str, account_id: int, name: str) -> datetime | None:
+        return self.timers.deadline(f"rule:{rule_id}:{account_id}:{name}")
+
+    async def load_rule_state(self, rule_id: str) -> dict[int, str]:
+        rows = await self.db.fetchall(
+            "SELECT account_id, payload FROM rule_state WHERE rule = ?", (rule_id,)
+        )
+        return {row["account_id"]: row["payload"] for row in rows}
+
+    async def save_rule_state(self, rule_id: str, account_id: int, payload: str) -> None:
+        from riskman.storage.db import to_db_time
+
+        await self.db.execute(
+            "INSERT OR REPLACE INTO rule_state (rule, account_id, payload, updated) "
+            "VALUES (?, ?, ?, ?)",
+            (rule_id, account_id, payload, to_db_time(self.clock.now())),
+        )
+
+
+# --- the rule base class --------------------------------------------------------------------
+
+
+class Rule(ABC):
+    id: ClassVar[str]
+    """RULE-001 ..."""
+    key: ClassVar[str]
+    """Its key under `rules:` in the configuration."""
+    title: ClassVar[str]
+    category: ClassVar[Category]
+    triggers: ClassVar[frozenset[type]]
+
+    def __init__(self, ctx: RuleContext) -> None:
+        self.ctx = ctx
+
+    def cfg(self, account_id: int) -> Any:
+        return getattr(self.ctx.rules(account_id), self.key)
+
+    def enabled(self, account_id: int) -> bool:
+        return bool(self.cfg(account_id).enabled)
+
+    @abstractmethod
+    def evaluate(self, account_id: int, trigger: Trigger) -> list[Intent]:
+        """What to do about this account now (empty when nothing breaches)."""
+
+    @abstractmethod
+    def status(self, account_id: int) -> RuleStatus:
+        """Where the account stands against this rule."""
+
+    async def restore(self) -> None:
+        """Load persisted state and rebuild timers (called once at start, after modules)."""
+
+    async def on_reset(self, ended: date, at: datetime) -> None:
+        """The daily reset that ended trading day `ended` happened at `at`."""
+
+    # --- helpers for subclasses ----------------------------------------------------------
+
+    def locked_by_me(self, account_id: int, symbol: str | None = None) -> bool:
+        return any(
+            lock.rule == self.id and lock.symbol == symbol
+            for lock in self.ctx.lockouts.get_lockout_info(account_id)
+        )
+
+    def lock_and_flatten(
+        self,
+        account_id: int,
+        reason: str,
+        until: datetime | None,
+        unlock: Unlock,
+    ) -> list[Intent]:
+        """The hard-lock response: lock, cancel every order, close every position."""
+        common = {"rule": self.id, "account_id": account_id, "reason": reason}
+        return [
+            Lock(**common, category=Category.LOCKOUT, until=until, unlock=unlock),
+            CloseAll(**common, category=Category.LOCKOUT),
+            CancelOrders(**common, category=Category.LOCKOUT),
+        ]
+
+    def cooldown(self, account_id: int, reason: str, until: datetime) -> list[Intent]:
+        """A cooldown: no new exposure until `until`; working entry orders are cancelled."""
+        common = {"rule": self.id, "account_id": account_id, "reason": reason}
+        return [
+            Lock(
+                **common,
+                category=Category.COOLDOWN,
+                until=until,
+                unlock=Unlock.TIME,
+                kind=LockKind.COOLDOWN,
+            ),
+            CancelOrders(**common, category=Category.COOLDOWN, entries_only=True),
+        ]
+
+
+def money(value: Decimal) -> str:
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.2f}"
