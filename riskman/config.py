@@ -163,6 +163,8 @@ Money = Annotated[
     Field(gt=Decimal("-1e9"), lt=Decimal("1e9"), allow_inf_nan=False),
     PlainSerializer(lambda d: int(d) if d == d.to_integral_value() else float(d)),
 ]
+
+
 def _no_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected a whole number, not true/false")
@@ -269,9 +271,11 @@ class SessionBlockOutside(Rule):
     days: list[Day] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
     respect_holidays: bool = True
     flatten_at_end: bool = True
-    early_close_buffer: Annotated[float, BeforeValidator(
-        lambda v: 0.0 if v in (0, "0", 0.0) else _parse_seconds(v)
-    ), PlainSerializer(_duration_out)] = 300.0
+    early_close_buffer: Annotated[
+        float,
+        BeforeValidator(lambda v: 0.0 if v in (0, "0", 0.0) else _parse_seconds(v)),
+        PlainSerializer(_duration_out),
+    ] = 300.0
     timezone: TimeZoneName | None = None
 
     @model_validator(mode="after")
@@ -342,8 +346,8 @@ class ContractWeights(Rule):
     enabled: bool = False
     micro_weight: Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=1)] = Decimal("0.1")
     micros: list[Symbol] = Field(default_factory=lambda: list(DEFAULT_MICROS))
-    weights: dict[Symbol, Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=100)]] = (
-        Field(default_factory=dict)
+    weights: dict[Symbol, Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=100)]] = Field(
+        default_factory=dict
     )
 
     def weight(self, root: str) -> Decimal:
@@ -584,6 +588,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise _YamlProblem(where, f"not valid YAML: {problem}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # ruamel builds dates while parsing: 2026-13-01 fails here, not as a YAMLError.
+        raise _YamlProblem("(file)", f"not valid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -1,0 +1,180 @@
+"""Writing the YAML configuration back (admin screens): comments kept, validated, atomic.
+
+A change is applied to a round-trip copy of the file (ruamel keeps comments, order and flow
+style), the result is validated exactly as at start-up from a temporary file beside the real
+one, and only then renamed over it. An invalid change leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from riskman.calendar import HolidayCalendar
+from riskman.config import ConfigError, Settings, load_config
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: KeyPath
+    old: Any
+    new: Any
+
+    @property
+    def key(self) -> str:
+        return ".".join(str(part) for part in self.path)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096  # never re-wrap lines the admin did not touch
+    return yaml
+
+
+def _plain(value: Any) -> Any:
+    """A value as YAML should hold it (Decimal -> number, time -> "HH:MM")."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, time):
+        return value.strftime("%H:%M")
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        mapping = CommentedMap()
+        for key, item in value.items():
+            mapping[key] = _plain(item)
+        mapping.fa.set_flow_style()
+        return mapping
+    if isinstance(value, list | tuple):
+        seq = CommentedSeq(_plain(item) for item in value)
+        seq.fa.set_flow_style()
+        return seq
+    return value
+
+
+def _get(data: Any, path: KeyPath) -> Any:
+    for part in path:
+        if (isinstance(data, Mapping) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        ):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _set(data: CommentedMap, path: KeyPath, value: Any) -> None:
+    node: Any = data
+    for part in path[:-1]:
+        if isinstance(node, list):
+            node = node[int(part)]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = CommentedMap()
+            node[part].fa.set_flow_style()
+        node = node[part]
+    last = path[-1]
+    if value is None and isinstance(node, Mapping):
+        node.pop(last, None)
+    elif isinstance(node, list):
+        node[int(last)] = _plain(value)
+    else:
+        node[last] = _plain(value)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _edit(
+    path: Path,
+    mutate: Callable[[CommentedMap], None],
+    validate: Callable[[Path], object],
+) -> None:
+    yaml = _yaml()
+    original = path.read_text(encoding="utf-8")
+    data = yaml.load(original) or CommentedMap()
+    mutate(data)
+    buffer = io.StringIO()
+    yaml.dump(data, buffer)
+    text = buffer.getvalue()
+    # Validate from a temporary file in the same folder, so relative paths resolve the same.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.check-", suffix=".yaml", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            validate(Path(tmp))
+        except ConfigError as exc:
+            raise ConfigError([p.replace(tmp, str(path)) for p in exc.problems]) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    _atomic_write(path, text)
+
+
+def update_config(path: Path, changes: Mapping[KeyPath, Any]) -> tuple[Settings, list[Change]]:
+    """Apply `changes` (key path -> new value; None removes the key) to the config file.
+
+    Returns the new effective settings and what changed (old and new values, for the audit).
+    Raises ConfigError (the file untouched) when the result is invalid.
+    """
+    before = _yaml().load(path.read_text(encoding="utf-8")) or {}
+    applied = [
+        Change(key, _get(before, key), value)
+        for key, value in changes.items()
+        if _get(before, key) != _plain(value)
+    ]
+
+    def mutate(data: CommentedMap) -> None:
+        for change in applied:
+            _set(data, change.path, change.new)
+
+    if applied:
+        _edit(path, mutate, load_config)
+    return load_config(path), applied
+
+
+def update_holidays(
+    path: Path, closed: Sequence[Mapping[str, Any]], early_close: Sequence[Mapping[str, Any]]
+) -> HolidayCalendar:
+    """Replace the holiday lists (comments at the top of the file are kept)."""
+
+    order = ("date", "time", "name")
+
+    def ordered(entry: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: entry[key] for key in order if key in entry}
+
+    def mutate(data: CommentedMap) -> None:
+        data["closed"] = CommentedSeq(_plain(ordered(entry)) for entry in closed)
+        data["early_close"] = CommentedSeq(_plain(ordered(entry)) for entry in early_close)
+
+    _edit(path, mutate, HolidayCalendar.load)
+    return HolidayCalendar.load(path)
