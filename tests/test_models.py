@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -156,17 +157,13 @@ def test_any_user_payload_parses_or_raises_payload_error(
     name: str, payload: Any, wrap: bool
 ) -> None:
     args = [{"action": 1, "data": payload}] if wrap else [payload]
-    try:
+    with contextlib.suppress(PayloadError):
         parse_user_event(name, args)
-    except PayloadError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
 @given(args=st.one_of(_json, st.tuples(st.text(max_size=30), _json).map(list)))
 def test_any_market_payload_parses_or_raises_payload_error(args: Any) -> None:
     for parse in (parse_quote, parse_market_trades):
-        try:
+        with contextlib.suppress(PayloadError):
             parse(args)
-        except PayloadError:
-            pass
