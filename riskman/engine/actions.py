@@ -101,12 +101,15 @@ class EnforcementActions:
         rule: str,
         reason: str,
         started: float | None = None,
+        cancel_leftovers: bool = True,
     ) -> asyncio.Task[bool] | None:
         if ("close", account_id, contract_id) in self._in_flight:
             return None
         return self._spawn(
             ("close", account_id, contract_id),
-            self._close(account_id, contract_id, rule, reason, self._started(started)),
+            self._close(
+                account_id, contract_id, rule, reason, self._started(started), cancel_leftovers
+            ),
         )
 
     def reduce_position_to_limit(
@@ -348,7 +351,13 @@ class EnforcementActions:
         await self._clock.sleep(delay)
 
     async def _close(
-        self, account_id: int, contract_id: str, rule: str, reason: str, started: float
+        self,
+        account_id: int,
+        contract_id: str,
+        rule: str,
+        reason: str,
+        started: float,
+        leftovers: bool = True,
     ) -> bool:
         detail = ""
         for attempt in range(1, self.config.max_attempts + 1):
@@ -356,9 +365,10 @@ class EnforcementActions:
             try:
                 await self._gateway.close_contract(account_id, contract_id)
             except NotFound:
-                self._log(account_id, rule, "close", contract_id, reason, "already flat", started)
                 self._drop_if_flat(account_id, contract_id)
-                return True
+                return self._closed(
+                    account_id, contract_id, rule, reason, started, "already flat", "", leftovers
+                )
             except GatewayError as exc:
                 error, detail = exc, str(exc)
             if error is None or isinstance(error, OutcomeUnknown):
@@ -369,30 +379,28 @@ class EnforcementActions:
                     self.config.verify_after,
                 )
                 if gone:
-                    self._log(
+                    return self._closed(
                         account_id,
-                        rule,
-                        "close",
                         contract_id,
+                        rule,
                         reason,
-                        "ok",
                         started,
+                        "ok",
                         _attempts(attempt),
+                        leftovers,
                     )
-                    return True
             size = await self._rest_size(account_id, contract_id)
             if size == 0:
-                self._log(
+                return self._closed(
                     account_id,
-                    rule,
-                    "close",
                     contract_id,
+                    rule,
                     reason,
-                    "ok",
                     started,
+                    "ok",
                     _attempts(attempt),
+                    leftovers,
                 )
-                return True
             if error is not None and not isinstance(error, OutcomeUnknown):
                 await self._backoff(attempt, error)
         self._log(
@@ -406,6 +414,31 @@ class EnforcementActions:
             detail or "position still open",
         )
         return False
+
+    def _closed(
+        self,
+        account_id: int,
+        contract_id: str,
+        rule: str,
+        reason: str,
+        started: float,
+        result: str,
+        detail: str,
+        leftovers: bool,
+    ) -> bool:
+        self._log(account_id, rule, "close", contract_id, reason, result, started, detail)
+        if leftovers:
+            # closeContract leaves the position's stop and target working; once flat they
+            # would open a new position when they trigger.
+            for order in self._state.get_orders_for_position(account_id, contract_id):
+                self.cancel_order(
+                    account_id,
+                    order.id,
+                    rule=rule,
+                    reason=f"{reason} (left over)",
+                    started=started,
+                )
+        return True
 
     async def _reduce(
         self,
@@ -491,7 +524,12 @@ class EnforcementActions:
                 for state in self._state.get_all_positions(account_id)
                 if (
                     task := self.close_position(
-                        account_id, state.contract_id, rule=rule, reason=reason, started=started
+                        account_id,
+                        state.contract_id,
+                        rule=rule,
+                        reason=reason,
+                        started=started,
+                        cancel_leftovers=False,
                     )
                 )
                 is not None

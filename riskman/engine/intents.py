@@ -46,6 +46,15 @@ class Lock(Intent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClearLock(Intent):
+    """End the issuing rule's own lock on the account (or on one symbol): its unlock condition
+    came true (e.g. RULE-010: the gateway reports `canTrade` true again). A rule can only ever
+    clear a lock it set itself."""
+
+    symbol: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloseAll(Intent):
     """Flatten the account: cancel every working order and close every position."""
 
@@ -99,9 +108,11 @@ GatewayIntent = (
 class Plan:
     locks: list[Lock] = field(default_factory=list)
     actions: list[GatewayIntent] = field(default_factory=list)
+    clears: list[ClearLock] = field(default_factory=list)
+    """Applied before `locks`, so a lock set on the same event is never cleared by it."""
 
     def __bool__(self) -> bool:
-        return bool(self.locks or self.actions)
+        return bool(self.locks or self.actions or self.clears)
 
 
 def _kind_rank(intent: Intent) -> int:
@@ -122,9 +133,12 @@ def plan(intents: Iterable[Intent]) -> Plan:
     cancels: set[tuple[int, str | None, bool]] = set()
     single_cancels: set[tuple[int, int]] = set()
     locks: dict[tuple[int, str | None, str], Lock] = {}
+    clears: dict[tuple[int, str | None, str], ClearLock] = {}
     for intent in ordered:
         account = intent.account_id
-        if isinstance(intent, Lock):
+        if isinstance(intent, ClearLock):
+            clears.setdefault((account, intent.symbol, intent.rule), intent)
+        elif isinstance(intent, Lock):
             key = (account, intent.symbol, intent.rule)
             held = locks.get(key)
             if held is None or _longer(intent, held):
@@ -161,6 +175,7 @@ def plan(intents: Iterable[Intent]) -> Plan:
             result.actions.append(intent)
     result.actions.extend(reductions.values())
     result.locks = list(locks.values())
+    result.clears = list(clears.values())
     return result
 
 

@@ -18,6 +18,7 @@ from riskman.engine.intents import (
     CancelOrder,
     CancelOrders,
     Category,
+    ClearLock,
     CloseAll,
     ClosePosition,
     Intent,
@@ -201,11 +202,11 @@ class EventRouter:
             return
         counts = self._counter.record_trade(trade) if effect.is_new else None
         intents = self._evaluate(trade.account_id, TradeTrigger(effect, counts))
-        locks = await self._enforce(intents, event.received, commit_locks=False)
-        # The fill is durable before it is reported; the actions are already on their way.
+        # Locks are committed before the fill: a crash in between then replays the fill (not
+        # yet stored) and re-derives the lock, instead of finding the fill stored and the lock
+        # lost. The actions are already on their way either way.
+        await self._enforce(intents, event.received)
         await self._pnl.persist(effect)
-        if locks:
-            await self._lockouts.commit()
         self._changed(trade.account_id)
 
     async def _on_account(self, event: AccountEvent) -> None:
@@ -347,18 +348,30 @@ class EventRouter:
             )
             return []
 
-    async def _enforce(
-        self, intents: Iterable[Intent], received: float, *, commit_locks: bool = True
-    ) -> bool:
+    async def _enforce(self, intents: Iterable[Intent], received: float) -> bool:
         """Carry out a plan. Returns True when locks were activated (and maybe committed)."""
         todo = plan(intents)
         if not todo:
             return False
+        for clear in todo.clears:
+            await self._clear_lock(clear)
         activated = self._activate_locks(todo)
         self.dispatch(todo, received)
-        if activated and commit_locks:
+        if activated:
             await self._lockouts.commit()
         return activated
+
+    async def _clear_lock(self, clear: ClearLock) -> None:
+        """End the lock(s) the issuing rule holds on the account (or symbol); no other rule's."""
+        await self._lockouts.clear_where(
+            lambda lock: (
+                lock.account_id == clear.account_id
+                and lock.rule == clear.rule
+                and lock.symbol == clear.symbol
+            ),
+            by=clear.rule,
+            reason=clear.reason,
+        )
 
     def _activate_locks(self, todo: Plan) -> bool:
         activated = False

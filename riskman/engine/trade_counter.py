@@ -72,6 +72,10 @@ class TradeCounter:
         hour = len(times) - bisect.bisect_right(times, now - HOUR)
         return TradeCounts(minute, hour, len(times))
 
+    def trade_times(self, account_id: int) -> list[datetime]:
+        """When each trade of the session was made (its first fill), oldest first (a copy)."""
+        return list(self._times.get(account_id, ()))
+
     def window_expiry(self, account_id: int, window: timedelta) -> datetime | None:
         """When the oldest trade in the window leaves it (the count then drops)."""
         now = self._clock.now()

@@ -1,12 +1,26 @@
-"""The risk rules of SPEC.md §3, one per module, in evaluation order."""
+"""The risk rules of SPEC.md §3, one per module, in SPEC order."""
 
 from __future__ import annotations
 
+from riskman.rules.auth_loss_guard import AuthLossGuard
 from riskman.rules.base import Rule
+from riskman.rules.cooldown_after_loss import CooldownAfterLoss
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
+from riskman.rules.daily_realized_profit import DailyRealizedProfit
+from riskman.rules.daily_unrealized_loss import DailyUnrealizedLoss
 from riskman.rules.max_contracts import MaxContracts
+from riskman.rules.max_contracts_per_instrument import MaxContractsPerInstrument
+from riskman.rules.max_unrealized_profit import MaxUnrealizedProfit
+from riskman.rules.trade_frequency_limit import TradeFrequencyLimit
 
 ALL_RULES: tuple[type[Rule], ...] = (
     MaxContracts,
+    MaxContractsPerInstrument,
     DailyRealizedLoss,
+    DailyUnrealizedLoss,
+    MaxUnrealizedProfit,
+    TradeFrequencyLimit,
+    CooldownAfterLoss,
+    AuthLossGuard,
+    DailyRealizedProfit,
 )
