@@ -69,9 +69,9 @@ def _plain(value: Any) -> Any:
 
 def _get(data: Any, path: KeyPath) -> Any:
     for part in path:
-        if (isinstance(data, Mapping) and part in data) or (
-            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
-        ):
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             data = data[part]
         else:
             return None
@@ -89,7 +89,7 @@ def _set(data: CommentedMap, path: KeyPath, value: Any) -> None:
             node[part].fa.set_flow_style()
         node = node[part]
     last = path[-1]
-    if value is None and isinstance(node, Mapping):
+    if value is None and isinstance(node, dict):
         node.pop(last, None)
     elif isinstance(node, list):
         node[int(last)] = _plain(value)

@@ -326,7 +326,7 @@ class EnforcementActions:
                 return False
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault((account_id, contract_id), []).append(future)
-            if not await wait_for(self._clock, future, remaining):  # type: ignore[arg-type]
+            if not await wait_for(self._clock, future, remaining):
                 return done()
         return True
 

@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 # The real clock re-checks wall time at least this often, so a timer stays right when the
 # machine sleeps or NTP steps the clock (loop timers run on the monotonic clock).
@@ -194,12 +194,12 @@ class FakeClock:
                 future.set_result(None)
 
 
-async def wait_for(clock: Clock, future: asyncio.Future[object], timeout: float) -> bool:
+async def wait_for(clock: Clock, future: asyncio.Future[Any], timeout: float) -> bool:
     """Wait for `future` at most `timeout` seconds of `clock` time. True if it completed."""
     if future.done():
         return True
     loop = asyncio.get_running_loop()
-    expired: asyncio.Future[None] = loop.create_future()
+    expired: asyncio.Future[Any] = loop.create_future()
 
     def expire() -> None:
         if not expired.done():

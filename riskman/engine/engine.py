@@ -193,12 +193,14 @@ class Engine:
         await self.pnl.restore()
         await self.counter.restore(self.resets.day_start())
         await self._load_log()
-        await self.resets.start()
+        # Rules restore their state before a missed reset is caught up, so the reset works on
+        # the stored state (e.g. RULE-014's end-of-day high), not on an empty one.
         for rule in self.rules:
             try:
                 await rule.restore()
             except Exception:
                 log.exception("%s could not restore its state", rule.id)
+        await self.resets.start()
         self._consumer = asyncio.get_running_loop().create_task(
             self._consume(), name="riskman-router"
         )

@@ -9,7 +9,7 @@ trade id), in the same transaction as the day's total, so a replay never counts 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
@@ -216,7 +216,7 @@ class PnlTracker:
 
     def day_totals(self, account_id: int, day: date | None = None) -> DayTotals:
         totals = self._days.get((account_id, day or self.trading_day()))
-        return DayTotals() if totals is None else DayTotals(**_fields(totals))
+        return DayTotals() if totals is None else replace(totals)
 
     def position_pnl(self, state: PositionState, *, allow_stale: bool = False) -> Decimal | None:
         """Open P&L of one position, or None without a (fresh) quote or tick data."""
@@ -263,12 +263,3 @@ class PnlTracker:
         """Drop in-memory fills of days before `day` (they stay in the database)."""
         self._seen = {k: v for k, v in self._seen.items() if v[0] >= day}
         self._days = {k: v for k, v in self._days.items() if k[1] >= day}
-
-
-def _fields(totals: DayTotals) -> dict[str, object]:
-    return {
-        "realized": totals.realized,
-        "gross": totals.gross,
-        "fees": totals.fees,
-        "fills": totals.fills,
-    }

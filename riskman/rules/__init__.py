@@ -10,8 +10,13 @@ from riskman.rules.daily_realized_profit import DailyRealizedProfit
 from riskman.rules.daily_unrealized_loss import DailyUnrealizedLoss
 from riskman.rules.max_contracts import MaxContracts
 from riskman.rules.max_contracts_per_instrument import MaxContractsPerInstrument
+from riskman.rules.max_loss_limit import MaxLossLimit
 from riskman.rules.max_unrealized_profit import MaxUnrealizedProfit
+from riskman.rules.no_stop_loss_grace import NoStopLossGrace
+from riskman.rules.session_block_outside import SessionBlockOutside
+from riskman.rules.symbol_blocks import SymbolBlocks
 from riskman.rules.trade_frequency_limit import TradeFrequencyLimit
+from riskman.rules.trade_management import TradeManagement
 
 ALL_RULES: tuple[type[Rule], ...] = (
     MaxContracts,
@@ -21,6 +26,12 @@ ALL_RULES: tuple[type[Rule], ...] = (
     MaxUnrealizedProfit,
     TradeFrequencyLimit,
     CooldownAfterLoss,
+    NoStopLossGrace,
+    SessionBlockOutside,
     AuthLossGuard,
+    SymbolBlocks,
+    TradeManagement,
     DailyRealizedProfit,
+    MaxLossLimit,
 )
+"""RULE-015 (contract weights) is an option of RULE-001/002, not a rule of its own."""

@@ -270,25 +270,40 @@ class Rule(ABC):
         unlock: Unlock,
     ) -> list[Intent]:
         """The hard-lock response: lock, cancel every order, close every position."""
-        common = {"rule": self.id, "account_id": account_id, "reason": reason}
         return [
-            Lock(**common, category=Category.LOCKOUT, until=until, unlock=unlock),
-            CloseAll(**common, category=Category.LOCKOUT),
-            CancelOrders(**common, category=Category.LOCKOUT),
+            Lock(
+                rule=self.id,
+                account_id=account_id,
+                reason=reason,
+                category=Category.LOCKOUT,
+                until=until,
+                unlock=unlock,
+            ),
+            CloseAll(rule=self.id, account_id=account_id, reason=reason, category=Category.LOCKOUT),
+            CancelOrders(
+                rule=self.id, account_id=account_id, reason=reason, category=Category.LOCKOUT
+            ),
         ]
 
     def cooldown(self, account_id: int, reason: str, until: datetime) -> list[Intent]:
         """A cooldown: no new exposure until `until`; working entry orders are cancelled."""
-        common = {"rule": self.id, "account_id": account_id, "reason": reason}
         return [
             Lock(
-                **common,
+                rule=self.id,
+                account_id=account_id,
+                reason=reason,
                 category=Category.COOLDOWN,
                 until=until,
                 unlock=Unlock.TIME,
                 kind=LockKind.COOLDOWN,
             ),
-            CancelOrders(**common, category=Category.COOLDOWN, entries_only=True),
+            CancelOrders(
+                rule=self.id,
+                account_id=account_id,
+                reason=reason,
+                category=Category.COOLDOWN,
+                entries_only=True,
+            ),
         ]
 
 
