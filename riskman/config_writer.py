@@ -69,7 +69,7 @@ def _plain(value: Any) -> Any:
 
 def _get(data: Any, path: KeyPath) -> Any:
     for part in path:
-        if isinstance(data, Mapping) and part in data:
+        if isinstance(data, Mapping) and part in data:  # noqa: SIM114 (two types for mypy)
             data = data[part]
         elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             data = data[part]
