@@ -1,0 +1,974 @@
+"""SignalR hubs (PROJECTX_API.md §3): a small transport interface, its signalrcore
+implementation, and a supervisor per hub that never trusts a connection to heal itself.
+
+Threads. signalrcore is synchronous: it reads the socket on its own thread and its calls block.
+Its callbacks here only hand the raw frame to the event loop (``call_soon_threadsafe``) and
+never touch loop state; a closed loop makes them drop the frame quietly. Blocking calls
+(connect, send, close) run on short-lived *daemon* threads with a timeout: a call stuck in the
+kernel can then neither freeze the loop nor keep the interpreter from exiting (the default
+executor's worker threads are joined at exit, which is why ``asyncio.to_thread`` is not used).
+
+What is taken from signalrcore and what is not. Its websocket client (HTTP upgrade, framing,
+receive thread) and its JSON hub protocol (handshake, 0x1E-separated records, the message types
+and their encoding) do the talking. Its hub *connection* object is not used: its automatic
+reconnect stalls silently, one undecodable record kills the whole connection, it does not
+surface pings, and it logs the URL (with the token) at debug level. So the records signalrcore
+decodes are dispatched here, on the loop, one at a time (a bad one costs only itself), and the
+supervisor below decides when a connection is dead.
+
+Secrets. The hub URL carries the token (``?access_token=``). signalrcore's logger is kept at
+WARNING and gets the redaction filter; nothing here logs a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from signalrcore.helpers import Helpers
+from signalrcore.messages.close_message import CloseMessage
+from signalrcore.messages.completion_message import CompletionMessage
+from signalrcore.messages.invocation_message import InvocationMessage
+from signalrcore.messages.ping_message import PingMessage
+from signalrcore.protocol.json_hub_protocol import JsonHubProtocol
+from signalrcore.transport.sockets.errors import SocketClosedError
+from signalrcore.transport.websockets.websocket_client import WebSocketClient
+from signalrcore.transport.websockets.websocket_transport import WebsocketTransport
+
+from riskman.engine.clock import Clock, SystemClock
+from riskman.engine.ports import FeedHealth, FeedState
+from riskman.gateway.errors import GatewayError
+from riskman.gateway.models import LOGOUT_EVENT
+from riskman.gateway.rest import install_redaction, redact
+
+log = logging.getLogger(__name__)
+install_redaction(log)
+
+_SIGNALR_LOGGER = logging.getLogger("SignalRCoreClient")
+
+
+def quiet_signalrcore() -> None:
+    """Keep signalrcore below WARNING (it logs the hub URL, token included, at debug)."""
+    if _SIGNALR_LOGGER.level < logging.WARNING:
+        _SIGNALR_LOGGER.setLevel(logging.WARNING)
+    install_redaction(_SIGNALR_LOGGER)
+
+
+quiet_signalrcore()
+
+PROTOCOL = JsonHubProtocol(version=1)
+RECORD_SEPARATOR: str = PROTOCOL.record_separator
+HANDSHAKE: str = PROTOCOL.encode(PROTOCOL.handshake_message())
+PING: str = PROTOCOL.encode(PingMessage())
+
+HubName = Literal["user", "market"]
+T = TypeVar("T")
+
+
+# --- the transport interface ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HubEvent:
+    """A server-to-client invocation: `target` is the event name (`GatewayUserOrder`, ...)."""
+
+    target: str
+    arguments: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HubClosed:
+    """The connection is gone (close message, socket error, closed by us). Always the last."""
+
+    reason: str
+
+
+HubMessage = HubEvent | HubClosed
+
+
+class HubError(Exception):
+    """A hub connection failed (connect, handshake, send) or is gone."""
+
+
+class HubConnectError(HubError):
+    def __init__(self, message: str, *, unauthorized: bool = False) -> None:
+        super().__init__(message)
+        self.unauthorized = unauthorized
+
+
+class HubInvokeError(HubError):
+    """The server completed an invocation with an error (the connection itself is fine)."""
+
+
+class HubTransport(Protocol):
+    """One hub connection. Built fresh for every (re)connect; never reused after `close`."""
+
+    async def connect(self, url: str, token: str) -> None:
+        """Open the socket and finish the SignalR handshake; raise :class:`HubConnectError`."""
+        ...
+
+    async def invoke(self, method: str, arguments: Sequence[Any]) -> Any:
+        """Invoke a hub method and wait for its completion; raise :class:`HubError`."""
+        ...
+
+    async def receive(self) -> HubMessage:
+        """The next inbound event; :class:`HubClosed` once the connection is gone."""
+        ...
+
+    def messages(self) -> AsyncIterator[HubMessage]:
+        """Inbound events as an async stream, ending after the :class:`HubClosed`."""
+        ...
+
+    async def close(self) -> None:
+        """Drop the connection; bounded in time, safe to call more than once."""
+        ...
+
+    @property
+    def last_inbound(self) -> float | None:
+        """`Clock.monotonic()` of the last inbound frame (events and pings alike)."""
+        ...
+
+
+TransportFactory = Callable[[], HubTransport]
+
+
+def hub_url_with_token(url: str, token: str) -> str:
+    """`url` as a websocket URL with `access_token` in its query (never log the result)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, v) for k, v in query if k != "access_token"]
+    query.append(("access_token", token))
+    return urllib.parse.urlunsplit(
+        (scheme, parts.netloc, parts.path, urllib.parse.urlencode(query), "")
+    )
+
+
+async def run_blocking(fn: Callable[[], T], *, timeout: float, name: str) -> T:
+    """Run a blocking `fn` on a daemon thread; give up waiting after `timeout` seconds.
+
+    On timeout the thread is abandoned (it is a daemon: it cannot hold up exit); callers make
+    sure it ends soon anyway (socket timeouts, shutting the socket down).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def runner() -> None:
+        try:
+            result: Any = fn()
+            ok = True
+        except BaseException as exc:
+            result, ok = exc, False
+        # A closed loop means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, ok, result)
+
+    threading.Thread(target=runner, name=f"riskman-hub-{name}", daemon=True).start()
+    return await asyncio.wait_for(future, timeout)
+
+
+# --- the signalrcore implementation -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    reason: str
+
+
+class _TimedWebSocketClient(WebSocketClient):  # type: ignore[misc]
+    """signalrcore's websocket client with a connect/upgrade timeout and websocket pongs."""
+
+    def __init__(self, *, connect_timeout: float, **kwargs: Any) -> None:
+        self._connect_timeout = connect_timeout
+        self.send_lock = threading.Lock()
+        self.sock: socket.socket | None = None
+        super().__init__(**kwargs)
+
+    def create_socket(self) -> socket.socket:
+        # signalrcore connects without a timeout: an unreachable host would block for minutes.
+        parsed = urllib.parse.urlparse(self.url)
+        host = parsed.hostname or "localhost"
+        raw = socket.create_connection(
+            (host, Helpers.get_port(parsed)), timeout=self._connect_timeout
+        )
+        if parsed.scheme in ("wss", "https"):
+            wrapped: socket.socket = self.ssl_context.wrap_socket(raw, server_hostname=host)
+            return wrapped
+        return raw
+
+    def run(self) -> None:
+        # The upgrade ran under the connect timeout; a healthy hub may then be quiet for long
+        # (the supervisor, not the socket, decides when quiet means dead).
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(None)
+        super().run()
+
+    def prepare_data(self, data: bytes) -> str:
+        # A bad byte must cost one frame, not the connection.
+        return data.decode("utf-8", errors="replace")
+
+    def send_text(self, text: str) -> None:
+        with self.send_lock:
+            self.send(text, opcode=0x1)
+
+    def _recv_frame(self) -> str | None:
+        # signalrcore returns websocket control frames as data and never answers pings; a
+        # server that pings at the websocket level would then drop us.
+        payload = b""
+        in_message = False
+        while True:
+            fin, opcode, data = self._read_one_frame()
+            if opcode == 0x8:
+                raise SocketClosedError()
+            if opcode in (0x9, 0xA):
+                if opcode == 0x9:
+                    with self.send_lock:
+                        self.send(data, opcode=0xA)
+                if not in_message:
+                    return None
+                continue
+            payload += data
+            in_message = True
+            if fin:
+                return self.prepare_data(payload)
+
+
+class _Socket(WebsocketTransport):  # type: ignore[misc]
+    """signalrcore's websocket transport, reduced to: open, send text, hand frames over, shut."""
+
+    def __init__(
+        self,
+        url: str,
+        deliver: Callable[[str | _Lost], None],
+        *,
+        connect_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(
+            url=url,
+            protocol=JsonHubProtocol(),
+            headers={},
+            skip_negotiation=True,
+            ssl_context=ssl_context or ssl.create_default_context(),
+            proxies={},
+            reconnection_handler=None,
+            on_open=_noop,
+            on_close=_noop,
+            on_reconnect=_noop,
+            on_message=_noop,
+        )
+        self._deliver = deliver
+        self._connect_timeout = connect_timeout
+
+    def create_client(self) -> _TimedWebSocketClient:
+        return _TimedWebSocketClient(
+            connect_timeout=self._connect_timeout,
+            url=self.url,
+            connection_id=self.connection_id,
+            headers=self.headers,
+            is_binary=False,
+            ssl_context=self.ssl_context,
+            enable_trace=False,
+            on_message=self.on_message,
+            on_error=self.on_socket_error,
+            on_close=self.on_socket_close,
+            on_open=self.on_socket_open,
+        )
+
+    # These run on signalrcore's receive thread: hand over and return.
+    def on_socket_open(self) -> None:
+        try:
+            self.send_text(HANDSHAKE)
+        except Exception as exc:
+            self._deliver(_Lost(f"handshake not sent ({type(exc).__name__})"))
+
+    def on_message(self, _app: object, raw_message: str) -> None:
+        self._deliver(raw_message)
+
+    def on_socket_close(self) -> None:
+        self._deliver(_Lost("connection closed by the gateway"))
+
+    def on_socket_error(self, error: Exception) -> None:
+        self._deliver(_Lost(f"socket error ({type(error).__name__})"))
+
+    # These run on our daemon threads.
+    def send_text(self, text: str) -> None:
+        client = self._client
+        if client is None or client.is_connection_closed():
+            raise ConnectionError("not connected")
+        client.send_text(text)
+
+    def shutdown(self, join_timeout: float) -> None:
+        self.manually_closing = True
+        client = self._client
+        if client is None:
+            return
+        client.running = False
+        sock = client.sock
+        if sock is not None:
+            # shutdown() wakes the receive thread out of recv(); close() alone does not.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        thread = client.recv_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(join_timeout)
+
+
+def _noop(*_args: object) -> None:
+    return None
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    """Fail `future` without asyncio's "exception never retrieved" noise if nobody awaits it."""
+    if not future.done():
+        future.set_exception(error)
+        future.exception()
+
+
+class SignalRCoreTransport:
+    """A :class:`HubTransport` over signalrcore's websocket client (JSON hub protocol)."""
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        send_timeout: float = 5.0,
+        invoke_timeout: float = 10.0,
+        close_timeout: float = 5.0,
+        keep_alive_interval: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._connect_timeout = connect_timeout
+        self._send_timeout = send_timeout
+        self._invoke_timeout = invoke_timeout
+        self._close_timeout = close_timeout
+        self._keep_alive_interval = keep_alive_interval
+        self._ssl_context = ssl_context
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._socket: _Socket | None = None
+        self._queue: asyncio.Queue[HubMessage] = asyncio.Queue()
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._handshake: asyncio.Future[None] | None = None
+        self._ids = itertools.count(1)
+        self._last_inbound: float | None = None
+        self._lost = False
+        self._closed = False
+        self._keep_alive: asyncio.Task[None] | None = None
+        self._bad_frames = 0
+
+    def __repr__(self) -> str:
+        return f"SignalRCoreTransport(lost={self._lost}, closed={self._closed})"
+
+    @property
+    def last_inbound(self) -> float | None:
+        return self._last_inbound
+
+    async def connect(self, url: str, token: str) -> None:
+        quiet_signalrcore()
+        self._loop = asyncio.get_running_loop()
+        self._handshake = self._loop.create_future()
+        sock = _Socket(
+            hub_url_with_token(url, token),
+            self._from_thread,
+            connect_timeout=self._connect_timeout,
+            ssl_context=self._ssl_context,
+        )
+        self._socket = sock
+        started = self._clock.monotonic()
+        try:
+            await run_blocking(sock.start, timeout=self._connect_timeout, name="connect")
+            left = max(0.1, self._connect_timeout - (self._clock.monotonic() - started))
+            await asyncio.wait_for(asyncio.shield(self._handshake), left)
+        except TimeoutError:
+            raise HubConnectError("connect timed out") from None
+        except HubError:
+            raise
+        except Exception as exc:
+            text = redact(str(exc))
+            unauthorized = " 401" in text or "Unauthorized" in text
+            first_line = text.splitlines()[0] if text else ""
+            raise HubConnectError(
+                f"connect failed ({type(exc).__name__}: {first_line[:120]})",
+                unauthorized=unauthorized,
+            ) from None
+        self._keep_alive = self._loop.create_task(self._ping_loop(), name="riskman-hub-ping")
+
+    async def invoke(self, method: str, arguments: Sequence[Any]) -> Any:
+        if self._lost or self._loop is None:
+            raise HubError("not connected")
+        invocation_id = str(next(self._ids))
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[invocation_id] = future
+        message = InvocationMessage(invocation_id, method, list(arguments), headers={})
+        try:
+            await self._send(PROTOCOL.encode(message))
+            return await asyncio.wait_for(future, self._invoke_timeout)
+        except TimeoutError:
+            raise HubError(f"{method}: no completion in {self._invoke_timeout:g} s") from None
+        finally:
+            self._pending.pop(invocation_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # consumed here or above: no "never retrieved" noise
+
+    async def receive(self) -> HubMessage:
+        return await self._queue.get()
+
+    async def messages(self) -> AsyncIterator[HubMessage]:
+        while True:
+            message = await self._queue.get()
+            yield message
+            if isinstance(message, HubClosed):
+                return
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._lose("closed by riskman")
+        if self._keep_alive is not None:
+            self._keep_alive.cancel()
+        sock = self._socket
+        if sock is None:
+            return
+        # run_blocking starts the shutdown thread before its first await, so even a close
+        # that is itself cancelled still shuts the socket down.
+        try:
+            await run_blocking(
+                lambda: sock.shutdown(self._close_timeout),
+                timeout=self._close_timeout,
+                name="close",
+            )
+        except TimeoutError:
+            log.warning("hub socket did not close within %.0f s; abandoned", self._close_timeout)
+        except Exception as exc:
+            log.debug("hub socket close: %s", type(exc).__name__)
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _send(self, text: str) -> None:
+        sock = self._socket
+        if sock is None or self._lost:
+            raise HubError("not connected")
+        try:
+            await run_blocking(
+                lambda: sock.send_text(text), timeout=self._send_timeout, name="send"
+            )
+        except TimeoutError:
+            self._lose("send timed out")
+            raise HubError("send timed out") from None
+        except Exception as exc:
+            self._lose(f"send failed ({type(exc).__name__})")
+            raise HubError(f"send failed ({type(exc).__name__})") from None
+
+    async def _ping_loop(self) -> None:
+        # The server drops a client it has not heard from in 30 s (SignalR's client timeout);
+        # signalrcore pings only together with its own reconnect, which we do not use.
+        while not self._lost:
+            await self._clock.sleep(self._keep_alive_interval)
+            try:
+                await self._send(PING)
+            except HubError:
+                return
+
+    def _from_thread(self, item: str | _Lost) -> None:
+        """Called on signalrcore's receive thread: hand over to the loop, nothing else."""
+        loop = self._loop
+        if loop is None:
+            return
+        # A closed loop means nothing is listening any more: drop the frame quietly.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._on_item, item)
+
+    def _on_item(self, item: str | _Lost) -> None:
+        if isinstance(item, _Lost):
+            self._lose(item.reason)
+            return
+        if self._lost:
+            return
+        self._last_inbound = self._clock.monotonic()
+        for record in item.split(RECORD_SEPARATOR):
+            if record.strip():
+                self._on_record(record)
+
+    def _on_record(self, record: str) -> None:
+        try:
+            message = json.loads(record)
+        except ValueError:
+            self._bad_frame("not JSON", len(record))
+            return
+        if not isinstance(message, dict):
+            self._bad_frame("not an object", len(record))
+            return
+        handshake = self._handshake
+        if handshake is not None and not handshake.done():
+            error = message.get("error")
+            if error:
+                _fail(handshake, HubConnectError(f"handshake refused: {str(error)[:200]}"))
+            else:
+                handshake.set_result(None)
+            return
+        try:
+            decoded = PROTOCOL.get_message(message)
+        except (ValueError, TypeError, KeyError) as exc:
+            self._bad_frame(f"not a hub message ({type(exc).__name__})", len(record))
+            return
+        if isinstance(decoded, InvocationMessage):
+            if not isinstance(decoded.target, str) or not isinstance(decoded.arguments, list):
+                self._bad_frame("invocation without target/arguments", len(record))
+                return
+            self._queue.put_nowait(HubEvent(decoded.target, decoded.arguments))
+        elif isinstance(decoded, CompletionMessage):
+            future = self._pending.get(str(decoded.invocation_id))
+            if future is not None and not future.done():
+                if decoded.error:
+                    _fail(future, HubInvokeError(str(decoded.error)[:200]))
+                else:
+                    future.set_result(decoded.result)
+        elif isinstance(decoded, CloseMessage):
+            error = decoded.error
+            self._lose(f"close message ({str(error)[:120]})" if error else "close message")
+        # Pings only count as traffic; stream messages and acks are not used by the gateway.
+
+    def _bad_frame(self, why: str, size: int) -> None:
+        self._bad_frames += 1
+        if self._bad_frames == 1 or self._bad_frames % 100 == 0:
+            log.warning(
+                "hub frame skipped: %s (%d chars; %d skipped so far)", why, size, self._bad_frames
+            )
+
+    def _lose(self, reason: str) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        if self._handshake is not None:
+            _fail(self._handshake, HubConnectError(f"connection lost ({reason})"))
+        for future in self._pending.values():
+            _fail(future, HubError(f"connection lost ({reason})"))
+        self._queue.put_nowait(HubClosed(reason))
+
+
+# --- the supervisor ---------------------------------------------------------------------------
+
+
+class TokenSource(Protocol):
+    """Where a hub gets its token (the REST client)."""
+
+    @property
+    def token_version(self) -> int: ...
+
+    async def access_token(self) -> str: ...
+
+    async def renew_token(self) -> str: ...
+
+    def add_token_listener(self, listener: Callable[[], None]) -> Callable[[], None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter for reconnects."""
+
+    base: float = 0.5
+    maximum: float = 30.0
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        if failures <= 0:
+            return 0.0
+        raw = min(self.maximum, self.base * 2.0 ** (failures - 1))
+        return raw * (0.5 + 0.5 * rng.random())
+
+
+Setup = Callable[[HubTransport], Awaitable[None]]
+EventHandler = Callable[[HubEvent], None]
+HealthHandler = Callable[[FeedHealth], None]
+
+DOWN_AFTER_FAILURES = 3
+"""Consecutive failed attempts after which the hub is reported DOWN (not just reconnecting)."""
+
+
+class HubSupervisor:
+    """Keeps one hub connected: connect, set up (subscribe, reconcile), watch, rebuild.
+
+    A connection is discarded and a fresh one built (with backoff) when: no inbound frame for
+    `silence_timeout`; the connect or the setup fails or stalls; the server closes it or the
+    socket breaks; a `GatewayLogout` arrives (the token is renewed first); the token changes;
+    or someone calls :meth:`rebuild`. The hub is CONNECTED (trusted) only once `setup` has
+    finished on the current connection.
+    """
+
+    def __init__(
+        self,
+        hub: HubName,
+        url: str,
+        tokens: TokenSource,
+        *,
+        setup: Setup,
+        ready_detail: str = "ready",
+        on_event: EventHandler,
+        on_health: HealthHandler,
+        clock: Clock | None = None,
+        transport_factory: TransportFactory | None = None,
+        silence_timeout: float = 30.0,
+        max_backoff: float = 30.0,
+        connect_timeout: float = 15.0,
+        setup_timeout: float = 90.0,
+        close_timeout: float = 5.0,
+        stable_after: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.hub: HubName = hub
+        self._url = url
+        self._tokens = tokens
+        self._setup = setup
+        self._ready_detail = ready_detail
+        self._on_event = on_event
+        self._on_health = on_health
+        self._clock: Clock = clock or SystemClock()
+        self._factory: TransportFactory = transport_factory or (
+            lambda: SignalRCoreTransport(self._clock)
+        )
+        self._silence_timeout = silence_timeout
+        self._backoff = Backoff(maximum=max_backoff)
+        self._connect_timeout = connect_timeout
+        self._setup_timeout = setup_timeout
+        self._close_timeout = close_timeout
+        # A connection that dies sooner than this after its setup counts as a failure, so a
+        # gateway that accepts and then drops us is retried with growing delays.
+        self._stable_after = stable_after if stable_after is not None else silence_timeout
+        self._check_interval = max(0.05, min(1.0, silence_timeout / 4))
+        self._rng = rng or random.Random()
+
+        self._state = FeedState.DOWN
+        self._detail = "not started"
+        self._since = self._clock.now()
+        self._reconnects = 0
+        self._last_inbound: float | None = None
+        self._transport: HubTransport | None = None
+        self._ready = False
+        self._rebuild_reason: str | None = None
+        self._renew_next = False
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._remove_listener: Callable[[], None] | None = None
+        self._conn_version = -1
+        self._current: HubTransport | None = None
+        """The transport being built or used, until it is closed (stop() closes a leftover)."""
+
+    def __repr__(self) -> str:
+        return f"HubSupervisor({self.hub}, {self._state.value})"
+
+    # --- public ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> FeedState:
+        return self._state
+
+    @property
+    def trusted(self) -> bool:
+        return self._state is FeedState.CONNECTED
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnects
+
+    def health(self) -> FeedHealth:
+        return FeedHealth(
+            hub=self.hub,
+            state=self._state,
+            last_event_age=self._event_age(),
+            reconnects=self._reconnects,
+            detail=self._detail,
+            since=self._since,
+        )
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._stopping = False
+        self._remove_listener = self._tokens.add_token_listener(self._on_token)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"riskman-hub-{self.hub}"
+        )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        leftover, self._current = self._current, None
+        if leftover is not None:
+            await self._discard(leftover)
+        self._set_state(FeedState.DOWN, "stopped")
+
+    def rebuild(self, reason: str, *, renew_token: bool = False) -> None:
+        """Discard the current connection and build a fresh one."""
+        if renew_token:
+            self._renew_next = True
+        if self._rebuild_reason is None:
+            self._rebuild_reason = reason
+        self._wake.set()
+
+    async def invoke(self, method: str, arguments: Sequence[Any]) -> Any:
+        """Invoke on the current connection (raise :class:`HubError` if there is none)."""
+        transport = self._transport
+        if transport is None:
+            raise HubError(f"{self.hub} hub not connected")
+        return await transport.invoke(method, arguments)
+
+    @property
+    def ready(self) -> bool:
+        """Connected and set up (same as `trusted`, but usable inside state callbacks)."""
+        return self._ready and self._transport is not None
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        first = True
+        while not self._stopping:
+            if first:
+                self._set_state(FeedState.CONNECTING, "connecting")
+            elif self._state is not FeedState.DOWN:
+                self._set_state(FeedState.RECONNECTING, self._detail)
+            first = False
+            reason, stable = await self._session()
+            if self._stopping:
+                return
+            failures = 0 if stable else failures + 1
+            self._reconnects += 1
+            delay = self._backoff.delay(failures, self._rng)
+            log.warning(
+                "%s hub: %s; reconnecting in %.1f s (attempt %d)",
+                self.hub,
+                reason,
+                delay,
+                self._reconnects,
+            )
+            if failures >= DOWN_AFTER_FAILURES:
+                self._set_state(FeedState.DOWN, reason)
+            elif self._state is not FeedState.STALE:
+                self._set_state(FeedState.RECONNECTING, reason)
+            else:
+                self._detail = reason
+            await self._pause(delay)
+
+    async def _session(self) -> tuple[str, bool]:
+        """One connection's life: returns why it ended and whether it had been stable."""
+        self._ready = False
+        self._rebuild_reason = None
+        self._wake.clear()
+        transport = self._factory()
+        self._current = transport
+        reader: asyncio.Task[str] | None = None
+        setup: asyncio.Task[None] | None = None
+        try:
+            try:
+                if self._renew_next:
+                    self._renew_next = False
+                    token = await self._tokens.renew_token()
+                else:
+                    token = await self._tokens.access_token()
+            except GatewayError as exc:
+                return f"no token ({exc})", False
+            self._conn_version = self._tokens.token_version
+            try:
+                await asyncio.wait_for(transport.connect(self._url, token), self._connect_timeout)
+            except TimeoutError:
+                return "connect timed out", False
+            except HubConnectError as exc:
+                if exc.unauthorized:
+                    self._renew_next = True
+                return str(exc), False
+            self._transport = transport
+            connected_at = self._clock.monotonic()
+            loop = asyncio.get_running_loop()
+            reader = loop.create_task(self._read(transport), name=f"riskman-hub-{self.hub}-read")
+            setup = loop.create_task(
+                asyncio.wait_for(self._setup(transport), self._setup_timeout),
+                name=f"riskman-hub-{self.hub}-setup",
+            )
+            return await self._watch(transport, reader, setup, connected_at)
+        except (HubError, GatewayError, OSError) as exc:
+            return f"{type(exc).__name__}: {redact(str(exc))}", False
+        except Exception as exc:  # never let the supervisor die
+            log.exception("%s hub: unexpected error", self.hub)
+            return f"unexpected {type(exc).__name__}", False
+        finally:
+            self._ready = False
+            self._transport = None
+            if setup is not None:
+                setup.cancel()
+                await asyncio.gather(setup, return_exceptions=True)
+            await self._discard(transport)
+            self._current = None
+            if reader is not None:
+                # Closing queued a HubClosed behind whatever had already arrived: let the
+                # reader hand those events over instead of dropping them with the connection.
+                await asyncio.wait({reader}, timeout=self._close_timeout)
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+
+    async def _watch(
+        self,
+        transport: HubTransport,
+        reader: asyncio.Task[str],
+        setup: asyncio.Task[None],
+        connected_at: float,
+    ) -> tuple[str, bool]:
+        ready_at: float | None = None
+
+        def stable() -> bool:
+            return ready_at is not None and self._clock.monotonic() - ready_at >= self._stable_after
+
+        while True:
+            self._note_inbound(transport)
+            if self._stopping:
+                return "stopping", stable()
+            if self._rebuild_reason is not None:
+                return self._rebuild_reason, stable()
+            if reader.done():
+                return reader.result(), stable()
+            if ready_at is None and setup.done():
+                error = setup.exception()
+                if error is not None:
+                    what = "timed out" if isinstance(error, TimeoutError) else _describe(error)
+                    return f"setup failed: {what}", False
+                ready_at = self._clock.monotonic()
+                self._ready = True
+                self._set_state(FeedState.CONNECTED, self._ready_detail)
+            if self._tokens.token_version != self._conn_version:
+                return "token refreshed", stable()
+            last = transport.last_inbound or connected_at
+            silent = self._clock.monotonic() - last
+            if silent > self._silence_timeout:
+                reason = f"silent for {silent:.1f} s"
+                self._set_state(FeedState.STALE, reason)
+                return reason, stable()
+            waiters: list[asyncio.Future[Any]] = [reader]
+            if ready_at is None:
+                waiters.append(setup)
+            await self._wait_any(waiters, self._check_interval)
+
+    async def _read(self, transport: HubTransport) -> str:
+        while True:
+            message = await transport.receive()
+            if isinstance(message, HubClosed):
+                return f"connection lost: {message.reason}"
+            if message.target == LOGOUT_EVENT:
+                log.warning("%s hub: GatewayLogout received; re-authenticating", self.hub)
+                self.rebuild("GatewayLogout", renew_token=True)
+                continue
+            try:
+                self._on_event(message)
+            except Exception:  # one event must never stop the stream
+                log.exception("%s hub: handler failed for %s", self.hub, message.target)
+
+    async def _discard(self, transport: HubTransport) -> None:
+        try:
+            await asyncio.wait_for(transport.close(), self._close_timeout + 1.0)
+        except Exception as exc:
+            log.warning("%s hub: close did not finish (%s)", self.hub, type(exc).__name__)
+
+    async def _wait_any(self, waiters: list[asyncio.Future[Any]], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        wake = loop.create_task(self._wake.wait())
+        sleep = loop.create_task(self._clock.sleep(timeout))
+        try:
+            await asyncio.wait([*waiters, wake, sleep], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (wake, sleep):
+                task.cancel()
+            await asyncio.gather(wake, sleep, return_exceptions=True)
+        self._wake.clear()
+
+    async def _pause(self, delay: float) -> None:
+        # stop() cancels the task; a rebuild request while down does not shorten the backoff.
+        if delay > 0:
+            await self._clock.sleep(delay)
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _on_token(self) -> None:
+        self._wake.set()
+
+    def _note_inbound(self, transport: HubTransport) -> None:
+        last = transport.last_inbound
+        if last is not None and (self._last_inbound is None or last > self._last_inbound):
+            self._last_inbound = last
+
+    def _event_age(self) -> float | None:
+        transport = self._transport
+        if transport is not None:
+            self._note_inbound(transport)
+        if self._last_inbound is None:
+            return None
+        return max(0.0, self._clock.monotonic() - self._last_inbound)
+
+    def _set_state(self, state: FeedState, detail: str) -> None:
+        if state is self._state and detail == self._detail:
+            return
+        changed = state is not self._state
+        self._state = state
+        self._detail = detail
+        if changed:
+            self._since = self._clock.now()
+            log.info("%s hub: %s (%s)", self.hub, state.value, detail)
+        try:
+            self._on_health(self.health())
+        except Exception:
+            log.exception("%s hub: health handler failed", self.hub)
+
+
+def _describe(error: BaseException) -> str:
+    text = redact(str(error))
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+__all__ = [
+    "Backoff",
+    "HubClosed",
+    "HubConnectError",
+    "HubError",
+    "HubEvent",
+    "HubInvokeError",
+    "HubMessage",
+    "HubName",
+    "HubSupervisor",
+    "HubTransport",
+    "SignalRCoreTransport",
+    "TokenSource",
+    "TransportFactory",
+    "hub_url_with_token",
+    "quiet_signalrcore",
+    "run_blocking",
+]
