@@ -256,16 +256,7 @@ class Engine:
         self._queue.put_nowait(ReconcileEvent(snapshot))
 
     def feed_health(self, health: FeedHealth) -> None:
-        before = self._health.get(health.hub)
-        self._health[health.hub] = health
-        if before is None or before.state != health.state:
-            log.log(
-                logging.INFO if health.trusted else logging.WARNING,
-                "%s hub %s%s",
-                health.hub,
-                health.state.value,
-                f" ({health.detail})" if health.detail else "",
-            )
+        self._health[health.hub] = health  # (the feed logs its own state changes)
         self._publish(health)
 
     def trading_day_start(self) -> datetime:

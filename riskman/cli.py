@@ -1,0 +1,149 @@
+"""The `riskman` command (SPEC.md §5). Textual is imported only for the terminal commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from riskman.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_config
+
+EXIT_CONFIG = 2
+
+USAGE = """\
+riskman [--config PATH]                   the trader terminal (engine inside)
+riskman --no-ui [--config PATH] [--log-format text|json]
+                                          the same engine headless, as a daemon
+riskman demo                              the terminal on the embedded simulator
+riskman sim [--port N] [--seed S]         the simulator alone
+riskman check-config [--config PATH]      validate and print the effective config
+riskman set-admin-password [--config PATH]
+"""
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("RISKMAN_CONFIG", DEFAULT_CONFIG_PATH)),
+        help=f"configuration file (default {DEFAULT_CONFIG_PATH}, or $RISKMAN_CONFIG)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="riskman", usage=USAGE, description=__doc__)
+    _config_arg(parser)
+    parser.add_argument("--no-ui", action="store_true", help="run headless (daemon)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    sub = parser.add_subparsers(dest="command")
+
+    demo = sub.add_parser("demo", help="the terminal on the embedded simulator")
+    demo.add_argument("--seed", type=int, default=None, help="random seed of the simulator")
+    demo.add_argument(
+        "--keep", type=Path, default=None, help="keep the demo's config and database in this folder"
+    )
+
+    sim = sub.add_parser("sim", help="run the simulator alone")
+    sim.add_argument("--port", type=int, default=None)
+    sim.add_argument("--seed", type=int, default=None)
+
+    check = sub.add_parser("check-config", help="validate and print the effective config")
+    _config_arg(check)
+
+    password = sub.add_parser("set-admin-password", help="set the admin password")
+    _config_arg(password)
+    return parser
+
+
+def _load(path: Path) -> Settings | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def check_config(path: Path) -> int:
+    from ruamel.yaml import YAML
+
+    settings = _load(path)
+    if settings is None:
+        return EXIT_CONFIG
+    print(f"# {path}: valid. Effective configuration (secrets hidden):")
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.dump(settings.redacted(), sys.stdout)
+    return 0
+
+
+def set_admin_password(path: Path) -> int:
+    from riskman.admin import PasswordError, PasswordStore
+
+    settings = _load(path)
+    if settings is None:
+        return EXIT_CONFIG
+    store = PasswordStore(settings.password_file)
+    if sys.stdin.isatty():
+        first = getpass.getpass("New admin password: ")
+        second = getpass.getpass("Repeat it: ")
+        if first != second:
+            print("riskman: the two passwords differ; nothing changed", file=sys.stderr)
+            return 1
+    else:
+        first = sys.stdin.readline().rstrip("\r\n")
+    try:
+        store.set(first)
+    except PasswordError as exc:
+        print(f"riskman: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    print(f"admin password set ({store.path}, mode 600)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command
+
+    if command == "check-config":
+        return check_config(args.config)
+    if command == "set-admin-password":
+        return set_admin_password(args.config)
+    if command == "sim":
+        from riskman.sim.cli import main as sim_main
+
+        sim_args = []
+        if args.port is not None:
+            sim_args += ["--port", str(args.port)]
+        if args.seed is not None:
+            sim_args += ["--seed", str(args.seed)]
+        return sim_main(sim_args)
+    if command == "demo":
+        from riskman.demo import run_demo
+
+        return run_demo(seed=args.seed, keep=args.keep)
+
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    if args.no_ui:
+        from riskman.headless import run_headless
+        from riskman.logs import setup_logging
+
+        setup_logging(args.log_format, args.log_level)
+        try:
+            return asyncio.run(run_headless(settings))
+        except KeyboardInterrupt:
+            return 0
+    from riskman.tui.app import run_terminal
+
+    return run_terminal(settings, args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""riskman connected: REST client, realtime feed, engine and reset scheduler, started and
+stopped together. The headless daemon and the terminal both run one `Runtime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from riskman.config import Settings
+from riskman.engine.clock import Clock, SystemClock
+from riskman.engine.engine import Engine
+from riskman.gateway.errors import AuthError, GatewayError, GatewayUnavailable, RateLimited
+from riskman.gateway.feed import GatewayFeed
+from riskman.gateway.rest import RestClient
+from riskman.rules.base import Rule
+
+log = logging.getLogger("riskman")
+
+
+class StartError(Exception):
+    """riskman cannot start: one clear line for the user (bad config, credentials, gateway)."""
+
+
+@dataclass
+class StartTimes:
+    """Seconds from `Runtime.start()` to each milestone (for the start-up benchmark)."""
+
+    logged_in: float | None = None
+    engine_ready: float | None = None
+    armed: float | None = None
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api_key: str | None = None,
+        clock: Clock | None = None,
+        rule_classes: Sequence[type[Rule]] | None = None,
+        start_wait: float = 120.0,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._api_key = api_key
+        self._rule_classes = rule_classes
+        self.start_wait = start_wait
+        """How long to keep retrying an unreachable gateway at start (0: forever)."""
+        self.rest: RestClient | None = None
+        self.engine: Engine | None = None
+        self.feed: GatewayFeed | None = None
+        self.times = StartTimes()
+
+    async def start(self) -> Engine:
+        """Log in, open the engine, connect the hubs. Raises StartError with the reason."""
+        began = time.monotonic()
+        key = self._api_key if self._api_key is not None else self._read_key()
+        if not self.settings.gateway.username:
+            raise StartError(
+                "no gateway username: set gateway.username or RISKMAN_GATEWAY__USERNAME"
+            )
+        self.rest = RestClient(self.settings.gateway, key, clock=self.clock)
+        try:
+            await self._login()
+            self.times.logged_in = time.monotonic() - began
+            self.engine = await Engine.open(
+                self.settings, self.rest, clock=self.clock, rule_classes=self._rule_classes
+            )
+            await self.engine.start()
+            self.times.engine_ready = time.monotonic() - began
+            if not self.settings.account_ids:
+                await self._guard_active_accounts()
+            self.feed = GatewayFeed(
+                self.rest,
+                self.settings.gateway,
+                self.engine,
+                self.settings.account_ids,
+                self.clock,
+            )
+            self.engine.quote_subscriptions = self.feed
+            await self.feed.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self.engine
+
+    async def wait_armed(self, timeout: float | None = None) -> bool:
+        """Wait until the user hub is connected, subscribed and reconciled."""
+        if self.feed is None:
+            return False
+        began = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.feed.wait_trusted()
+        except TimeoutError:
+            return False
+        if self.times.armed is None:
+            self.times.armed = (self.times.engine_ready or 0.0) + time.monotonic() - began
+        return True
+
+    async def stop(self) -> None:
+        """Stop everything, flushing state; safe to call more than once."""
+        feed, engine, rest = self.feed, self.engine, self.rest
+        self.feed = self.engine = self.rest = None
+        try:
+            if feed is not None:
+                await feed.stop()
+        finally:
+            try:
+                if engine is not None:
+                    await engine.close()
+            finally:
+                if rest is not None:
+                    await rest.aclose()
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _read_key(self) -> str:
+        try:
+            key = self.settings.api_key_value()
+        except OSError as exc:
+            raise StartError(f"cannot read the API key file: {exc.strerror}") from None
+        if not key:
+            raise StartError(
+                "no API key: set RISKMAN_GATEWAY__API_KEY or gateway.api_key_file (mode 0600)"
+            )
+        return key
+
+    async def _login(self) -> None:
+        assert self.rest is not None
+        deadline = None if self.start_wait <= 0 else time.monotonic() + self.start_wait
+        attempt = 0
+        url = self.settings.gateway.api_url
+        while True:
+            attempt += 1
+            try:
+                await self.rest.login()
+                return
+            except AuthError as exc:
+                raise StartError(f"the gateway refused the login at {url}: {exc}") from None
+            except (GatewayUnavailable, RateLimited) as exc:
+                delay = min(30.0, 2.0 ** min(attempt, 5)) * (0.8 + random.random() * 0.4)
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise StartError(f"cannot reach the gateway at {url}: {exc}") from None
+                log.warning(
+                    "gateway at %s unreachable (attempt %d: %s); retrying in %.0f s",
+                    url,
+                    attempt,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            except GatewayError as exc:
+                raise StartError(f"login at {url} failed: {exc}") from None
+
+    async def _guard_active_accounts(self) -> None:
+        assert self.rest is not None and self.engine is not None
+        accounts = await self.rest.search_accounts(only_active=True)
+        if not accounts:
+            log.warning("the gateway reports no active account to guard")
+        names = ", ".join(f"{a.name} ({a.id})" for a in accounts)
+        log.info("guarding every active account: %s", names or "none")
