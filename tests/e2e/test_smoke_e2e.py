@@ -1,0 +1,23 @@
+"""The whole chain once: trader buys at the broker -> riskman sees it on the hub -> the
+reduction arrives at the simulator through the real REST client."""
+
+from __future__ import annotations
+
+from riskman.sim import Simulator
+from tests.e2e.conftest import MNQ, RuntimeFactory, buy, engine_of, eventually, sim_positions
+
+
+async def test_max_contracts_breach_is_reduced_at_the_gateway(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"max_contracts": {"limit": 2}})
+    account = sim.account_ids[0]
+    sim.set_price(MNQ, "24500")
+    buy(sim, account, MNQ, 3)
+    request = await sim.wait_for_request("Position/partialCloseContract", timeout=10)
+    assert request.body == {"accountId": account, "contractId": MNQ, "size": 1}
+    await eventually(lambda: sim_positions(sim, account)[MNQ].size == 2)
+    engine = engine_of(runtime)
+    await eventually(
+        lambda: any(r.rule == "RULE-001" and r.result == "ok" for r in engine.recent_log())
+    )
