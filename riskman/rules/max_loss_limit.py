@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from riskman.rules.base import (
     Rule,
     RuleContext,
     RuleStatus,
+    TimerTrigger,
     TradeTrigger,
     Trigger,
     money,
@@ -41,13 +42,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+CONFIRM = "confirm"
+CONFIRM_AFTER = timedelta(seconds=1)
+
+
 class MaxLossLimit(Rule):
     id = "RULE-014"
     key = "max_loss_limit"
     title = "Maximum loss limit"
     category = Category.LOCKOUT
     triggers = frozenset(
-        {AccountTrigger, QuoteTrigger, PositionTrigger, TradeTrigger, CheckTrigger}
+        {AccountTrigger, QuoteTrigger, PositionTrigger, TradeTrigger, CheckTrigger, TimerTrigger}
     )
 
     def __init__(self, ctx: RuleContext) -> None:
@@ -95,6 +100,17 @@ class MaxLossLimit(Rule):
         value, _ = equity
         floor = self.floor(account_id)
         if value > floor:
+            self.ctx.cancel_rule_timer(self.id, account_id, CONFIRM)
+            return []
+        if isinstance(trigger, AccountTrigger) and self.ctx.state.get_all_positions(account_id):
+            # A balance update can arrive before the event closing the position it came from:
+            # for that moment the closing loss is in the balance *and* in the open P&L. A breach
+            # seen on a balance update with positions open is confirmed a second later (or at
+            # once by the next position, quote or fill event); price moves still act at once.
+            if self.ctx.rule_timer_deadline(self.id, account_id, CONFIRM) is None:
+                self.ctx.start_rule_timer(
+                    self.id, account_id, CONFIRM, self.ctx.now() + CONFIRM_AFTER
+                )
             return []
         reason = f"balance + open P&L {money(value)} reached the maximum loss limit {money(floor)}"
         return self.lock_and_flatten(account_id, reason, None, Unlock.ADMIN)

@@ -97,6 +97,7 @@ SCENARIOS = [
 async def test_balance_plus_open_pnl_at_the_floor_flattens_and_locks_for_the_admin(
     make_engine: EngineFactory,
     gateway: FakeGateway,
+    clock: FakeClock,
     what: str,
     overrides: dict[str, Any],
     balance: str,
@@ -107,6 +108,7 @@ async def test_balance_plus_open_pnl_at_the_floor_flattens_and_locks_for_the_adm
     if mark is not None or what.startswith("no quote"):
         await _long(engine, gateway, mark)
     await _balance(engine, balance)
+    await clock.advance(1)  # a breach seen on a balance update with positions open is confirmed
     await engine.actions.wait_idle()
     await engine.drain()
     lock = _lock(engine)
@@ -302,3 +304,17 @@ async def test_status_shows_equity_against_the_floor(
     assert status.detail == "EOD high $50,000.00, drawdown $2,000.00"
     await _long(engine, gateway, None)
     assert _rule(engine).status(ACC).stale
+
+
+async def test_balance_update_before_the_close_event_does_not_count_the_loss_twice(
+    make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
+) -> None:
+    # Floor 48,000. Long MNQ marked at a -$1,200 open loss; the trader closes it: the gateway
+    # sends the new balance (50,000 - 1,200 = 48,800) before the position's size-0 event.
+    engine = await _engine(make_engine, mll())
+    await _long(engine, gateway, "20400")  # 21000 -> 20400 = -600 points x $2 = -$1,200
+    await _balance(engine, "48800")  # for a moment: 48,800 + (-1,200) = 47,600 < floor
+    await engine.process(PositionEvent(position(ACC, MNQ, 0)))
+    await clock.advance(2)
+    await engine.actions.wait_idle()
+    assert _lock(engine) is None and gateway.named("close_contract") == []
