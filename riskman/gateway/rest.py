@@ -43,6 +43,22 @@ from pydantic import SecretStr
 
 from riskman.config import GatewayConfig
 from riskman.engine.clock import Clock, SystemClock, TimerHandle
+from riskman.gateway.codes import (
+    CancelOrderErrorCode,
+    ClosePositionErrorCode,
+    LoginErrorCode,
+    ModifyOrderErrorCode,
+    PartialClosePositionErrorCode,
+    PlaceOrderErrorCode,
+    RetrieveBarErrorCode,
+    SearchAccountErrorCode,
+    SearchContractByIdErrorCode,
+    SearchContractErrorCode,
+    SearchOrderErrorCode,
+    SearchPositionErrorCode,
+    SearchTradeErrorCode,
+    ValidateErrorCode,
+)
 from riskman.gateway.errors import (
     AuthError,
     GatewayError,
@@ -158,128 +174,6 @@ def jwt_expiry(token: str) -> datetime | None:
         return datetime.fromtimestamp(float(exp), tz=UTC)
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError, OverflowError, OSError):
         return None
-
-
-# --- per-endpoint error codes (PROJECTX_API.md §1.2, §1.3, §2) --------------------------------
-# Member names are the gateway's own names, so an error message reads like the docs.
-
-
-class LoginErrorCode(IntEnum):
-    Success = 0
-    UserNotFound = 1
-    PasswordVerificationFailed = 2
-    InvalidCredentials = 3
-    AppNotFound = 4
-    AppVerificationFailed = 5
-    InvalidDevice = 6
-    AgreementsNotSigned = 7
-    UnknownError = 8
-    ApiSubscriptionNotFound = 9
-    ApiKeyAuthenticationDisabled = 10
-
-
-class ValidateErrorCode(IntEnum):
-    Success = 0
-    InvalidSession = 1
-    SessionNotFound = 2
-    ExpiredToken = 3
-    UnknownError = 4
-
-
-class SearchAccountErrorCode(IntEnum):
-    Success = 0
-
-
-class SearchPositionErrorCode(IntEnum):
-    Success = 0
-    AccountNotFound = 1
-
-
-class ClosePositionErrorCode(IntEnum):
-    Success = 0
-    AccountNotFound = 1
-    PositionNotFound = 2
-    ContractNotFound = 3
-    ContractNotActive = 4
-    OrderRejected = 5
-    OrderPending = 6
-    UnknownError = 7
-    AccountRejected = 8
-
-
-class PartialClosePositionErrorCode(IntEnum):
-    Success = 0
-    AccountNotFound = 1
-    PositionNotFound = 2
-    ContractNotFound = 3
-    ContractNotActive = 4
-    InvalidCloseSize = 5
-    OrderRejected = 6
-    OrderPending = 7
-    UnknownError = 8
-    AccountRejected = 9
-
-
-class PlaceOrderErrorCode(IntEnum):
-    Success = 0
-    AccountNotFound = 1
-    OrderRejected = 2
-    InsufficientFunds = 3
-    AccountViolation = 4
-    OutsideTradingHours = 5
-    OrderPending = 6
-    UnknownError = 7
-    ContractNotFound = 8
-    ContractNotActive = 9
-    AccountRejected = 10
-
-
-class ModifyOrderErrorCode(IntEnum):
-    Success = 0
-    AccountNotFound = 1
-    OrderNotFound = 2
-    Rejected = 3
-    Pending = 4
-    UnknownError = 5
-    AccountRejected = 6
-    ContractNotFound = 7
-
-
-class CancelOrderErrorCode(IntEnum):
-    Success = 0
-    AccountNotFound = 1
-    OrderNotFound = 2
-    Rejected = 3
-    Pending = 4
-    UnknownError = 5
-    AccountRejected = 6
-
-
-class SearchOrderErrorCode(IntEnum):
-    Success = 0
-    AccountNotFound = 1
-
-
-class SearchTradeErrorCode(IntEnum):
-    Success = 0
-    AccountNotFound = 1
-
-
-class SearchContractErrorCode(IntEnum):
-    Success = 0
-
-
-class SearchContractByIdErrorCode(IntEnum):
-    Success = 0
-    ContractNotFound = 1
-
-
-class RetrieveBarErrorCode(IntEnum):
-    Success = 0
-    ContractNotFound = 1
-    UnitInvalid = 2
-    UnitNumberInvalid = 3
-    LimitInvalid = 4
 
 
 class BarUnit(IntEnum):

@@ -23,6 +23,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+from riskman.gateway import codes
+from riskman.gateway.codes import (
+    CancelOrderErrorCode,
+    ClosePositionErrorCode,
+    ModifyOrderErrorCode,
+    PartialClosePositionErrorCode,
+    PlaceOrderErrorCode,
+)
 from riskman.gateway.models import (
     Account,
     Order,
@@ -35,8 +43,6 @@ from riskman.gateway.models import (
     UserPayload,
 )
 
-from . import codes
-from .codes import CancelCode, CloseCode, ModifyCode, PartialCloseCode, PlaceCode
 from .contracts import ContractSpec
 from .market import Market, QuoteState, utc_now
 
@@ -298,14 +304,14 @@ class Exchange:
     ) -> Outcome:
         account = self.accounts.get(account_id)
         if account is None:
-            return Outcome(PlaceCode.ACCOUNT_NOT_FOUND, "Account not found.")
+            return Outcome(PlaceOrderErrorCode.AccountNotFound, "Account not found.")
         contract = self.market.contracts.get(contract_id)
         if contract is None:
-            return Outcome(PlaceCode.CONTRACT_NOT_FOUND, "Contract not found.")
+            return Outcome(PlaceOrderErrorCode.ContractNotFound, "Contract not found.")
         if not account.can_trade:
-            return Outcome(PlaceCode.ACCOUNT_VIOLATION, "Account is not allowed to trade.")
+            return Outcome(PlaceOrderErrorCode.AccountViolation, "Account is not allowed to trade.")
         if contract_id in self.market.halted:
-            return Outcome(PlaceCode.OUTSIDE_TRADING_HOURS, "Market is closed.")
+            return Outcome(PlaceOrderErrorCode.OutsideTradingHours, "Market is closed.")
         try:
             kind = OrderType(order_type)
             direction = OrderSide(side)
@@ -327,7 +333,9 @@ class Exchange:
             )
             order.limit_price, order.stop_price = limit_price, stop_price
             self._emit_order(order)
-            return Outcome(PlaceCode.ORDER_REJECTED, codes.BRACKETS_NEED_AUTO_OCO, order.id)
+            return Outcome(
+                PlaceOrderErrorCode.OrderRejected, codes.BRACKETS_NEED_AUTO_OCO, order.id
+            )
         try:
             prices = self._entry_prices(
                 contract, kind, direction, limit_price, stop_price, trail_price
@@ -355,7 +363,7 @@ class Exchange:
             self._emit_order(child)
         self._working[contract_id][order.id] = order
         self._match(contract_id, fresh={order.id})
-        return Outcome(PlaceCode.SUCCESS, None, order.id)
+        return Outcome(PlaceOrderErrorCode.Success, None, order.id)
 
     def _entry_prices(
         self,
@@ -368,7 +376,7 @@ class Exchange:
     ) -> tuple[Decimal | None, Decimal | None, int | None]:
         """(limit, stop, trail ticks) of a new order, or `_Rejected` with a code-2 message."""
         quote = self.market.quote(contract.id)
-        reject = PlaceCode.ORDER_REJECTED
+        reject = PlaceOrderErrorCode.OrderRejected
         if kind is OrderType.MARKET:
             return None, None, None
         if kind is OrderType.JOIN_BID:
@@ -461,12 +469,12 @@ class Exchange:
 
     def cancel(self, account_id: int, order_id: int) -> Outcome:
         if account_id not in self.accounts:
-            return Outcome(CancelCode.ACCOUNT_NOT_FOUND, "Account not found.")
+            return Outcome(CancelOrderErrorCode.AccountNotFound, "Account not found.")
         order = self._orders.get(order_id)
         if order is None or order.account_id != account_id or not order.status.is_working:
-            return Outcome(CancelCode.ORDER_NOT_FOUND, "Order not found.")
+            return Outcome(CancelOrderErrorCode.OrderNotFound, "Order not found.")
         self._cancel(order)
-        return Outcome(CancelCode.SUCCESS)
+        return Outcome(CancelOrderErrorCode.Success)
 
     def _cancel(self, order: SimOrder) -> None:
         self._finish(order, OrderStatus.CANCELLED)
@@ -496,15 +504,17 @@ class Exchange:
     ) -> Outcome:
         """Change a working order; omitted fields stay as they are."""
         if account_id not in self.accounts:
-            return Outcome(ModifyCode.ACCOUNT_NOT_FOUND, "Account not found.")
+            return Outcome(ModifyOrderErrorCode.AccountNotFound, "Account not found.")
         order = self._orders.get(order_id)
         if order is None or order.account_id != account_id or not order.status.is_working:
-            return Outcome(ModifyCode.ORDER_NOT_FOUND, "Order not found.")
+            return Outcome(ModifyOrderErrorCode.OrderNotFound, "Order not found.")
         if order.status is OrderStatus.SUSPENDED:
-            return Outcome(ModifyCode.REJECTED, "A suspended bracket order cannot be modified.")
+            return Outcome(
+                ModifyOrderErrorCode.Rejected, "A suspended bracket order cannot be modified."
+            )
         contract = order.contract
         quote = self.market.quote(contract.id)
-        reject = ModifyCode.REJECTED
+        reject = ModifyOrderErrorCode.Rejected
         try:
             if size is not None and not 0 < size <= MAX_ORDER_SIZE:
                 raise _Rejected(reject, "Invalid order size.")
@@ -545,7 +555,7 @@ class Exchange:
         order.updated = self._now()
         self._emit_order(order)
         self._match(contract.id, fresh={order.id})
-        return Outcome(ModifyCode.SUCCESS)
+        return Outcome(ModifyOrderErrorCode.Success)
 
     # --- position closes --------------------------------------------------------------------
 
@@ -554,33 +564,33 @@ class Exchange:
         gateway does."""
         account = self.accounts.get(account_id)
         if account is None:
-            return Outcome(CloseCode.ACCOUNT_NOT_FOUND, "Account not found.")
+            return Outcome(ClosePositionErrorCode.AccountNotFound, "Account not found.")
         if contract_id not in self.market.contracts:
-            return Outcome(CloseCode.CONTRACT_NOT_FOUND, "Contract not found.")
+            return Outcome(ClosePositionErrorCode.ContractNotFound, "Contract not found.")
         position = self._positions.get((account_id, contract_id))
         if position is None:
-            return Outcome(CloseCode.POSITION_NOT_FOUND, "Position not found.")
+            return Outcome(ClosePositionErrorCode.PositionNotFound, "Position not found.")
         if contract_id in self.market.halted:
-            return Outcome(CloseCode.ORDER_REJECTED, None)
+            return Outcome(ClosePositionErrorCode.OrderRejected, None)
         self._close(account, position, abs(position.size))
-        return Outcome(CloseCode.SUCCESS)
+        return Outcome(ClosePositionErrorCode.Success)
 
     def partial_close(self, account_id: int, contract_id: str, size: int) -> Outcome:
         account = self.accounts.get(account_id)
         if account is None:
-            return Outcome(PartialCloseCode.ACCOUNT_NOT_FOUND, "Account not found.")
+            return Outcome(PartialClosePositionErrorCode.AccountNotFound, "Account not found.")
         if contract_id not in self.market.contracts:
-            return Outcome(PartialCloseCode.CONTRACT_NOT_FOUND, "Contract not found.")
+            return Outcome(PartialClosePositionErrorCode.ContractNotFound, "Contract not found.")
         position = self._positions.get((account_id, contract_id))
         if position is None:
-            return Outcome(PartialCloseCode.POSITION_NOT_FOUND, "Position not found.")
+            return Outcome(PartialClosePositionErrorCode.PositionNotFound, "Position not found.")
         if size <= 0 or size > abs(position.size):
-            return Outcome(PartialCloseCode.INVALID_CLOSE_SIZE, "Invalid close size.")
+            return Outcome(PartialClosePositionErrorCode.InvalidCloseSize, "Invalid close size.")
         if contract_id in self.market.halted:
             # Documented: market closed or no price, and no message either way.
-            return Outcome(PartialCloseCode.ORDER_REJECTED, None)
+            return Outcome(PartialClosePositionErrorCode.OrderRejected, None)
         self._close(account, position, size)
-        return Outcome(PartialCloseCode.SUCCESS)
+        return Outcome(PartialClosePositionErrorCode.Success)
 
     def _close(self, account: SimAccount, position: SimPosition, size: int) -> None:
         side = OrderSide.ASK if position.size > 0 else OrderSide.BID
@@ -781,7 +791,7 @@ class Exchange:
 
 
 def _rejected(message: str) -> Outcome:
-    return Outcome(PlaceCode.ORDER_REJECTED, message)
+    return Outcome(PlaceOrderErrorCode.OrderRejected, message)
 
 
 def _checked_price(contract: ContractSpec, price: Decimal | None, what: str, code: int) -> Decimal:
@@ -824,7 +834,7 @@ def _bracket_legs(
     Ticks may be signed (long: SL negative, TP positive) or not; the side decides direction.
     """
     legs: list[tuple[OrderType, int, str]] = []
-    reject = PlaceCode.ORDER_REJECTED
+    reject = PlaceOrderErrorCode.OrderRejected
     if stop_loss is not None:
         if not 0 < abs(stop_loss.ticks) <= MAX_BRACKET_TICKS:
             raise _Rejected(reject, "Invalid stop loss bracket ticks.")

@@ -21,17 +21,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .codes import (
-    AccountSearchCode,
-    BarsCode,
-    ContractCode,
-    LoginCode,
-    LogoutCode,
-    OrderSearchCode,
-    PositionSearchCode,
-    TradeSearchCode,
-    ValidateCode,
+from riskman.gateway.codes import (
+    LoginErrorCode,
+    LogoutErrorCode,
+    RetrieveBarErrorCode,
+    SearchAccountErrorCode,
+    SearchContractByIdErrorCode,
+    SearchOrderErrorCode,
+    SearchPositionErrorCode,
+    SearchTradeErrorCode,
+    ValidateErrorCode,
 )
+
 from .exchange import BracketRequest, Exchange, Outcome
 from .faults import ENDPOINTS, Faults
 from .market import Market
@@ -402,32 +403,34 @@ class RestApi:
     def _login(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         user = self._check_credentials(args["userName"], args["apiKey"])
         if user is None or self._faults.reject_logins:
-            return envelope(LoginCode.INVALID_CREDENTIALS, None, token=None)
-        return envelope(LoginCode.SUCCESS, None, token=self._tokens.issue(user))
+            return envelope(LoginErrorCode.InvalidCredentials, None, token=None)
+        return envelope(LoginErrorCode.Success, None, token=self._tokens.issue(user))
 
     def _validate(self, _: dict[str, Any], caller: _Caller | None) -> dict[str, Any]:
         assert caller is not None
-        return envelope(ValidateCode.SUCCESS, None, newToken=self._tokens.issue(caller.user))
+        return envelope(ValidateErrorCode.Success, None, newToken=self._tokens.issue(caller.user))
 
     def _logout(self, _: dict[str, Any], caller: _Caller | None) -> dict[str, Any]:
         assert caller is not None
         self._tokens.revoke(caller.token)
-        return envelope(LogoutCode.SUCCESS)
+        return envelope(LogoutErrorCode.Success)
 
     # --- accounts and positions -------------------------------------------------------------
 
     def _account_search(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         accounts = sorted(self._exchange.accounts.values(), key=lambda a: a.id)
-        return envelope(AccountSearchCode.SUCCESS, accounts=[a.model().to_wire() for a in accounts])
+        return envelope(
+            SearchAccountErrorCode.Success, accounts=[a.model().to_wire() for a in accounts]
+        )
 
     def _position_search_open(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         exchange = self._exchange
         if args["accountId"] not in exchange.accounts:
             return envelope(
-                PositionSearchCode.ACCOUNT_NOT_FOUND, "Account not found.", positions=None
+                SearchPositionErrorCode.AccountNotFound, "Account not found.", positions=None
             )
         positions = [p.to_wire() for p in exchange.positions(args["accountId"])]
-        return envelope(PositionSearchCode.SUCCESS, positions=positions)
+        return envelope(SearchPositionErrorCode.Success, positions=positions)
 
     def _close_contract(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         outcome = self._exchange.close_contract(args["accountId"], args["contractId"])
@@ -442,15 +445,15 @@ class RestApi:
     def _order_search_open(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         exchange = self._exchange
         if args["accountId"] not in exchange.accounts:
-            return envelope(OrderSearchCode.ACCOUNT_NOT_FOUND, "Account not found.", orders=None)
+            return envelope(SearchOrderErrorCode.AccountNotFound, "Account not found.", orders=None)
         # Suspended bracket legs are invisible here until their entry fills.
         orders = exchange.working_orders(args["accountId"], include_suspended=False)
-        return envelope(OrderSearchCode.SUCCESS, orders=[o.to_wire() for o in orders])
+        return envelope(SearchOrderErrorCode.Success, orders=[o.to_wire() for o in orders])
 
     def _order_search(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         exchange = self._exchange
         if args["accountId"] not in exchange.accounts:
-            return envelope(OrderSearchCode.ACCOUNT_NOT_FOUND, "Account not found.", orders=None)
+            return envelope(SearchOrderErrorCode.AccountNotFound, "Account not found.", orders=None)
         start: datetime = args["startTimestamp"]
         end: datetime | None = args["endTimestamp"]
 
@@ -464,7 +467,7 @@ class RestApi:
             for o in exchange.orders(args["accountId"])
             if in_window(o.creation_timestamp) or in_window(o.update_timestamp)
         ]
-        return envelope(OrderSearchCode.SUCCESS, orders=orders)
+        return envelope(SearchOrderErrorCode.Success, orders=orders)
 
     def _order_search_by_id(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         order = self._exchange.order(args["orderId"])
@@ -544,7 +547,7 @@ class RestApi:
     def _trade_search(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         exchange = self._exchange
         if args["accountId"] not in exchange.accounts:
-            return envelope(TradeSearchCode.ACCOUNT_NOT_FOUND, "Account not found.", trades=None)
+            return envelope(SearchTradeErrorCode.AccountNotFound, "Account not found.", trades=None)
         start: datetime = args["startTimestamp"]
         end: datetime | None = args["endTimestamp"]
         trades = [
@@ -552,15 +555,17 @@ class RestApi:
             for t in exchange.trades(args["accountId"])
             if t.creation_timestamp >= start and (end is None or t.creation_timestamp <= end)
         ]
-        return envelope(TradeSearchCode.SUCCESS, trades=trades)
+        return envelope(SearchTradeErrorCode.Success, trades=trades)
 
     # --- contracts and history --------------------------------------------------------------
 
     def _contract_by_id(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         spec = self._market.contracts.get(args["contractId"])
         if spec is None:
-            return envelope(ContractCode.CONTRACT_NOT_FOUND, "Contract not found.", contract=None)
-        return envelope(ContractCode.SUCCESS, contract=spec.model().to_wire())
+            return envelope(
+                SearchContractByIdErrorCode.ContractNotFound, "Contract not found.", contract=None
+            )
+        return envelope(SearchContractByIdErrorCode.Success, contract=spec.model().to_wire())
 
     def _contract_search(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         text = (args["searchText"] or "").strip().lower()
@@ -573,22 +578,24 @@ class RestApi:
             or text in spec.symbol_id.lower()
             or text in spec.id.lower()
         ]
-        return envelope(ContractCode.SUCCESS, contracts=found[:MAX_CONTRACT_RESULTS])
+        return envelope(SearchContractByIdErrorCode.Success, contracts=found[:MAX_CONTRACT_RESULTS])
 
     def _contract_available(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         contracts = [spec.model().to_wire() for spec in self._market.contracts.values()]
-        return envelope(ContractCode.SUCCESS, contracts=contracts)
+        return envelope(SearchContractByIdErrorCode.Success, contracts=contracts)
 
     def _bars(self, args: dict[str, Any], _: _Caller | None) -> dict[str, Any]:
         market = self._market
         if args["contractId"] not in market.contracts:
-            return envelope(BarsCode.CONTRACT_NOT_FOUND, "Contract not found.", bars=None)
+            return envelope(RetrieveBarErrorCode.ContractNotFound, "Contract not found.", bars=None)
         if not 1 <= args["unit"] <= 7:
-            return envelope(BarsCode.UNIT_INVALID, "Invalid unit.", bars=None)
+            return envelope(RetrieveBarErrorCode.UnitInvalid, "Invalid unit.", bars=None)
         if args["unitNumber"] < 1:
-            return envelope(BarsCode.UNIT_NUMBER_INVALID, "Invalid unit number.", bars=None)
+            return envelope(
+                RetrieveBarErrorCode.UnitNumberInvalid, "Invalid unit number.", bars=None
+            )
         if not 1 <= args["limit"] <= MAX_BARS:
-            return envelope(BarsCode.LIMIT_INVALID, "Invalid limit.", bars=None)
+            return envelope(RetrieveBarErrorCode.LimitInvalid, "Invalid limit.", bars=None)
         bars = market.bars(
             args["contractId"],
             args["startTime"],
@@ -609,7 +616,7 @@ class RestApi:
             }
             for bar in bars
         ]
-        return envelope(BarsCode.SUCCESS, bars=wire)
+        return envelope(RetrieveBarErrorCode.Success, bars=wire)
 
 
 def _plain(outcome: Outcome) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from riskman.gateway import codes
 from riskman.gateway.models import OrderSide, OrderStatus, OrderType, PositionType
-from riskman.sim import DEFAULT_CONTRACTS, codes
+from riskman.sim import DEFAULT_CONTRACTS
 from riskman.sim.exchange import (
     ACCOUNT_EVENT,
     ORDER_EVENT,
@@ -130,7 +131,7 @@ def test_partial_close_of_a_long_realises_the_closed_part(book: Book) -> None:
 
     outcome = book.exchange.partial_close(1001, MNQ, 1)  # sells at the bid, 20010
 
-    assert outcome.code == codes.PartialCloseCode.SUCCESS
+    assert outcome.code == codes.PartialClosePositionErrorCode.Success
     trade = book.exchange.trades(1001)[-1]
     assert trade.profit_and_loss == D("19.50")  # 39 ticks x $0.50 x 1
     [position] = book.exchange.positions(1001)
@@ -276,7 +277,7 @@ def test_a_stop_already_through_the_market_is_rejected(
 ) -> None:
     outcome = book.place(side, 1, OrderType.STOP, stop_price=D(stop))
 
-    assert outcome.code == codes.PlaceCode.ORDER_REJECTED
+    assert outcome.code == codes.PlaceOrderErrorCode.OrderRejected
     assert outcome.message and "stop" in outcome.message
 
 
@@ -328,7 +329,7 @@ def test_trailing_stop_rejections_use_the_documented_messages(
 ) -> None:
     outcome = book.place(SELL, 1, OrderType.TRAILING_STOP, trail_price=trail_price)
 
-    assert (outcome.code, outcome.message) == (codes.PlaceCode.ORDER_REJECTED, message)
+    assert (outcome.code, outcome.message) == (codes.PlaceOrderErrorCode.OrderRejected, message)
 
 
 def test_trail_of_exactly_1000_ticks_is_accepted(book: Book) -> None:
@@ -424,7 +425,7 @@ def test_brackets_in_position_mode_are_rejected_with_a_real_order_id(book: Book)
 
     outcome = _bracket(book)
 
-    assert outcome.code == codes.PlaceCode.ORDER_REJECTED
+    assert outcome.code == codes.PlaceOrderErrorCode.OrderRejected
     assert outcome.message == (
         "Brackets cannot be used with Position Brackets. You must enable Auto OCO Brackets."
     )
@@ -437,7 +438,7 @@ def test_brackets_in_position_mode_are_rejected_with_a_real_order_id(book: Book)
 def test_custom_tag_is_unique_per_account_for_all_time(book: Book) -> None:
     assert book.place(BUY, 1, custom_tag="t1").ok  # filled at once: no longer working
     duplicate = book.place(BUY, 1, custom_tag="t1")
-    assert duplicate.code == codes.PlaceCode.ORDER_REJECTED
+    assert duplicate.code == codes.PlaceOrderErrorCode.OrderRejected
     assert duplicate.order_id is None
     assert book.place(BUY, 1, custom_tag="t1", account=1002).ok
 
@@ -450,7 +451,7 @@ def test_trading_lock_rejects_new_orders_but_allows_closes(book: Book) -> None:
     book.exchange.set_can_trade(1001, False)
 
     refused = book.place(BUY, 1)
-    assert refused.code == codes.PlaceCode.ACCOUNT_VIOLATION
+    assert refused.code == codes.PlaceOrderErrorCode.AccountViolation
     assert book.exchange.partial_close(1001, MNQ, 1).ok
     assert book.exchange.close_contract(1001, MNQ).ok
     assert book.exchange.positions(1001) == []
@@ -460,19 +461,23 @@ def test_trading_lock_rejects_new_orders_but_allows_closes(book: Book) -> None:
 
 def test_close_and_partial_close_use_their_own_error_codes(book: Book) -> None:
     close, partial = book.exchange.close_contract, book.exchange.partial_close
-    assert close(9999, MNQ).code == codes.CloseCode.ACCOUNT_NOT_FOUND == 1
-    assert close(1001, "CON.F.US.XYZ.Z26").code == codes.CloseCode.CONTRACT_NOT_FOUND == 3
-    assert close(1001, MNQ).code == codes.CloseCode.POSITION_NOT_FOUND == 2
-    assert partial(1001, MNQ, 1).code == codes.PartialCloseCode.POSITION_NOT_FOUND == 2
+    assert close(9999, MNQ).code == codes.ClosePositionErrorCode.AccountNotFound == 1
+    assert (
+        close(1001, "CON.F.US.XYZ.Z26").code == codes.ClosePositionErrorCode.ContractNotFound == 3
+    )
+    assert close(1001, MNQ).code == codes.ClosePositionErrorCode.PositionNotFound == 2
+    assert partial(1001, MNQ, 1).code == codes.PartialClosePositionErrorCode.PositionNotFound == 2
 
     book.place(BUY, 2)
-    assert partial(1001, MNQ, 3).code == codes.PartialCloseCode.INVALID_CLOSE_SIZE == 5
+    assert partial(1001, MNQ, 3).code == codes.PartialClosePositionErrorCode.InvalidCloseSize == 5
     assert partial(1001, MNQ, 0).code == 5
 
     book.market.halted.add(MNQ)
-    assert close(1001, MNQ) == Outcome(codes.CloseCode.ORDER_REJECTED, None)  # 5
-    assert partial(1001, MNQ, 1) == Outcome(codes.PartialCloseCode.ORDER_REJECTED, None)  # 6
-    assert book.place(BUY, 1).code == codes.PlaceCode.OUTSIDE_TRADING_HOURS
+    assert close(1001, MNQ) == Outcome(codes.ClosePositionErrorCode.OrderRejected, None)  # 5
+    assert partial(1001, MNQ, 1) == Outcome(
+        codes.PartialClosePositionErrorCode.OrderRejected, None
+    )  # 6
+    assert book.place(BUY, 1).code == codes.PlaceOrderErrorCode.OutsideTradingHours
 
 
 def test_cancel_and_modify_codes(book: Book) -> None:
@@ -480,13 +485,16 @@ def test_cancel_and_modify_codes(book: Book) -> None:
     filled = book.place(BUY, 1).order_id or 0
     exchange = book.exchange
 
-    assert exchange.cancel(9999, resting).code == codes.CancelCode.ACCOUNT_NOT_FOUND
-    assert exchange.cancel(1002, resting).code == codes.CancelCode.ORDER_NOT_FOUND
-    assert exchange.cancel(1001, filled).code == codes.CancelCode.ORDER_NOT_FOUND
-    assert exchange.modify(1001, 424242, size=2).code == codes.ModifyCode.ORDER_NOT_FOUND
+    assert exchange.cancel(9999, resting).code == codes.CancelOrderErrorCode.AccountNotFound
+    assert exchange.cancel(1002, resting).code == codes.CancelOrderErrorCode.OrderNotFound
+    assert exchange.cancel(1001, filled).code == codes.CancelOrderErrorCode.OrderNotFound
+    assert exchange.modify(1001, 424242, size=2).code == codes.ModifyOrderErrorCode.OrderNotFound
     bad_tick = exchange.modify(1001, resting, limit_price=D("19990.1"))
-    assert bad_tick.code == codes.ModifyCode.REJECTED
-    assert exchange.modify(1001, resting, stop_price=D("19990")).code == codes.ModifyCode.REJECTED
+    assert bad_tick.code == codes.ModifyOrderErrorCode.Rejected
+    assert (
+        exchange.modify(1001, resting, stop_price=D("19990")).code
+        == codes.ModifyOrderErrorCode.Rejected
+    )
 
     # A modify that makes the order marketable fills it at once, at the market.
     assert exchange.modify(1001, resting, size=3, limit_price=D("20001")).ok
@@ -500,7 +508,7 @@ def test_modify_of_a_suspended_leg_is_rejected(book: Book) -> None:
 
     outcome = book.exchange.modify(1001, stop.id, size=1)
 
-    assert outcome.code == codes.ModifyCode.REJECTED
+    assert outcome.code == codes.ModifyOrderErrorCode.Rejected
 
 
 def test_control_prices_round_to_the_tick_and_orders_must_be_aligned(book: Book) -> None:
@@ -509,7 +517,7 @@ def test_control_prices_round_to_the_tick_and_orders_must_be_aligned(book: Book)
     assert (quote.last, quote.bid, quote.ask) == (D("20000.25"), D("20000.25"), D("20000.50"))
 
     unaligned = book.place(BUY, 1, OrderType.LIMIT, limit_price=D("19990.1"))
-    assert unaligned.code == codes.PlaceCode.ORDER_REJECTED
+    assert unaligned.code == codes.PlaceOrderErrorCode.OrderRejected
     assert unaligned.message == "Invalid limit price. Price is not aligned to tick size."
 
 
