@@ -30,7 +30,7 @@ from riskman.gateway.errors import (
     OutcomeUnknown,
     RateLimited,
 )
-from riskman.gateway.models import Order, OrderSide, OrderType, Position, root_of
+from riskman.gateway.models import Order, OrderSide, OrderType, Position, Trade, root_of
 from riskman.storage.db import Database, to_db_time
 
 log = logging.getLogger("riskman.enforcement")
@@ -55,6 +55,16 @@ class EnforcementRecord:
     def ok(self) -> bool:
         return self.result in {"ok", "already flat", "already gone", "locked", "cooldown"}
 
+
+@dataclass(slots=True)
+class _ExpectedFill:
+    side: OrderSide
+    size: int
+    until: float
+
+
+_EXPECT_FOR = 15.0
+"""Seconds within which a fill can be the answer to one of riskman's closes."""
 
 Recorder = Callable[[EnforcementRecord], None]
 PositionsSeen = Callable[[int, Sequence[Position]], None]
@@ -82,6 +92,8 @@ class EnforcementActions:
         self._in_flight: dict[tuple[object, ...], asyncio.Task[bool]] = {}
         self._waiters: dict[tuple[int, str], list[asyncio.Future[None]]] = {}
         self._last_modify: dict[int, float] = {}
+        self._expected: dict[tuple[int, str], list[_ExpectedFill]] = {}
+        self._own_orders: dict[int, float] = {}
 
     # --- public actions (each returns the task, or None when already in flight) ------------
 
@@ -229,6 +241,45 @@ class EnforcementActions:
             if not future.done():
                 future.set_result(None)
 
+    def claim_fill(self, trade: Trade) -> bool:
+        """True if this fill comes from one of riskman's own closes (not a trader's trade).
+
+        A close returns no order id, so the fill is matched to the close it answers: same
+        account, contract and closing side, within `_EXPECT_FOR` seconds of the call; the other
+        fills of that order follow it.
+        """
+        now = self._clock.monotonic()
+        if trade.order_id in self._own_orders:
+            return True
+        expected = self._expected.get((trade.account_id, trade.contract_id))
+        if not expected:
+            return False
+        expected[:] = [e for e in expected if e.until > now]
+        for fill in expected:
+            if fill.side is trade.side and trade.size <= fill.size:
+                fill.size -= trade.size
+                if fill.size == 0:
+                    expected.remove(fill)
+                if trade.order_id:
+                    self._own_orders[trade.order_id] = now + _EXPECT_FOR
+                    self._forget_old_orders(now)
+                return True
+        return False
+
+    def _expect_fill(self, account_id: int, contract_id: str, size: int | None = None) -> None:
+        """Note the fill a close of `size` contracts (default: the whole position) will cause."""
+        state = self._state.get_position(account_id, contract_id)
+        if state is None:
+            return
+        side = OrderSide.ASK if state.sign > 0 else OrderSide.BID
+        self._expected.setdefault((account_id, contract_id), []).append(
+            _ExpectedFill(side, size or state.size, self._clock.monotonic() + _EXPECT_FOR)
+        )
+
+    def _forget_old_orders(self, now: float) -> None:
+        if len(self._own_orders) > 1000:
+            self._own_orders = {k: v for k, v in self._own_orders.items() if v > now}
+
     def in_flight(self) -> list[tuple[object, ...]]:
         return list(self._in_flight)
 
@@ -362,6 +413,7 @@ class EnforcementActions:
         detail = ""
         for attempt in range(1, self.config.max_attempts + 1):
             error: GatewayError | None = None
+            self._expect_fill(account_id, contract_id)
             try:
                 await self._gateway.close_contract(account_id, contract_id)
             except NotFound:
@@ -470,6 +522,7 @@ class EnforcementActions:
                 )
                 return True
             error: GatewayError | None = None
+            self._expect_fill(account_id, contract_id, size - target)
             try:
                 await self._gateway.partial_close_contract(account_id, contract_id, size - target)
             except NotFound:

@@ -141,15 +141,18 @@ class PnlTracker:
             return TradeEffect(trade, seen_day, False, -seen_net, -1)
         return None
 
-    async def persist(self, effect: TradeEffect) -> None:
-        """Store the fill and the day's new total in one transaction."""
+    async def persist(self, effect: TradeEffect, *, by_riskman: bool = False) -> None:
+        """Store the fill and the day's new total in one transaction.
+
+        `by_riskman` marks a fill of riskman's own close (not counted as a trader's trade).
+        """
         trade = effect.trade
         async with self._db.transaction() as tx:
             if effect.is_new:
                 inserted = await tx.execute(
                     "INSERT OR IGNORE INTO trades (account_id, trade_id, contract_id, ts, "
-                    "trading_day, price, pnl, fees, side, size, voided, order_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "trading_day, price, pnl, fees, side, size, voided, order_id, by_riskman) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         trade.account_id,
                         trade.id,
@@ -163,6 +166,7 @@ class PnlTracker:
                         trade.size,
                         int(trade.voided),
                         trade.order_id,
+                        int(by_riskman),
                     ),
                 )
                 if not inserted:

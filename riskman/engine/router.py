@@ -200,13 +200,15 @@ class EventRouter:
         effect = self._pnl.record(trade)
         if effect is None:
             return
-        counts = self._counter.record_trade(trade) if effect.is_new else None
+        # riskman's own closes are not the trader's trades: they never count toward RULE-006.
+        own = effect.is_new and self._actions.claim_fill(trade)
+        counts = self._counter.record_trade(trade) if effect.is_new and not own else None
         intents = self._evaluate(trade.account_id, TradeTrigger(effect, counts))
         # Locks are committed before the fill: a crash in between then replays the fill (not
         # yet stored) and re-derives the lock, instead of finding the fill stored and the lock
         # lost. The actions are already on their way either way.
         await self._enforce(intents, event.received)
-        await self._pnl.persist(effect)
+        await self._pnl.persist(effect, by_riskman=own)
         self._changed(trade.account_id)
 
     async def _on_account(self, event: AccountEvent) -> None:

@@ -45,7 +45,7 @@ class TradeCounter:
                 self._session_start[row["account_id"]] = max(start, session_start)
         fills = await self._db.fetchall(
             "SELECT account_id, order_id, MIN(ts) AS first FROM trades WHERE voided = 0 "
-            "AND ts >= ? GROUP BY account_id, order_id",
+            "AND by_riskman = 0 AND ts >= ? GROUP BY account_id, order_id",
             (to_db_time(session_start),),
         )
         for row in fills:

@@ -209,7 +209,7 @@ async def _configure(conn: aiosqlite.Connection) -> None:
 
 async def _check_integrity(conn: aiosqlite.Connection, path: Path) -> None:
     async with conn.execute("PRAGMA quick_check") as cursor:
-        rows = await cursor.fetchall()
+        rows = list(await cursor.fetchall())
     if not rows or rows[0][0] != "ok":
         detail = "; ".join(str(row[0]) for row in rows[:3]) or "no answer"
         raise sqlite3.DatabaseError(f"integrity check failed: {detail}")

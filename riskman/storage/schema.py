@@ -133,6 +133,10 @@ CREATE TABLE admin_throttle (
     locked_until TEXT
 );
 """,
+    # Fills riskman caused (its own closes) do not count as the trader's trades (RULE-006).
+    2: """
+ALTER TABLE trades ADD COLUMN by_riskman INTEGER NOT NULL DEFAULT 0;
+""",
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
