@@ -13,7 +13,6 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from riskman.calendar import HolidayCalendar, ResetSchedule
@@ -619,7 +618,3 @@ def _merge_quotes(older: QuoteEvent, newer: QuoteEvent) -> QuoteEvent:
     }
     quote = newer.quote.model_copy(update=missing) if missing else newer.quote
     return QuoteEvent(newer.contract_id, quote, older.received)
-
-
-def _decimal(value: float) -> Decimal:
-    return Decimal(str(value))

@@ -228,9 +228,6 @@ class StateManager:
     def get_orders_for_position(self, account_id: int, contract_id: str) -> list[Order]:
         return [o for o in self.get_all_orders(account_id) if o.contract_id == contract_id]
 
-    def get_orders_for_root(self, account_id: int, root: str) -> list[Order]:
-        return [o for o in self.get_all_orders(account_id) if root_of(o.contract_id) == root]
-
     def protective_orders(self, account_id: int, contract_id: str) -> list[Order]:
         """Working stop orders on the closing side of the position (its stop losses)."""
         state = self.get_position(account_id, contract_id)

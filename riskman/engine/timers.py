@@ -66,10 +66,6 @@ class TimerManager:
         timer.handle.cancel()
         return True
 
-    def cancel_prefix(self, prefix: str) -> None:
-        for name in [n for n in self._timers if n.startswith(prefix)]:
-            self.cancel_timer(name)
-
     def names(self) -> list[str]:
         return sorted(self._timers)
 

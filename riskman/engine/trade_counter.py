@@ -76,13 +76,6 @@ class TradeCounter:
         """When each trade of the session was made (its first fill), oldest first (a copy)."""
         return list(self._times.get(account_id, ()))
 
-    def window_expiry(self, account_id: int, window: timedelta) -> datetime | None:
-        """When the oldest trade in the window leaves it (the count then drops)."""
-        now = self._clock.now()
-        times = self._times.get(account_id, [])
-        index = bisect.bisect_right(times, now - window)
-        return None if index >= len(times) else times[index] + window
-
     async def reset_session(self, start: datetime, account_ids: list[int]) -> None:
         """A new session starts at `start` (the daily reset): session counts go to zero."""
         self._default_start = start

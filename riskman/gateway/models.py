@@ -296,11 +296,6 @@ class Contract(GatewayModel):
     symbol_id: str = ""
 
 
-class BracketSpec(GatewayModel):
-    ticks: int
-    type: OrderType
-
-
 # --- realtime events ------------------------------------------------------------------------
 
 USER_EVENT_MODELS: dict[str, type[GatewayModel]] = {
