@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -38,16 +38,33 @@ class Change:
         return ".".join(str(part) for part in self.path)
 
 
+class _Null:
+    """An explicit YAML null, for an optional key whose default is not None ("no hourly
+    limit"): a None value in `update_config` removes the key, which brings the default back."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+NULL: Final = _Null()
+
+
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096  # never re-wrap lines the admin did not touch
+    # `key: null`, not a bare `key:` that reads like a value was forgotten.
+    yaml.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     return yaml
 
 
 def _plain(value: Any) -> Any:
     """A value as YAML should hold it (Decimal -> number, time -> "HH:MM")."""
+    if value is NULL:
+        return None
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, time):
@@ -76,6 +93,11 @@ def _get(data: Any, path: KeyPath) -> Any:
         else:
             return None
     return data
+
+
+def _has(data: Any, path: KeyPath) -> bool:
+    parent = _get(data, path[:-1]) if len(path) > 1 else data
+    return isinstance(parent, Mapping) and path[-1] in parent
 
 
 def _set(data: CommentedMap, path: KeyPath, value: Any) -> None:
@@ -141,7 +163,8 @@ def _edit(
 
 
 def update_config(path: Path, changes: Mapping[KeyPath, Any]) -> tuple[Settings, list[Change]]:
-    """Apply `changes` (key path -> new value; None removes the key) to the config file.
+    """Apply `changes` (key path -> new value; None removes the key, NULL writes a null) to
+    the config file.
 
     Returns the new effective settings and what changed (old and new values, for the audit).
     Raises ConfigError (the file untouched) when the result is invalid.
@@ -150,7 +173,7 @@ def update_config(path: Path, changes: Mapping[KeyPath, Any]) -> tuple[Settings,
     applied = [
         Change(key, _get(before, key), value)
         for key, value in changes.items()
-        if _get(before, key) != _plain(value)
+        if _get(before, key) != _plain(value) or (value is NULL and not _has(before, key))
     ]
 
     def mutate(data: CommentedMap) -> None:

@@ -1,1 +1,6 @@
+"""Textual CSS of the trader terminal (`riskman.tcss`)."""
 
+from pathlib import Path
+
+STYLES = Path(__file__).resolve().parent
+APP_CSS = STYLES / "riskman.tcss"

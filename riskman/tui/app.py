@@ -1,0 +1,336 @@
+"""The trader terminal: the Textual app with the engine running inside its event loop.
+
+The app owns one engine source (a connected `Runtime`), started in a worker on mount. The engine
+tells the app that something changed through a listener that only sets a flag (it runs inside
+the engine and must cost nothing); a fixed-rate timer rebuilds the screens from
+`engine.snapshot()` when the flag is set, and at least once a second (quote ages, stale feeds
+and session changes move with time alone). A burst of events therefore costs one redraw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import events, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
+from textual.screen import Screen
+
+from riskman.admin import AdminGuard, PasswordError, PasswordStore
+from riskman.config import Settings
+from riskman.engine.actions import EnforcementRecord
+from riskman.engine.clock import Clock, SystemClock
+from riskman.engine.engine import Engine
+from riskman.engine.lockouts import LockoutChange
+from riskman.engine.snapshot import EngineChange, EngineSnapshot
+from riskman.runtime import Runtime, StartError
+from riskman.storage.db import DatabaseError
+from riskman.tui.commands import BindingCommands
+from riskman.tui.modals import ConfirmQuit, PasswordModal
+from riskman.tui.source import EngineSource, RuntimeSource
+from riskman.tui.trader import LiveScreen, TraderScreen
+from styles import APP_CSS
+
+if TYPE_CHECKING:
+    from riskman.demo import DemoDesk
+
+log = logging.getLogger("riskman.tui")
+
+REFRESH = 0.2
+"""Seconds between redraws while the engine reports changes (5 per second at most)."""
+FORCE_EVERY = 1.0
+"""Redraw at least this often even without a change event."""
+EXIT_START = 3
+LOG_FILE = "riskman.log"
+NEWS_KEEP = 20
+NEWS_PER_TICK = 3
+
+
+class RiskmanApp(App[int]):
+    CSS_PATH = APP_CSS
+    TITLE = "riskman"
+    COMMANDS = App.COMMANDS | {BindingCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "admin", "Admin", tooltip="Open the password-protected admin screens"),
+        Binding("q", "quit", "Quit", tooltip="Quit riskman (asks first: it stops the guard)"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: Path,
+        source: EngineSource,
+        *,
+        clock: Clock | None = None,
+        demo: DemoDesk | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.config_path = config_path
+        self.source = source
+        self.clock: Clock = clock or SystemClock()
+        self.demo = demo
+        self.cursor_blink = cursor_blink
+        self.engine: Engine | None = None
+        self.guard: AdminGuard | None = None
+        self.phase = "connecting"
+        """connecting, running, failed or stopping."""
+        self.start_error = ""
+        self.log_file: Path | None = None
+        """Where the logs go (set by `run_app`), to point at from an error."""
+        self.snapshot: EngineSnapshot | None = None
+        self.admin_unlocked = False
+        self.last_input = self.clock.now()
+        self.redraws = 0
+        self._dirty = True
+        self._drawn_at = float("-inf")
+        self._news: deque[LockoutChange | EnforcementRecord] = deque(maxlen=NEWS_KEEP)
+        self._unsubscribe: Any = None
+
+    def get_default_screen(self) -> Screen[Any]:
+        return TraderScreen(id="trader")
+
+    def on_mount(self) -> None:
+        self.set_interval(REFRESH, self.redraw)
+        self.connect()
+
+    # --- the engine ------------------------------------------------------------------------
+
+    @work(exclusive=True, group="engine", exit_on_error=False)
+    async def connect(self) -> None:
+        self.phase = "connecting"
+        self._show_phase()
+        try:
+            engine = await self.source.start()
+        except (StartError, DatabaseError) as exc:
+            self._failed(str(exc))
+            return
+        except Exception as exc:
+            log.exception("riskman could not start")
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return
+        self.engine = engine
+        self.guard = AdminGuard(PasswordStore(self.settings.password_file), engine.db, self.clock)
+        self._unsubscribe = engine.subscribe(self._on_change)
+        self.phase = "running"
+        self.mark_dirty()
+        self.redraw()
+
+    def _failed(self, reason: str) -> None:
+        self.phase = "failed"
+        self.start_error = reason
+        self._show_phase()
+
+    def _on_change(self, change: EngineChange) -> None:
+        # Called synchronously inside the engine: O(1) only, never a redraw from here.
+        self._dirty = True
+        if (isinstance(change, LockoutChange) and change.cleared_by is None) or (
+            isinstance(change, EnforcementRecord) and not change.ok
+        ):
+            self._news.append(change)
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def redraw(self) -> None:
+        """Rebuild the screens from a fresh snapshot, if something changed (the timer)."""
+        engine = self.engine
+        if engine is None or self.phase not in ("running", "stopping"):
+            return
+        started = time.monotonic()
+        if not self._dirty and started - self._drawn_at < FORCE_EVERY:
+            return
+        self._dirty = False
+        self._drawn_at = started
+        try:
+            snapshot = engine.snapshot()
+        except Exception:
+            # The guard keeps running without a screen update; say so rather than crash.
+            log.exception("snapshot failed")
+            self.notify("The screen could not be updated (see the log).", severity="error")
+            return
+        self.snapshot = snapshot
+        self.redraws += 1
+        for screen in self.screen_stack:
+            if isinstance(screen, LiveScreen) and screen.ready:
+                # A screen being taken down (at exit) may have lost its widgets already.
+                with contextlib.suppress(NoMatches):
+                    screen.show_snapshot(snapshot)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Toasts for new locks and failed actions: a few per redraw, the rest summed up (the
+        dashboard and the log show them all)."""
+        for _ in range(min(NEWS_PER_TICK, len(self._news))):
+            change = self._news.popleft()
+            if isinstance(change, LockoutChange):
+                lock = change.lockout
+                kind = "COOLDOWN" if lock.kind.value == "cooldown" else "LOCKED"
+                self.notify(
+                    lock.reason,
+                    title=f"{kind} · account {lock.account_id} · {lock.rule}",
+                    severity="error",
+                    timeout=8,
+                )
+            else:
+                self.notify(
+                    f"{change.action} {change.target}: {change.result} {change.detail}".strip(),
+                    title=f"Enforcement problem · account {change.account_id} · {change.rule}",
+                    severity="error",
+                    timeout=12,
+                )
+        if self._news:
+            self.notify(
+                f"{len(self._news)} more: see the dashboard and the enforcement log.",
+                severity="error",
+            )
+            self._news.clear()
+
+    def _show_phase(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, TraderScreen) and screen.ready:
+                screen.show_phase()
+
+    async def apply_settings(self, settings: Settings) -> None:
+        """Use a saved configuration at once (admin)."""
+        if self.engine is not None:
+            await self.engine.apply_settings(settings)
+        self.settings = settings
+        self.mark_dirty()
+
+    # --- input, admin and quitting -----------------------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        # What counts as activity for the admin idle lock (a mouse merely passing does not).
+        if isinstance(
+            event, events.Key | events.MouseDown | events.MouseScrollDown | events.MouseScrollUp
+        ):
+            self.last_input = self.clock.now()
+        await super().on_event(event)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "admin":
+            return isinstance(self.screen, TraderScreen)
+        return True
+
+    def action_admin(self) -> None:
+        if self.engine is None or self.guard is None:
+            self.notify("The admin screens open once riskman is running.", severity="warning")
+            return
+        try:
+            first_run = self.guard.store.load() is None
+        except PasswordError as exc:
+            self.notify(str(exc), title="Admin password file", severity="error", timeout=15)
+            return
+        modal = PasswordModal(
+            self.guard, self.clock, self.settings.zone, self.engine.audit, first_run=first_run
+        )
+        self.push_screen(modal, self._admin_answer)
+
+    def _admin_answer(self, ok: bool | None) -> None:
+        if ok:
+            self.unlock_admin()
+
+    def unlock_admin(self) -> None:
+        from riskman.tui.admin import AdminScreen
+
+        self.admin_unlocked = True
+        self.last_input = self.clock.now()
+        self.push_screen(AdminScreen())
+
+    def lock_admin(self, why: str) -> None:
+        from riskman.tui.admin import AdminScreen
+
+        self.admin_unlocked = False
+        if any(isinstance(screen, AdminScreen) for screen in self.screen_stack):
+            while not isinstance(self.screen, AdminScreen):
+                self.pop_screen()
+            self.pop_screen()
+            self.notify(why, title="Admin")
+
+    async def action_quit(self) -> None:
+        """Every way out (q, ctrl+q, the palette) asks first while riskman is guarding."""
+        if self.phase == "stopping":
+            return
+        if self.phase != "running":
+            self.stop_and_exit()
+            return
+        if not isinstance(self.screen, ConfirmQuit):
+            self.push_screen(ConfirmQuit(), self._quit_answer)
+
+    def _quit_answer(self, quit_now: bool | None) -> None:
+        if quit_now:
+            self.stop_and_exit()
+
+    async def on_unmount(self) -> None:
+        # The last thing the app does on every way out (a crash and the tests' exit included):
+        # stop the engine inside this event loop, flushing its state.
+        if self.demo is not None:
+            await self.demo.stop()
+        await self.source.stop()
+
+    @work(exclusive=True, group="stop", exit_on_error=False)
+    async def stop_and_exit(self) -> None:
+        failed = self.phase == "failed"
+        self.phase = "stopping"
+        self._show_phase()
+        self.workers.cancel_group(self, "engine")
+        if self.demo is not None:
+            await self.demo.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        try:
+            await self.source.stop()
+        except Exception:
+            log.exception("stopping riskman failed")
+        code = EXIT_START if failed else 0
+        self.exit(code, return_code=code)
+
+
+async def run_app(app: RiskmanApp) -> int:
+    """Run the terminal until it exits; stop the engine on every way out (SIGTERM, SIGHUP and
+    a crash included: the source is stopped again, which is harmless)."""
+    from riskman.logs import setup_logging
+
+    # The screen is the terminal: logs go to a file beside the database.
+    log_file = app.log_file = app.settings.database.parent / LOG_FILE
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    stream = log_file.open("a", encoding="utf-8")
+    handler = setup_logging("text", "INFO", stream)
+    loop = asyncio.get_running_loop()
+    hooked = []
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, app.exit, 0)
+            hooked.append(signum)
+    try:
+        await app.run_async()
+    finally:
+        for signum in hooked:
+            loop.remove_signal_handler(signum)
+        try:
+            await app.source.stop()
+        finally:
+            logging.getLogger().removeHandler(handler)
+            stream.close()
+    if app.return_code == EXIT_START and app.start_error:
+        print(f"riskman: {app.start_error} (log: {log_file})", file=sys.stderr)
+        return EXIT_START
+    return app.return_code or 0
+
+
+def run_terminal(settings: Settings, config_path: Path) -> int:
+    """`riskman [--config PATH]`: the trader terminal with the engine inside."""
+    app = RiskmanApp(settings, config_path, RuntimeSource(Runtime(settings)))
+    return asyncio.run(run_app(app))

@@ -1,0 +1,253 @@
+"""The trader screens on a seeded engine: what the trader sees, and every trader binding."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from textual.command import CommandList, CommandPalette
+from textual.widgets import TabbedContent
+
+from riskman.config import Settings
+from riskman.engine.ports import FeedHealth, FeedState, QuoteEvent
+from riskman.runtime import StartError
+from riskman.tui.app import EXIT_START, RiskmanApp
+from riskman.tui.modals import ConfirmQuit
+from tests.fakes import MNQ, quote
+from tests.tui.conftest import ACC_A, ACC_B, SIZE, FactorySource, make_app, running, until
+from widgets.account_card import AccountCard
+from widgets.health import Banner
+from widgets.limit_bar import LimitBar
+from widgets.tables import KeyedTable
+
+
+def card(app: RiskmanApp, account_id: int) -> AccountCard:
+    return app.screen.query_one(f"#account-{account_id}", AccountCard)
+
+
+def label(app: RiskmanApp, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def test_dashboard_shows_each_account_status_balance_and_pnl_against_the_limit(
+    app: RiskmanApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        a, b = card(app, ACC_A), card(app, ACC_B)
+        assert a.has_class("-cooldown") and b.has_class("-locked")
+        assert label(app, f"#account-{ACC_A} #status").strip() == "COOLDOWN"
+        assert "RULE-006  4 trades within a minute" in label(app, f"#account-{ACC_A} #locks")
+        assert "$49,787.50" in label(app, f"#account-{ACC_A} #balance")
+        assert label(app, f"#account-{ACC_A} #realized-amount") == "-$212.50"
+        assert label(app, f"#account-{ACC_A} #open-amount") == "-$40.00"
+        assert label(app, f"#account-{ACC_A} #total-amount") == "-$252.50"
+        total = a.query_one("#total-bar", LimitBar)
+        assert total.used is not None and round(total.used, 3) == 0.842
+        assert total.has_class("-warn")
+        assert b.query_one("#total-bar", LimitBar).has_class("-danger")
+        assert a.query_one("#open-bar", LimitBar).has_class("-ok")
+        assert "minute 1/3" in label(app, f"#account-{ACC_A} #trades")
+        assert "LOCKED" in label(app, f"#account-{ACC_B} #status")
+        assert "until the daily reset" in str(b.query_one("LockList").render())
+
+
+async def test_trader_keys_switch_between_dashboard_positions_rules_and_log(
+    app: RiskmanApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        tabs = app.screen.query_one(TabbedContent)
+        for key, tab in (("p", "positions"), ("r", "rules"), ("l", "log"), ("d", "dashboard")):
+            await pilot.press(key)
+            assert tabs.active == tab
+
+
+async def test_trader_keys_switch_tabs_when_the_tables_are_empty(
+    settings: Settings, config_path: Path
+) -> None:
+    app = make_app(settings, config_path, seed=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        tabs = app.screen.query_one(TabbedContent)
+        for key, tab in (("p", "positions"), ("d", "dashboard"), ("l", "log"), ("d", "dashboard")):
+            await pilot.press(key)
+            assert tabs.active == tab
+
+
+async def test_tabs_switch_with_the_mouse_too(app: RiskmanApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        await pilot.click("Tab#--content-tab-log")
+        assert app.screen.query_one(TabbedContent).active == "log"
+
+
+async def test_positions_and_orders_tables_show_symbol_side_pnl_and_stop(
+    app: RiskmanApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        positions = app.screen.query_one("#positions-table", KeyedTable)
+        assert positions.keys == [f"{ACC_A}|{MNQ}"]
+        cells = [str(cell) for cell in positions.cells(f"{ACC_A}|{MNQ}")]
+        assert cells[1:4] == ["MNQ", "LONG", "2"]
+        assert cells[6] == "-$40.00" and cells[8] == "✓ stop"
+        orders = app.screen.query_one("#orders-table", KeyedTable)
+        assert [str(c) for c in orders.cells(f"{ACC_A}|501")][3:6] == ["STOP", "SELL", "2"]
+
+
+async def test_rules_table_lists_every_rule_with_limit_value_and_percent_used(
+    app: RiskmanApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        table = app.screen.query_one("#rules-table", KeyedTable)
+        engine = app.engine
+        assert engine is not None
+        assert len(table.keys) == 2 * len(engine.rules)
+        loss = [str(c) for c in table.cells(f"{ACC_B}|RULE-003")]
+        assert loss[3:6] == ["on", "-$300.00", "-$320.00"]
+        assert loss[6].endswith("107%")
+
+
+async def test_enforcement_log_is_newest_first_with_rule_action_result_and_latency(
+    app: RiskmanApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        table = app.screen.query_one("#log-table", KeyedTable)
+        first = [str(c) for c in table.cells(table.keys[0])]
+        assert first[1:5] == [f"ACC-{ACC_B}", "LOCKOUT", "close", "ES Z26"]
+        assert first[6] == "ok" and first[7].endswith("ms")
+        times = [table.cells(key)[0].at for key in table.keys]
+        assert times == sorted(times, reverse=True)
+
+
+async def test_a_burst_of_quotes_costs_a_few_redraws_and_the_screen_shows_the_last(
+    app: RiskmanApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        engine = app.engine
+        assert engine is not None
+        before = app.redraws
+        for tick in range(2000):
+            engine.submit(QuoteEvent(MNQ, quote(str(Decimal(20900) + tick % 50))))
+        engine.submit(QuoteEvent(MNQ, quote("21010")))
+        await engine.drain()
+        await until(pilot, lambda: label(app, f"#account-{ACC_A} #open-amount") == "$40.00")
+        assert app.redraws - before <= 3
+
+
+async def test_live_tables_update_cells_in_place_and_keep_the_cursor(app: RiskmanApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        await pilot.press("r")
+        table = app.screen.query_one("#rules-table", KeyedTable)
+        table.move_cursor(row=3)
+        engine = app.engine
+        assert engine is not None
+
+        def no_clear(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a live table was cleared")
+
+        table.clear = no_clear  # type: ignore[method-assign]
+        drawn = app.redraws
+        engine.submit(QuoteEvent(MNQ, quote("20980")))
+        await engine.drain()
+        await until(pilot, lambda: app.redraws > drawn)
+        assert table.cursor_row == 3
+        assert "-$292.50" in str(table.cells(f"{ACC_A}|RULE-003")[5])
+
+
+async def test_a_stale_feed_is_shown_loudly(app: RiskmanApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        engine = app.engine
+        assert engine is not None
+        banner = app.screen.query_one(Banner)
+        assert not banner.has_class("-shown")
+        engine.feed_health(FeedHealth("user", FeedState.STALE, 45.0, 1, "silent"))
+        await until(pilot, lambda: banner.has_class("-shown"))
+        assert "FEED STALE" in banner.text and banner.has_class("-error")
+        assert "NOT ENFORCING" in label(app, "#status")
+
+
+async def test_quitting_asks_first_and_no_keeps_riskman_running(app: RiskmanApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmQuit)
+        assert "NOTHING enforces your rules" in str(app.screen.query_one(".message").render())
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmQuit) and app.is_running
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmQuit)
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running)
+        assert app.return_code == 0
+        source = app.source
+        assert isinstance(source, FactorySource) and source.stopped
+
+
+class FailingSource(FactorySource):
+    async def start(self):  # type: ignore[no-untyped-def]
+        raise StartError("cannot reach the gateway at http://127.0.0.1:9: connection refused")
+
+
+async def test_a_start_error_is_shown_with_its_reason_and_quit_exits_non_zero(
+    settings, config_path
+) -> None:
+    app = make_app(settings, config_path)
+    app.source = FailingSource(settings, app.clock)  # type: ignore[arg-type]
+    async with app.run_test(size=SIZE) as pilot:
+        banner = app.screen.query_one(Banner)
+        await until(pilot, lambda: "CANNOT CONNECT" in banner.text)
+        assert "connection refused" in banner.text
+        await pilot.press("a")
+        assert app.screen.id == "trader"
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)
+    assert app.return_code == EXIT_START
+
+
+async def test_the_palette_offers_every_footer_binding_as_a_command(app: RiskmanApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        from riskman.tui.commands import BindingCommands
+
+        provider = BindingCommands(app.screen)
+        titles = [title for title, *_ in provider._commands()]
+        for expected in ("Dashboard (d)", "Positions (p)", "Rules (r)", "Log (l)", "Admin (a)"):
+            assert expected in titles
+        assert not any(title.startswith("Buy") for title in titles)  # no demo outside the demo
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"positions")
+        commands = app.screen.query_one(CommandList)
+
+        def first_is_positions() -> bool:
+            return commands.option_count > 0 and "Positions (p)" in str(
+                commands.get_option_at_index(0).prompt
+            )
+
+        await until(pilot, first_is_positions)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.id == "trader")
+        await until(pilot, lambda: app.screen.query_one(TabbedContent).active == "positions")
+
+
+async def test_a_theme_switch_recolours_the_live_tables(app: RiskmanApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        table = app.screen.query_one("#positions-table", KeyedTable)
+
+        def side_colour() -> str:
+            return str(table.cells(f"{ACC_A}|{MNQ}")[2].style).lower()
+
+        before = side_colour()
+        assert before == app.theme_variables["success"].lower()
+        nord = app.available_themes["nord"].success
+        assert nord is not None and nord.lower() != before
+        app.theme = "nord"
+        await until(pilot, lambda: side_colour() == nord.lower())

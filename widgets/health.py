@@ -1,0 +1,146 @@
+"""The top of every trader screen: is riskman enforcing, are the hubs connected, how old is the
+last quote, when is the next reset; and a loud banner when the feed cannot be trusted."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+from textual.content import Content
+from textual.widgets import Static
+
+from riskman.engine.ports import FeedHealth
+from riskman.engine.snapshot import EngineSnapshot
+from widgets.formatting import age, clock_time, contract_label, countdown, span
+
+
+def _hub(name: str, health: FeedHealth | None) -> Content:
+    if health is None:
+        return Content.assemble((f"{name} ", "dim"), ("○ not connected", "$error"))
+    style = "$success" if health.trusted else "bold $error"
+    mark = "●" if health.trusted else "○"
+    return Content.assemble((f"{name} ", "dim"), (f"{mark} {health.state.value}", style))
+
+
+def quote_age(snapshot: EngineSnapshot, now: datetime) -> float | None:
+    """The last quote's age now (the snapshot's figure plus the time since it was taken)."""
+    if snapshot.last_quote_age is None:
+        return None
+    return snapshot.last_quote_age + max(0.0, (now - snapshot.at).total_seconds())
+
+
+def status_lines(snapshot: EngineSnapshot, zone: tzinfo, now: datetime) -> Content:
+    if snapshot.armed:
+        armed = Content.styled(" ● ENFORCING ", "bold reverse $success")
+    else:
+        armed = Content.styled(" ○ NOT ENFORCING FROM THE STREAM ", "bold reverse $error")
+    quote = quote_age(snapshot, now)
+    holding = any(view.positions for view in snapshot.accounts)
+    if snapshot.stale_contracts:
+        quote_part = Content.styled(f"last quote {age(quote)} — STALE", "bold $error")
+    elif holding:
+        quote_part = Content.assemble(("last quote ", "dim"), age(quote))
+    else:
+        quote_part = Content.styled(f"last quote {age(quote)} (flat: none needed)", "dim")
+    first = Content.assemble(
+        armed,
+        "   ",
+        _hub("user hub", snapshot.user_feed),
+        "   ",
+        _hub("market hub", snapshot.market_feed),
+        "   ",
+        quote_part,
+    )
+    reset_in = (snapshot.next_reset - now).total_seconds()
+    parts: list[Content | str | tuple[str, str]] = [
+        ("trading day ", "dim"),
+        snapshot.trading_day.isoformat(),
+        ("   next daily reset ", "dim"),
+        clock_time(snapshot.next_reset, zone),
+        ("  in ", "dim"),
+        (countdown(reset_in) if reset_in < 86400 else span(reset_in), "bold"),
+        ("   session ", "dim"),
+    ]
+    if snapshot.session_open is None:
+        parts.append(("no session rule", "dim"))
+    elif snapshot.session_open:
+        parts.append(("OPEN", "bold $success"))
+        if snapshot.session_change is not None:
+            parts += [("  closes ", "dim"), clock_time(snapshot.session_change, zone)]
+    else:
+        parts.append(("CLOSED", "bold $warning"))
+        if snapshot.session_change is not None:
+            left = (snapshot.session_change - now).total_seconds()
+            parts += [
+                ("  opens ", "dim"),
+                clock_time(snapshot.session_change, zone),
+                ("  in ", "dim"),
+                span(left),
+            ]
+    return Content("\n").join([first, Content.assemble(*parts)])
+
+
+def banner_lines(snapshot: EngineSnapshot) -> list[str]:
+    """What the trader must not miss: an untrusted feed, stale quotes."""
+    lines = []
+    user = snapshot.user_feed
+    if user is None or not user.trusted:
+        state = "NOT CONNECTED" if user is None else user.state.value.upper()
+        lines.append(
+            f"USER FEED {state} — FEED STALE: riskman re-reads positions and orders over REST "
+            "until the stream is trusted again"
+        )
+    market = snapshot.market_feed
+    if market is not None and not market.trusted:
+        lines.append(f"MARKET FEED {market.state.value.upper()} — open P&L may be out of date")
+    if snapshot.stale_contracts:
+        names = ", ".join(contract_label(c) for c in snapshot.stale_contracts)
+        lines.append(
+            f"STALE QUOTES for {names} — open P&L is not current (a stale quote never "
+            "triggers a close)"
+        )
+    return lines
+
+
+class StatusStrip(Static):
+    """Two lines at the top of the trader screens."""
+
+    DEFAULT_CSS = """
+    StatusStrip {
+        height: auto;
+    }
+    """
+
+    def show(self, snapshot: EngineSnapshot, zone: tzinfo, now: datetime) -> None:
+        self.update(status_lines(snapshot, zone, now))
+
+    def show_text(self, text: str) -> None:
+        self.update(text)
+
+
+class Banner(Static):
+    """A loud full-width warning, hidden when there is nothing to say."""
+
+    DEFAULT_CSS = """
+    Banner {
+        height: auto;
+        display: none;
+    }
+    Banner.-shown {
+        display: block;
+    }
+    """
+
+    _said = ""
+
+    def say(self, lines: list[str], level: str = "error") -> None:
+        text = "\n".join(lines)
+        self.set_class(bool(lines), "-shown")
+        for name in ("error", "warning", "info"):
+            self.set_class(name == level, f"-{name}")
+        if text != self._said:
+            self._said = text
+            self.update(Content(text))
+
+    @property
+    def text(self) -> str:
+        return self._said
