@@ -1,0 +1,363 @@
+"""The system under test, in its own process (``python -m benchmarks.sut --mode MODE``).
+
+Modes:
+
+- ``headless``: riskman as ``riskman --no-ui`` runs it: the same `Runtime` (REST client,
+  signalrcore hubs, feed, engine on a real SQLite file) and the same logging to stderr.
+- ``ui``: riskman inside the Textual app (`riskman.tui.app.RiskmanApp` with the real
+  `RuntimeSource`), run with Textual's headless driver at 160x48: the app composes, lays out
+  and renders every refresh; only the final write of escape codes to a terminal is skipped.
+- ``floor``: the least a client can do: a raw WebSocket reader (``websockets``) on the user
+  hub that parses each frame and, for a position over the max-contracts limit, POSTs the
+  partial close at once through a keep-alive ``httpx.AsyncClient``. No state, no rules, no
+  database, no logging: the physical limit of Python + asyncio + httpx on this machine.
+
+One change to riskman for the benchmark: the client-side REST limiter (180 calls / 61 s, the
+gateway allows 200 / 60 s) is widened, or a thousand closes in a few seconds would wait for
+the window. The limiter still runs on every call.
+"""
+
+from __future__ import annotations
+
+import time
+
+IMPORT_BEGAN = time.monotonic()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from .harness import ControlServer  # noqa: E402
+
+BENCH_LIMIT = 1_000_000
+
+
+class GcPauses:
+    """Counts the garbage collector's pauses per generation (a gc callback: ~1 µs each)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._began = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._began)
+
+    def summary(self) -> dict[str, Any]:
+        out = {}
+        for generation, pauses in self.pauses.items():
+            out[f"gen{generation}"] = {
+                "count": len(pauses),
+                "max_ms": max(pauses, default=0.0) * 1000,
+                "total_ms": sum(pauses) * 1000,
+            }
+        return out
+
+    def reset(self) -> None:
+        for pauses in self.pauses.values():
+            pauses.clear()
+
+
+class Sut:
+    """What every mode answers: armed times, counters, profiling, stop."""
+
+    def __init__(self, mode: str, config: Path, trace: int | None) -> None:
+        self.mode = mode
+        self.config = config
+        self.times: dict[str, float] = {"import_began": IMPORT_BEGAN}
+        self.armed = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.counts: Counter[str] = Counter()
+        self.extra: dict[str, Any] = {}
+        self.error: str | None = None
+        self._profiler: Any = None
+        self.gc = GcPauses()
+        self.tracer: Any = None
+        if trace is not None:
+            from .trace import Tracer
+
+            self.tracer = Tracer(trace)
+            self.tracer.install(floor=mode == "floor")
+
+    async def cmd_wait_armed(self, timeout: float = 60.0) -> dict[str, float]:
+        async with asyncio.timeout(timeout):
+            while not self.armed.is_set():
+                if self.error is not None:
+                    raise RuntimeError(self.error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.armed.wait(), 0.1)
+        return self.times
+
+    async def cmd_stats(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "gc": self.gc.summary(),
+            **{k: v() for k, v in self.extra.items()},
+        }
+
+    async def cmd_reset_stats(self) -> None:
+        self.gc.reset()
+        self.counts.clear()
+        if self.tracer is not None:
+            self.tracer.records.clear()
+            self.tracer.stalls.clear()
+
+    async def cmd_trace(self) -> dict[str, Any]:
+        """The stage timestamps of every traced breach and the loop stalls so far (and forget
+        them)."""
+        if self.tracer is None:
+            return {"records": [], "stalls": []}
+        records, self.tracer.records = self.tracer.records, []
+        stalls, self.tracer.stalls = self.tracer.stalls, []
+        return {"records": records, "stalls": stalls}
+
+    async def cmd_profile_start(self) -> None:
+        from pyinstrument import Profiler
+
+        self._profiler = Profiler(interval=0.0005, async_mode="disabled")
+        self._profiler.start()
+
+    async def cmd_profile_stop(self, path: str) -> str:
+        profiler, self._profiler = self._profiler, None
+        if profiler is None:
+            return ""
+        profiler.stop()
+        text = profiler.output_text(unicode=True, color=False, show_all=False)
+        html = profiler.output_html()
+
+        def write() -> None:
+            Path(path).write_text(text)
+            Path(path).with_suffix(".html").write_text(html)
+
+        await asyncio.to_thread(write)
+        return path
+
+    async def cmd_stop(self) -> None:
+        self.stopping.set()
+
+
+# --- riskman ----------------------------------------------------------------------------------
+
+
+def _widen_rate_limit() -> None:
+    import riskman.gateway.rest as rest
+
+    rest.DEFAULT_LIMIT = BENCH_LIMIT
+
+
+def _count_calls(sut: Sut, engine: Any) -> None:
+    """Count events in and quotes routed (one attribute wrapper each: a few hundred ns)."""
+    from riskman.engine.ports import QuoteEvent
+
+    submit = engine.submit
+    update_quote = engine.quotes.update_quote
+    counts = sut.counts
+
+    def counted_submit(event: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["quotes_in" if isinstance(event, QuoteEvent) else "events_in"] += 1
+        return submit(event, *args, **kwargs)
+
+    def counted_update(*args: Any, **kwargs: Any) -> Any:
+        counts["quotes_routed"] += 1
+        return update_quote(*args, **kwargs)
+
+    engine.submit = counted_submit
+    engine.quotes.update_quote = counted_update
+
+
+async def _arm(sut: Sut, runtime: Any, began: float) -> None:
+    await runtime.wait_armed()
+    times = runtime.times
+    sut.times["logged_in"] = began + (times.logged_in or 0.0)
+    sut.times["engine_ready"] = began + (times.engine_ready or 0.0)
+    sut.times["armed"] = time.monotonic()
+    assert runtime.engine is not None
+    _count_calls(sut, runtime.engine)
+    sut.armed.set()
+
+
+async def run_headless(sut: Sut) -> None:
+    from riskman.config import load_config
+    from riskman.logs import setup_logging
+    from riskman.runtime import Runtime
+
+    sut.times["imported"] = time.monotonic()
+    _widen_rate_limit()
+    settings = load_config(sut.config)
+    setup_logging("text", "INFO")
+    runtime = Runtime(settings)
+    began = time.monotonic()
+    try:
+        await runtime.start()
+        await _arm(sut, runtime, began)
+        await sut.stopping.wait()
+    except Exception as exc:
+        sut.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        await runtime.stop()
+
+
+async def run_ui(sut: Sut) -> None:
+    from riskman.config import load_config
+    from riskman.runtime import Runtime
+    from riskman.tui.app import RiskmanApp
+    from riskman.tui.source import RuntimeSource
+
+    sut.times["imported"] = time.monotonic()
+    _widen_rate_limit()
+    settings = load_config(sut.config)
+    runtime = Runtime(settings)
+    app = RiskmanApp(settings, sut.config, RuntimeSource(runtime), cursor_blink=False)
+    began = time.monotonic()
+    sut.extra["redraws"] = lambda: app.redraws
+
+    async def watch() -> None:
+        # Polls only until the app has started its engine (before anything is measured).
+        while app.engine is None:
+            if app.phase == "failed":
+                sut.error = app.start_error
+                return
+            await asyncio.sleep(0.01)
+        await _arm(sut, runtime, began)
+        await sut.stopping.wait()
+        app.exit(0)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await app.run_async(headless=True, size=(160, 48))
+    finally:
+        watcher.cancel()
+        await runtime.stop()
+
+
+# --- the floor --------------------------------------------------------------------------------
+
+
+async def run_floor(sut: Sut) -> None:
+    import httpx
+    import websockets
+
+    sut.times["imported"] = time.monotonic()
+    config = json.loads(sut.config.read_text())
+    gateway = config["gateway"]
+    accounts: list[int] = config["accounts"]
+    limit: int = config["rules"]["max_contracts"]["limit"]
+    began = time.monotonic()
+    async with httpx.AsyncClient(
+        base_url=gateway["api_url"],
+        timeout=10.0,
+        limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=60.0),
+    ) as http:
+        reply = await http.post(
+            "/api/Auth/loginKey",
+            json={
+                "userName": gateway["username"],
+                "apiKey": os.environ["RISKMAN_GATEWAY__API_KEY"],
+            },
+        )
+        token = reply.json()["token"]
+        sut.times["logged_in"] = time.monotonic()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        url = gateway["user_hub_url"].replace("http", "ws", 1) + f"?access_token={token}"
+        async with websockets.connect(url, compression=None, ping_interval=None) as ws:
+            await ws.send('{"protocol":"json","version":1}\x1e')
+            await ws.recv()
+            for i, account_id in enumerate(accounts):
+                invocation = {
+                    "type": 1,
+                    "invocationId": str(i),
+                    "target": "SubscribePositions",
+                    "arguments": [account_id],
+                }
+                await ws.send(json.dumps(invocation) + "\x1e")
+            pending = {str(i) for i in range(len(accounts))}
+            sut.times["engine_ready"] = began
+            reader = asyncio.create_task(_floor_loop(sut, ws, http, headers, limit, pending))
+            stop = asyncio.create_task(sut.stopping.wait())
+            await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+            reader.cancel()
+            stop.cancel()
+
+
+async def _floor_loop(
+    sut: Sut, ws: Any, http: Any, headers: dict[str, str], limit: int, pending: set[str]
+) -> None:
+    tracer = sut.tracer
+    async for message in ws:
+        if tracer is not None and tracer.is_breach_frame(message):
+            tracer.records.append({"loop": time.monotonic()})
+        for record in message.split("\x1e"):
+            if not record:
+                continue
+            frame = json.loads(record)
+            kind = frame.get("type")
+            if kind == 1 and frame.get("target") == "GatewayUserPosition":
+                argument = frame["arguments"][0]
+                data = argument.get("data", argument)
+                if data["size"] > limit:
+                    body = {
+                        "accountId": data["accountId"],
+                        "contractId": data["contractId"],
+                        "size": data["size"] - limit,
+                    }
+                    if tracer is not None:
+                        tracer.mark("post")
+                    await http.post(
+                        "/api/Position/partialCloseContract",
+                        content=json.dumps(body),
+                        headers=headers,
+                    )
+                    sut.counts["closes"] += 1
+            elif kind == 3 and pending:
+                pending.discard(frame.get("invocationId"))
+                if not pending:
+                    sut.times["armed"] = time.monotonic()
+                    sut.armed.set()
+
+
+# --- main -------------------------------------------------------------------------------------
+
+MODES = {"headless": run_headless, "ui": run_ui, "floor": run_floor}
+
+
+async def _main(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    sut = Sut(args.mode, Path(args.config), args.trace)
+    # The orchestrator stops us over the control connection (or by going away).
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    control = ControlServer(f"sut-{args.mode}", sut, loop, sut.stopping.set)
+    control.start()
+    try:
+        await MODES[args.mode](sut)
+    except Exception as exc:
+        sut.error = sut.error or f"{type(exc).__name__}: {exc}"
+        print(f"sut: {sut.error}", file=sys.stderr)
+        # Stay up until the orchestrator has read the error (or gives up on us).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sut.stopping.wait(), 30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sut")
+    parser.add_argument("--mode", choices=sorted(MODES), required=True)
+    parser.add_argument("--config", required=True)
+    parser.add_argument(
+        "--trace", type=int, default=None, help="time the stages of breaches of this size"
+    )
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Where a breach's time goes: timestamps at each stage of riskman's path, for one kind of
+event (a `GatewayUserPosition` over the max-contracts limit), in a diagnostic run only
+(``python -m benchmarks latency --trace``; the wrappers cost a few microseconds).
+
+The stages, in order, all on `time.monotonic()` (the same clock as the simulator's):
+
+    recv      signalrcore's receive thread has the WebSocket frame (`_Socket.on_message`)
+    loop      the event loop runs the frame (`SignalRCoreTransport._on_item`)
+    feed      the feed gets the decoded invocation (`GatewayFeed._on_user_event`)
+    submit    the parsed event is handed to the engine (`Engine.submit`)
+    route     the router takes it off the queue (`EventRouter.handle`)
+    dispatch  rules and plan done, actions dispatched (`EventRouter.dispatch`)
+    rest      the action task calls the REST client (`RestClient.partial_close_contract`)
+    post      the client hands the request to httpx (`httpx.AsyncClient.post`)
+    wire      httpcore writes the request's first bytes to the socket
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+STAGES = ("recv", "loop", "feed", "submit", "route", "dispatch", "rest", "post", "wire")
+
+
+STALL = 0.001
+"""A loop callback that runs longer than this is a stall (an event arriving waits for it)."""
+
+
+def describe_callback(callback: Any) -> str:
+    """A readable name for what a loop callback runs (a task: its coroutine, and for a
+    Textual timer or message pump, whose)."""
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        name = getattr(coro, "__qualname__", type(coro).__name__)
+        frame = getattr(coro, "cr_frame", None)
+        target = frame.f_locals.get("self") if frame is not None else None
+        timer_callback = getattr(target, "_callback", None)
+        if timer_callback is not None:
+            return f"{name} -> {getattr(timer_callback, '__qualname__', timer_callback)}"
+        if target is not None:
+            return f"{name} ({type(target).__name__})"
+        return name
+    return getattr(callback, "__qualname__", repr(callback))
+
+
+class Tracer:
+    def __init__(self, breach_size: int) -> None:
+        self.breach_size = breach_size
+        self.records: list[dict[str, float]] = []
+        self.stalls: list[tuple[str, float]] = []
+        self._marker = f'"size":{breach_size},'
+
+    def is_breach_frame(self, raw: Any) -> bool:
+        return isinstance(raw, str) and "GatewayUserPosition" in raw and self._marker in raw
+
+    def mark(self, stage: str) -> None:
+        if self.records and stage not in self.records[-1]:
+            self.records[-1][stage] = time.monotonic()
+
+    def install(self, floor: bool = False) -> None:
+        """Wrap riskman's stages (for the floor, which marks its own, only the socket write),
+        and time every callback of the event loop (`asyncio.Handle._run`)."""
+        run = asyncio.Handle._run
+        stalls = self.stalls
+
+        def timed_run(handle: asyncio.Handle) -> None:
+            began = time.perf_counter()
+            run(handle)
+            took = time.perf_counter() - began
+            if took > STALL:
+                stalls.append((describe_callback(handle._callback), took))  # type: ignore[attr-defined]
+
+        asyncio.Handle._run = timed_run  # type: ignore[method-assign,assignment]
+
+        import httpx
+        from httpcore._backends.anyio import AnyIOStream
+
+        from riskman.engine.engine import Engine
+        from riskman.engine.ports import PositionEvent
+        from riskman.engine.router import EventRouter
+        from riskman.gateway.feed import GatewayFeed
+        from riskman.gateway.realtime import SignalRCoreTransport, _Socket
+        from riskman.gateway.rest import RestClient
+
+        tracer = self
+        before_write = AnyIOStream.write
+
+        async def traced_write(stream: Any, buffer: bytes, timeout: float | None = None) -> None:
+            if tracer.records and "post" in tracer.records[-1]:
+                tracer.mark("wire")
+            await before_write(stream, buffer, timeout)
+
+        AnyIOStream.write = traced_write  # type: ignore[method-assign,assignment]
+        if floor:
+            return
+
+        def is_breach_event(event: Any) -> bool:
+            return isinstance(event, PositionEvent) and event.position.size == self.breach_size
+
+        on_message = _Socket.on_message
+
+        def traced_on_message(sock: Any, app: object, raw: str) -> None:
+            if tracer.is_breach_frame(raw):
+                tracer.records.append({"recv": time.monotonic()})
+            on_message(sock, app, raw)
+
+        _Socket.on_message = traced_on_message  # type: ignore[method-assign,assignment]
+
+        def before(cls: Any, name: str, stage: str, when: Callable[..., bool]) -> None:
+            original = getattr(cls, name)
+
+            @functools.wraps(original)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if when(*args, **kwargs):
+                    tracer.mark(stage)
+                return original(*args, **kwargs)
+
+            setattr(cls, name, wrapper)
+
+        before(
+            SignalRCoreTransport, "_on_item", "loop", lambda _s, item: tracer.is_breach_frame(item)
+        )
+        before(
+            GatewayFeed,
+            "_on_user_event",
+            "feed",
+            lambda _s, event: event.target == "GatewayUserPosition",
+        )
+        before(Engine, "submit", "submit", lambda _s, event: is_breach_event(event))
+        before(EventRouter, "handle", "route", lambda _s, event: is_breach_event(event))
+        before(EventRouter, "dispatch", "dispatch", lambda *a, **k: True)
+        before(RestClient, "partial_close_contract", "rest", lambda *a, **k: True)
+        before(
+            httpx.AsyncClient,
+            "post",
+            "post",
+            lambda _s, url, *a, **k: str(url).endswith("partialCloseContract"),
+        )
