@@ -115,6 +115,21 @@ def test_durations_accept_seconds_units_and_until_reset(tmp_path: Path) -> None:
     assert settings.admin.idle_lock == 45
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("0", 0.0), ("2m", 120.0), ("45", 45.0), (None, 120.0)]
+)
+def test_gateway_start_wait_is_a_duration_or_0_for_forever(
+    tmp_path: Path, value: str | None, seconds: float
+) -> None:
+    text = "gateway: {}\n" if value is None else f"gateway: {{start_wait: {value}}}\n"
+    assert load_config(write(tmp_path, text)).gateway.start_wait == seconds
+
+
+def test_gateway_start_wait_refuses_a_negative_duration(tmp_path: Path) -> None:
+    [problem] = problems(write(tmp_path, "gateway: {start_wait: -5}\n"))
+    assert ": gateway.start_wait: " in problem
+
+
 def test_missing_rules_are_off_and_present_ones_are_on(tmp_path: Path) -> None:
     settings = load_config(write(tmp_path, "rules:\n  daily_realized_loss: {limit: 250}\n"))
     assert settings.rules.daily_realized_loss.enabled

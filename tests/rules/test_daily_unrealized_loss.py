@@ -114,8 +114,23 @@ async def test_position_opened_into_a_loss_is_closed_on_the_position_event(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _quote(engine, MNQ, quote("20800", bid="20800"))  # nobody holds MNQ yet
+    await _open(engine, gateway, position(OTHER, MNQ, 1, short=True))  # MNQ quotes are live
+    await _quote(engine, MNQ, quote("20800", bid="20800"))
     await _open(engine, gateway, position(ACC, MNQ, 1))
+    await _settle(engine)
+    assert _closes(gateway) == [(ACC, MNQ)]
+
+
+async def test_a_quote_from_before_anyone_held_the_contract_never_closes(
+    make_engine: EngineFactory, gateway: FakeGateway
+) -> None:
+    # Nobody held MNQ, so its quotes were not subscribed: the one kept is not live.
+    engine = await make_engine(_cfg(), rule_classes=RULES)
+    await _quote(engine, MNQ, quote("20800", bid="20800"))
+    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await _settle(engine)
+    assert _closes(gateway) == []
+    await _quote(engine, MNQ, quote("20800", bid="20800"))  # the live quote
     await _settle(engine)
     assert _closes(gateway) == [(ACC, MNQ)]
 
