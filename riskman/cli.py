@@ -96,13 +96,42 @@ def set_admin_password(path: Path) -> int:
             return 1
     else:
         first = sys.stdin.readline().rstrip("\r\n")
+    existed = store.exists()
     try:
         store.set(first)
     except PasswordError as exc:
         print(f"riskman: {exc}; nothing changed", file=sys.stderr)
         return 1
     print(f"admin password set ({store.path}, mode 600)")
+    try:
+        asyncio.run(_audit_password(settings, "changed" if existed else "set"))
+    except Exception as exc:  # the password is set; say the audit trail lacks it
+        print(f"riskman: warning: not recorded in the audit table ({exc})", file=sys.stderr)
     return 0
+
+
+async def _audit_password(settings: Settings, what: str) -> None:
+    """Every admin change is in the audit table, this one too (never the password itself)."""
+    from datetime import UTC, datetime
+
+    from riskman.storage.db import Database, to_db_time
+
+    db = await Database.open(settings.database)
+    try:
+        await db.execute(
+            "INSERT INTO admin_audit (ts, action, target, old_value, new_value, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                to_db_time(datetime.now(UTC)),
+                "password",
+                "admin password",
+                None,
+                f"{what} (command line)",
+                "",
+            ),
+        )
+    finally:
+        await db.close()
 
 
 def main(argv: list[str] | None = None) -> int:

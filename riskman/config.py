@@ -86,6 +86,18 @@ def _duration_out(value: float | str) -> float | int | str:
 Seconds = Annotated[float, BeforeValidator(_parse_seconds), PlainSerializer(_duration_out)]
 """A duration in seconds: ``60``, ``"90s"``, ``"30m"``, ``"1h"``."""
 
+
+def _parse_seconds_or_zero(value: Any) -> float:
+    if not isinstance(value, bool) and value in (0, "0"):
+        return 0.0
+    return _parse_seconds(value)
+
+
+SecondsOrZero = Annotated[
+    float, BeforeValidator(_parse_seconds_or_zero), PlainSerializer(_duration_out)
+]
+"""A duration in seconds, or ``0`` (what 0 means is the key's to say)."""
+
 CooldownDuration = Annotated[
     float | str, BeforeValidator(_parse_duration_or_reset), PlainSerializer(_duration_out)
 ]
@@ -402,6 +414,9 @@ class GatewayConfig(Strict):
     reconnect_max_backoff: Seconds = 30.0
     stale_poll_interval: Seconds = 5.0
     """While a feed is stale, positions are re-read over REST this often."""
+    start_wait: SecondsOrZero = 120.0
+    """At start, how long to keep retrying a gateway that cannot be reached before giving up
+    with a non-zero exit (0: retry forever)."""
 
     @field_validator("api_url", "user_hub_url", "market_hub_url")
     @classmethod

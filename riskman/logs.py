@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from riskman.gateway.rest import SecretRedactingFilter
+from riskman.gateway.rest import SecretRedactingFilter, redact
 
 # Attributes of every LogRecord; anything else was passed in `extra=` and goes into JSON.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -29,8 +29,11 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 payload[key] = value if isinstance(value, str | int | float | bool) else str(value)
-        if record.exc_info:
-            payload["error"] = self.formatException(record.exc_info)
+        # The redaction filter leaves the traceback, redacted, in `exc_text`: use it as is.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            payload["error"] = redact(record.exc_text)
         return json.dumps(payload, ensure_ascii=False)
 
 

@@ -5,6 +5,7 @@ stopped together. The headless daemon and the terminal both run one `Runtime`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import time
@@ -20,6 +21,10 @@ from riskman.gateway.rest import RestClient
 from riskman.rules.base import Rule
 
 log = logging.getLogger("riskman")
+
+FREEZE_AFTER = 1.0
+"""Seconds after arming before the start-up heap is frozen (start-up enforcement goes first)."""
+_heap_frozen = False
 
 
 class StartError(Exception):
@@ -43,18 +48,20 @@ class Runtime:
         api_key: str | None = None,
         clock: Clock | None = None,
         rule_classes: Sequence[type[Rule]] | None = None,
-        start_wait: float = 120.0,
+        start_wait: float | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self._api_key = api_key
         self._rule_classes = rule_classes
-        self.start_wait = start_wait
-        """How long to keep retrying an unreachable gateway at start (0: forever)."""
+        self.start_wait = settings.gateway.start_wait if start_wait is None else start_wait
+        """How long to keep retrying an unreachable gateway at start (0: forever); default
+        `gateway.start_wait`."""
         self.rest: RestClient | None = None
         self.engine: Engine | None = None
         self.feed: GatewayFeed | None = None
         self.times = StartTimes()
+        self._freezer: asyncio.Task[None] | None = None
 
     async def start(self) -> Engine:
         """Log in, open the engine, connect the hubs. Raises StartError with the reason."""
@@ -66,11 +73,13 @@ class Runtime:
             )
         self.rest = RestClient(self.settings.gateway, key, clock=self.clock)
         try:
-            await self._login()
-            self.times.logged_in = time.monotonic() - began
+            # The database first: a corrupt or unusable file is reported at once, not after
+            # minutes of retrying an unreachable gateway.
             self.engine = await Engine.open(
                 self.settings, self.rest, clock=self.clock, rule_classes=self._rule_classes
             )
+            await self._login()
+            self.times.logged_in = time.monotonic() - began
             await self.engine.start()
             self.times.engine_ready = time.monotonic() - began
             if not self.settings.account_ids:
@@ -81,9 +90,13 @@ class Runtime:
                 self.engine,
                 self.settings.account_ids,
                 self.clock,
+                quote_stale_after=self.settings.quotes.stale_after,
             )
             self.engine.quote_subscriptions = self.feed
             await self.feed.start()
+            self._freezer = asyncio.get_running_loop().create_task(
+                self._freeze_heap_when_armed(self.feed), name="riskman-gc-freeze"
+            )
         except BaseException:
             await self.stop()
             raise
@@ -107,6 +120,9 @@ class Runtime:
         """Stop everything, flushing state; safe to call more than once."""
         feed, engine, rest = self.feed, self.engine, self.rest
         self.feed = self.engine = self.rest = None
+        if self._freezer is not None:
+            self._freezer.cancel()
+            self._freezer = None
         try:
             if feed is not None:
                 await feed.stop()
@@ -119,6 +135,24 @@ class Runtime:
                     await rest.aclose()
 
     # --- internals -----------------------------------------------------------------------
+
+    async def _freeze_heap_when_armed(self, feed: GatewayFeed) -> None:
+        """Take everything alive once armed (modules, config, the screens, the restored state)
+        out of the garbage collector's full collections, once per process.
+
+        A full collection walks every tracked object: with the Textual app loaded that is a
+        pause of tens of milliseconds, a few times a minute, and an event arriving meanwhile
+        waits for it. Frozen objects are still freed normally when their last reference goes;
+        the collection before the freeze means no garbage is frozen with them.
+        """
+        global _heap_frozen
+        await feed.wait_trusted()
+        await asyncio.sleep(FREEZE_AFTER)
+        if _heap_frozen:
+            return
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
     def _read_key(self) -> str:
         try:

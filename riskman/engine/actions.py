@@ -67,8 +67,9 @@ _EXPECT_FOR = 15.0
 """Seconds within which a fill can be the answer to one of riskman's closes."""
 
 Recorder = Callable[[EnforcementRecord], None]
-PositionsSeen = Callable[[int, Sequence[Position]], None]
-"""Called with a REST re-read of an account's positions, so state catches up with it."""
+PositionsSeen = Callable[[int, Sequence[Position], float], None]
+"""Called with a REST re-read of an account's positions and the `Clock.monotonic()` the read
+was sent at, so state catches up with it (but not past stream events that came after it)."""
 
 
 class EnforcementActions:
@@ -266,15 +267,31 @@ class EnforcementActions:
                 return True
         return False
 
-    def _expect_fill(self, account_id: int, contract_id: str, size: int | None = None) -> None:
+    def _expect_fill(
+        self, account_id: int, contract_id: str, size: int | None = None
+    ) -> _ExpectedFill | None:
         """Note the fill a close of `size` contracts (default: the whole position) will cause."""
         state = self._state.get_position(account_id, contract_id)
         if state is None:
-            return
+            return None
         side = OrderSide.ASK if state.sign > 0 else OrderSide.BID
-        self._expected.setdefault((account_id, contract_id), []).append(
-            _ExpectedFill(side, size or state.size, self._clock.monotonic() + _EXPECT_FOR)
-        )
+        expected = _ExpectedFill(side, size or state.size, self._clock.monotonic() + _EXPECT_FOR)
+        self._expected.setdefault((account_id, contract_id), []).append(expected)
+        return expected
+
+    def _unexpect_fill(
+        self, account_id: int, contract_id: str, expected: _ExpectedFill | None
+    ) -> None:
+        """The close was refused, so it brings no fill: a trader's own fill on that side in the
+        next seconds must not be taken for riskman's (and go uncounted by RULE-006)."""
+        pending = self._expected.get((account_id, contract_id))
+        if expected is None or not pending:
+            return
+        # Identity, not equality: an identical expectation of another close must stay.
+        for index, item in enumerate(pending):
+            if item is expected:
+                del pending[index]
+                break
 
     def _forget_old_orders(self, now: float) -> None:
         if len(self._own_orders) > 1000:
@@ -363,6 +380,17 @@ class EnforcementActions:
             reason,
             latency,
             f" [{detail}]" if detail else "",
+            # The same facts as fields, for `--log-format json` (one object per action).
+            extra={
+                "rule": rule,
+                "account": account_id,
+                "action": action,
+                "target": target,
+                "result": result,
+                "reason": reason,
+                "detail": detail,
+                "latency_ms": round(latency, 1),
+            },
         )
         self._record(record)
 
@@ -383,12 +411,13 @@ class EnforcementActions:
 
     async def _rest_size(self, account_id: int, contract_id: str) -> int | None:
         """The position's size as the gateway reports it now (None if the read failed)."""
+        asked = self._clock.monotonic()
         try:
             positions = await self._gateway.search_open_positions(account_id, urgent=True)
         except GatewayError as exc:
             log.warning("re-reading positions of %s failed: %s", account_id, exc)
             return None
-        self._positions_seen(account_id, positions)
+        self._positions_seen(account_id, positions, asked)
         for position in positions:
             if position.contract_id == contract_id:
                 return position.size
@@ -413,16 +442,19 @@ class EnforcementActions:
         detail = ""
         for attempt in range(1, self.config.max_attempts + 1):
             error: GatewayError | None = None
-            self._expect_fill(account_id, contract_id)
+            expected = self._expect_fill(account_id, contract_id)
             try:
                 await self._gateway.close_contract(account_id, contract_id)
             except NotFound:
+                self._unexpect_fill(account_id, contract_id, expected)
                 self._drop_if_flat(account_id, contract_id)
                 return self._closed(
                     account_id, contract_id, rule, reason, started, "already flat", "", leftovers
                 )
             except GatewayError as exc:
                 error, detail = exc, str(exc)
+                if not isinstance(exc, OutcomeUnknown):
+                    self._unexpect_fill(account_id, contract_id, expected)
             if error is None or isinstance(error, OutcomeUnknown):
                 gone = await self._wait_position(
                     account_id,
@@ -522,14 +554,17 @@ class EnforcementActions:
                 )
                 return True
             error: GatewayError | None = None
-            self._expect_fill(account_id, contract_id, size - target)
+            expected = self._expect_fill(account_id, contract_id, size - target)
             try:
                 await self._gateway.partial_close_contract(account_id, contract_id, size - target)
             except NotFound:
+                self._unexpect_fill(account_id, contract_id, expected)
                 self._log(account_id, rule, "reduce", contract_id, reason, "already flat", started)
                 return True
             except GatewayError as exc:
                 error, detail = exc, str(exc)
+                if not isinstance(exc, OutcomeUnknown):
+                    self._unexpect_fill(account_id, contract_id, expected)
             if error is None:
                 within = await self._wait_position(
                     account_id,
@@ -590,13 +625,14 @@ class EnforcementActions:
             pending = [t for t in self._in_flight_for(account_id) if t not in closes]
             results = await asyncio.gather(*closes, *pending, return_exceptions=True)
             await asyncio.gather(*cancels, return_exceptions=True)
+            asked = self._clock.monotonic()
             try:
                 positions = await self._gateway.search_open_positions(account_id, urgent=True)
             except GatewayError as exc:
                 log.warning("checking that account %s is flat failed: %s", account_id, exc)
                 await self._backoff(attempt, exc)
                 continue
-            self._positions_seen(account_id, positions)
+            self._positions_seen(account_id, positions, asked)
             if not positions:
                 # Orders can appear after the closes (e.g. bracket children): cancel leftovers.
                 leftovers = self.cancel_all_orders(

@@ -64,6 +64,9 @@ Listener = Callable[[EngineChange], None]
 LOG_KEEP = 500
 HISTORY_KEEP = 720
 HISTORY_EVERY = 5.0
+VIEW_REUSE = 0.9
+"""Seconds an unchanged account's view is reused by `snapshot()` (under the terminal's 1 s
+forced redraw, so what moves with time alone is as fresh as before)."""
 
 
 def load_calendar(settings: Settings) -> HolidayCalendar:
@@ -106,7 +109,9 @@ class Engine:
             self._on_record,
             self._positions_seen,
         )
-        self.resets = ResetScheduler(db, self.clock, self._schedule, self.calendar, self._on_reset)
+        self.resets = ResetScheduler(
+            db, self.clock, self._schedule, self.calendar, self._on_reset, self._on_reset_done
+        )
         self.context = RuleContext(
             settings=lambda: self.settings,
             clock=self.clock,
@@ -150,6 +155,7 @@ class Engine:
         self._health: dict[str, FeedHealth] = {}
         self._history: dict[int, deque[float]] = {}
         self._history_at: dict[int, float] = {}
+        self._views: dict[int, tuple[float, AccountView]] = {}
         self.started = False
         add_settler = getattr(self.clock, "add_settler", None)
         if add_settler is not None:  # a FakeClock: let tests see each step complete
@@ -246,7 +252,9 @@ class Engine:
             # cannot grow without bound. Fills and positions are never dropped.
             pending = self._pending_quotes.get(event.contract_id)
             if pending is not None:
-                self._pending_quotes[event.contract_id] = _merge_quotes(pending, event)
+                self._pending_quotes[event.contract_id] = (
+                    _merge_quotes(pending, event) if event.source == "hub" else event
+                )
                 return
             self._pending_quotes[event.contract_id] = event
         self._queue.put_nowait(event)
@@ -260,6 +268,17 @@ class Engine:
 
     def trading_day_start(self) -> datetime:
         return self.resets.day_start()
+
+    def fills_since(self) -> datetime:
+        """Where a reconcile reads fills from: the start of the *previous* trading day.
+
+        Fills made while riskman was down across a daily reset then still reach the database,
+        and a cooldown one of them started (RULE-007 runs from the fill's own time) still
+        holds after the reset. Fills already counted are recognised and skipped (MOD-005
+        keeps today's and yesterday's fill ids).
+        """
+        today = self.resets.trading_day()
+        return self._schedule.day_start(today - timedelta(days=1))
 
     def quote_contracts(self) -> frozenset[str]:
         return self.state.contracts_with_positions()
@@ -369,7 +388,7 @@ class Engine:
             | set(self.state.position_accounts())
             | (self.guarded or set())
         )
-        views = tuple(self._account_view(account_id, now) for account_id in accounts)
+        views = tuple(self._view_of(account_id, now) for account_id in accounts)
         stale = tuple(
             sorted(
                 c for c in self.state.contracts_with_positions() if self.quotes.is_quote_stale(c)
@@ -390,7 +409,30 @@ class Engine:
             stale_contracts=stale,
             log=tuple(reversed(self._log)),
             armed=user is not None and user.trusted,
+            rest_priced=tuple(
+                sorted(
+                    c
+                    for c in self.state.contracts_with_positions()
+                    if (q := self.quotes.get(c)) is not None and q.source == "rest"
+                )
+            ),
         )
+
+    def _view_of(self, account_id: int, now: datetime) -> AccountView:
+        """The account's view: rebuilt when the account changed, else reused for VIEW_REUSE.
+
+        A snapshot runs on the event loop at every redraw; building every account's view each
+        time (rule statuses, open P&L, counts) took ~9 ms with 50 accounts, and an event that
+        arrived meanwhile waited for it. Every change of an account's state goes through
+        `_account_changed`, which drops its view at once.
+        """
+        at = self.clock.monotonic()
+        cached = self._views.get(account_id)
+        if cached is not None and at - cached[0] < VIEW_REUSE:
+            return cached[1]
+        view = self._account_view(account_id, now)
+        self._views[account_id] = (at, view)
+        return view
 
     def _account_view(self, account_id: int, now: datetime) -> AccountView:
         account = self.state.get_account(account_id)
@@ -423,6 +465,7 @@ class Engine:
                     has_stop=bool(self.state.protective_orders(account_id, state.contract_id)),
                     stale=self.quotes.is_quote_stale(state.contract_id),
                     quote_age=self.quotes.get_quote_age(state.contract_id),
+                    price_source="hub" if quote is None else quote.source,
                 )
             )
         orders = tuple(
@@ -532,7 +575,10 @@ class Engine:
             )
 
     def _account_changed(self, account_id: int | None) -> None:
-        if account_id is not None:
+        if account_id is None:
+            self._views.clear()
+        else:
+            self._views.pop(account_id, None)
             self._sample_history(account_id)
         self._publish(AccountChanged(account_id))
 
@@ -557,11 +603,9 @@ class Engine:
         for account_id in self.state.accounts_holding(contract_id):
             self.submit_check("contract loaded", account_id)
 
-    def _positions_seen(self, account_id: int, positions: Sequence[Position]) -> None:
+    def _positions_seen(self, account_id: int, positions: Sequence[Position], asked: float) -> None:
         """A REST re-read of positions (during enforcement): let state catch up with it."""
-        self._queue.put_nowait(
-            PositionsSnapshot(account_id, tuple(positions), self.clock.monotonic())
-        )
+        self._queue.put_nowait(PositionsSnapshot(account_id, tuple(positions), asked))
 
     async def _on_reset(self, ended: date, at: datetime, how: str) -> None:
         await self.lockouts.clear_where(
@@ -581,6 +625,9 @@ class Engine:
             except Exception:
                 log.exception("%s failed at the daily reset", rule.id)
         self._history.clear()
+
+    def _on_reset_done(self, ended: date, at: datetime, how: str) -> None:
+        # Reported only once the reset is in reset_log (see ResetScheduler).
         self._publish(ResetDone(ended, at, how))
         if self.started:
             self.submit_check("reset")
@@ -617,4 +664,4 @@ def _merge_quotes(older: QuoteEvent, newer: QuoteEvent) -> QuoteEvent:
         if getattr(newer.quote, name) is None and getattr(older.quote, name) is not None
     }
     quote = newer.quote.model_copy(update=missing) if missing else newer.quote
-    return QuoteEvent(newer.contract_id, quote, older.received)
+    return QuoteEvent(newer.contract_id, quote, older.received, newer.source)

@@ -57,6 +57,8 @@ class QuoteEvent:
     contract_id: str
     quote: Quote
     received: float = 0.0
+    source: Literal["hub", "rest"] = "hub"
+    """"rest": a last price read over REST because the hub's quotes stopped (no bid/ask)."""
 
 
 GatewayEvent = AccountEvent | OrderEvent | PositionEvent | TradeEvent | QuoteEvent
@@ -118,7 +120,12 @@ class EventSink(Protocol):
     def feed_health(self, health: FeedHealth) -> None: ...
 
     def trading_day_start(self) -> datetime:
-        """Start of the current trading day (UTC): `Trade/search` reads fills from here."""
+        """Start of the current trading day (UTC)."""
+        ...
+
+    def fills_since(self) -> datetime:
+        """Where `Trade/search` reads fills from after a (re)connect (UTC): the previous
+        trading day's start, so fills made while riskman was down across a reset count."""
         ...
 
     def quote_contracts(self) -> frozenset[str]:

@@ -16,6 +16,8 @@ class QuoteState:
     ask: Decimal | None
     received: float
     """Clock.monotonic() of the last update."""
+    source: str = "hub"
+    """"rest": the last price came from REST bars because the hub's quotes stopped."""
 
 
 class QuoteTracker:
@@ -25,14 +27,24 @@ class QuoteTracker:
         self._quotes: dict[str, QuoteState] = {}
         self.last_update: float | None = None
 
-    def update_quote(self, contract_id: str, quote: Quote) -> QuoteState:
-        """Merge a quote: a field the update lacks keeps its previous value."""
+    def update_quote(self, contract_id: str, quote: Quote, *, source: str = "hub") -> QuoteState:
+        """Merge a quote: a field the update lacks keeps its previous value.
+
+        A REST price (`source="rest"`) carries only a last price: the old bid and ask are
+        dropped with it, so the mark is that price and not a frozen bid from the stale hub.
+        """
         now = self._clock.monotonic()
         state = self._quotes.get(contract_id)
         if state is None:
-            state = QuoteState(quote.last_price, quote.best_bid, quote.best_ask, now)
+            state = QuoteState(quote.last_price, quote.best_bid, quote.best_ask, now, source)
             self._quotes[contract_id] = state
+        elif source == "rest":
+            state.last = quote.last_price
+            state.bid = state.ask = None
+            state.received = now
+            state.source = source
         else:
+            state.source = source
             if quote.last_price is not None:
                 state.last = quote.last_price
             if quote.best_bid is not None:
@@ -40,7 +52,8 @@ class QuoteTracker:
             if quote.best_ask is not None:
                 state.ask = quote.best_ask
             state.received = now
-        self.last_update = now
+        if source == "hub":
+            self.last_update = now  # the age of the hub's quotes, which REST prices do not hide
         return state
 
     def get(self, contract_id: str) -> QuoteState | None:
@@ -69,7 +82,7 @@ class QuoteTracker:
         return age is None or age > (self.stale_after if max_age is None else max_age)
 
     def last_update_age(self) -> float | None:
-        """Seconds since any quote arrived."""
+        """Seconds since any quote arrived from the market hub."""
         return None if self.last_update is None else self._clock.monotonic() - self.last_update
 
     def forget(self, contract_id: str) -> None:

@@ -4,6 +4,8 @@ Each reset is recorded in `reset_log` under the trading day it ends (the local d
 reset). A reset missed while riskman was stopped is caught up at start. The reset's effects
 (daily lockouts, trade-counter session, end-of-day balances) are idempotent and run before the
 reset is logged, so a crash in the middle repeats harmless work instead of skipping a reset.
+The reset is reported (`on_done`) only once it is logged: a crash can never make riskman say
+a reset happened twice, or say it happened when a restart would not know it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 ResetHandler = Callable[[date, datetime, str], Awaitable[None]]
 """Called with (trading day that ended, the reset instant, "scheduled" | "catch_up")."""
+ResetReporter = Callable[[date, datetime, str], None]
+"""Called with the same arguments once the reset is committed to `reset_log`."""
 
 
 class ResetScheduler:
@@ -31,12 +35,14 @@ class ResetScheduler:
         schedule: ResetSchedule,
         calendar: HolidayCalendar,
         on_reset: ResetHandler,
+        on_done: ResetReporter | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self.schedule = schedule
         self.calendar = calendar
         self._on_reset = on_reset
+        self._on_done = on_done
         self._handle: TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -122,4 +128,6 @@ class ResetScheduler:
                 "INSERT OR IGNORE INTO reset_log (trading_day, fired, how) VALUES (?, ?, ?)",
                 (ended.isoformat(), to_db_time(self._clock.now()), how),
             )
+            if self._on_done is not None:
+                self._on_done(ended, at, how)
             return True

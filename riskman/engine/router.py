@@ -29,7 +29,7 @@ from riskman.engine.intents import (
     ReducePosition,
     plan,
 )
-from riskman.engine.lockouts import LockKind, LockoutManager
+from riskman.engine.lockouts import LockKind, Lockout, LockoutManager
 from riskman.engine.pnl import PnlTracker
 from riskman.engine.ports import (
     AccountEvent,
@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 GATE = "LOCKOUT"
 """Rule name of the lockout gate in the enforcement log."""
+_LIVE_KEEP = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,7 @@ class EventRouter:
         self._changed = on_state_change
         self._positions_changed = on_positions_changed
         self._ensure_contract = ensure_contract
+        self._live: dict[tuple[str, int, object], float] = {}
 
     async def handle(self, event: RouterEvent) -> None:
         """Route one event. Never raises for a bad event: it is logged and skipped."""
@@ -138,12 +140,17 @@ class EventRouter:
         if isinstance(event, QuoteEvent):
             await self._on_quote(event)
         elif isinstance(event, PositionEvent):
+            self._note_live(
+                ("position", event.position.account_id, event.position.contract_id), event
+            )
             await self._on_position(event)
         elif isinstance(event, OrderEvent):
+            self._note_live(("order", event.order.account_id, event.order.id), event)
             await self._on_order(event)
         elif isinstance(event, TradeEvent):
             await self._on_trade(event)
         elif isinstance(event, AccountEvent):
+            self._note_live(("account", event.account.id, None), event)
             await self._on_account(event)
         elif isinstance(event, TimerEvent):
             await self._on_timer(event)
@@ -157,7 +164,7 @@ class EventRouter:
     # --- per event -----------------------------------------------------------------------
 
     async def _on_quote(self, event: QuoteEvent) -> None:
-        self._quotes.update_quote(event.contract_id, event.quote)
+        self._quotes.update_quote(event.contract_id, event.quote, source=event.source)
         holders = self._state.accounts_holding(event.contract_id)
         if not holders:
             return
@@ -174,6 +181,14 @@ class EventRouter:
             return
         change = self._state.update_position(position)
         self._actions.position_changed(position.account_id, position.contract_id)
+        if change.before is None and self._state.accounts_holding(position.contract_id) == {
+            position.account_id
+        }:
+            # Nobody held this contract: its quotes were not subscribed (or are being dropped),
+            # so the last one kept is not live even when it looks fresh. Marking a position
+            # re-opened seconds after a close at that old price could close it for a loss it
+            # does not have. The subscription made for it now brings a live quote.
+            self._quotes.forget(position.contract_id)
         if change.before is None or change.after is None:
             self._positions_changed()
         if change.after is not None:
@@ -244,18 +259,43 @@ class EventRouter:
             await self._enforce(intents, event.received)
             self._changed(account_id)
 
+    # --- REST snapshots never undo newer stream events -------------------------------------
+
+    def _note_live(
+        self, key: tuple[str, int, object], event: PositionEvent | OrderEvent | AccountEvent
+    ) -> None:
+        """Remember when the stream last spoke of `key` (events from the hub only)."""
+        self._live[key] = event.received
+        if len(self._live) > _LIVE_KEEP:
+            # Only the last minutes matter (a snapshot older than that is long routed).
+            horizon = event.received - 600.0
+            self._live = {k: v for k, v in self._live.items() if v >= horizon}
+
+    def _newer_than(self, key: tuple[str, int, object], requested: float) -> bool:
+        """Did a stream event about `key` arrive after a REST read sent at `requested`?
+
+        The reads of a reconcile take a while and are routed after every event that arrived
+        meanwhile: without this, a position opened during the reads (absent from them) would
+        be removed again, and riskman would watch a flat account that is not.
+        """
+        seen = self._live.get(key)
+        return seen is not None and seen > requested
+
     async def _on_reconcile(self, snapshot: AccountSnapshot) -> None:
         account_id = snapshot.account.id
         if not self._is_guarded(account_id):
             return
         received = snapshot.requested
-        await self._on_account(AccountEvent(snapshot.account, received))
+        if not self._newer_than(("account", account_id, None), received):
+            await self._on_account(AccountEvent(snapshot.account, received))
         await self._reconcile_positions(account_id, snapshot.positions, received)
         orders, gone = self._state.order_updates(account_id, snapshot.orders)
         for order in orders:
-            await self._on_order(OrderEvent(order, received))
+            if not self._newer_than(("order", account_id, order.id), received):
+                await self._on_order(OrderEvent(order, received))
         for order in gone:
-            self._state.remove_order(account_id, order.id)
+            if not self._newer_than(("order", account_id, order.id), received):
+                self._state.remove_order(account_id, order.id)
         if snapshot.trades is not None:
             for trade in sorted(snapshot.trades, key=lambda t: (t.creation_timestamp, t.id)):
                 await self._on_trade(TradeEvent(trade, received))
@@ -268,7 +308,8 @@ class EventRouter:
             return
         updates = self._state.position_updates(account_id, positions)
         for position in updates:
-            await self._on_position(PositionEvent(position, received))
+            if not self._newer_than(("position", account_id, position.contract_id), received):
+                await self._on_position(PositionEvent(position, received))
 
     # --- the lockout gate ----------------------------------------------------------------
 
@@ -361,7 +402,18 @@ class EventRouter:
         self.dispatch(todo, received)
         if activated:
             await self._lockouts.commit()
-        return activated
+            # Logged once committed: a lock the log reports must survive a crash (MOD-002).
+            for lock, held in activated:
+                until = "no end" if held.until is None else held.until.isoformat(timespec="seconds")
+                self._actions.log_lock(
+                    lock.account_id,
+                    lock.rule,
+                    held.symbol or "account",
+                    lock.reason,
+                    held.kind.value,
+                    f"until {until} ({held.unlock.value})",
+                )
+        return bool(activated)
 
     async def _clear_lock(self, clear: ClearLock) -> None:
         """End the lock(s) the issuing rule holds on the account (or symbol); no other rule's."""
@@ -375,8 +427,9 @@ class EventRouter:
             reason=clear.reason,
         )
 
-    def _activate_locks(self, todo: Plan) -> bool:
-        activated = False
+    def _activate_locks(self, todo: Plan) -> list[tuple[Lock, Lockout]]:
+        """Put the plan's locks in force (in memory); returns the ones that took effect."""
+        activated = []
         for lock in todo.locks:
             held = self._lockouts.activate(
                 lock.account_id,
@@ -388,16 +441,7 @@ class EventRouter:
                 symbol=lock.symbol,
             )
             if held is not None:
-                activated = True
-                until = "no end" if held.until is None else held.until.isoformat(timespec="seconds")
-                self._actions.log_lock(
-                    lock.account_id,
-                    lock.rule,
-                    held.symbol or "account",
-                    lock.reason,
-                    held.kind.value,
-                    f"until {until} ({held.unlock.value})",
-                )
+                activated.append((lock, held))
         return activated
 
     def dispatch(self, todo: Plan, received: float) -> None:

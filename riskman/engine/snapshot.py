@@ -34,6 +34,8 @@ class PositionView:
     has_stop: bool
     stale: bool
     quote_age: float | None
+    price_source: str = "hub"
+    """"rest" while the market hub's quotes are stale and the price comes from REST bars."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,8 @@ class EngineSnapshot:
     """Newest first."""
     armed: bool
     """Logged in, subscribed and reconciled: riskman is enforcing from the live stream."""
+    rest_priced: tuple[str, ...] = ()
+    """Contracts with a position priced from REST bars because their hub quotes stopped."""
 
     def account(self, account_id: int) -> AccountView | None:
         for view in self.accounts:

@@ -5,7 +5,7 @@ Order after every (re)connect of the user hub (PROJECTX_API.md §3.4; there is n
 1. ``SubscribeAccounts``, then ``SubscribeOrders/Positions/Trades(accountId)`` for every
    guarded account (all subscriptions awaited: the server completes each invocation);
 2. REST reconcile: ``Account/search``, then per account ``Position/searchOpen``,
-   ``Order/searchOpen`` and ``Trade/search`` from the trading-day start, each handed to
+   ``Order/searchOpen`` and ``Trade/search`` from ``sink.fills_since()``, each handed to
    ``sink.reconcile``;
 3. only then is the user feed CONNECTED (trusted).
 
@@ -15,10 +15,14 @@ reconcile runs are submitted as they come (they are facts); the snapshot carries
 reads were sent so the engine can order the two.
 
 While the user feed is not trusted (connecting, reconnecting, stale, down) positions and orders
-are polled over REST every ``stale_poll_interval`` so a breach is still caught.
+are polled over REST every ``stale_poll_interval`` so a breach is still caught, and the log says
+so (a WARNING when it starts, a reminder every minute, INFO when the feed is trusted again).
 
 The market hub subscribes ``SubscribeContractQuotes`` for ``sink.quote_contracts()`` after every
-(re)connect and follows :meth:`GatewayFeed.want_quotes` live.
+(re)connect and follows :meth:`GatewayFeed.want_quotes` live. A contract whose quotes stop for
+longer than ``quote_stale_after`` (a down hub, or one that stays connected but freezes: PROJECTX_API
+§3.4, project-x-py #97) is priced from ``History/retrieveBars`` every ``stale_poll_interval``
+instead, so the loss rules still see the market move; those quotes are marked ``source="rest"``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from riskman.config import GatewayConfig
@@ -51,6 +56,7 @@ from riskman.gateway.models import (
     Order,
     PayloadError,
     Position,
+    Quote,
     Trade,
     parse_quote,
     parse_user_event,
@@ -69,6 +75,10 @@ log = logging.getLogger(__name__)
 install_redaction(log)
 
 USER_ACCOUNT_SUBSCRIPTIONS = ("SubscribeOrders", "SubscribePositions", "SubscribeTrades")
+UNTRUSTED_REMINDER = 60.0
+"""Seconds between the WARNINGs that say the user feed is still not trusted."""
+NO_BARS_RETRY = 60.0
+"""Seconds before asking again for the REST price of a contract that had no recent bar."""
 SUBSCRIBE_QUOTES = "SubscribeContractQuotes"
 UNSUBSCRIBE_QUOTES = "UnsubscribeContractQuotes"
 
@@ -104,6 +114,7 @@ class GatewayFeed:
         *,
         transport_factory: Callable[[HubName], HubTransport] | None = None,
         rng: random.Random | None = None,
+        quote_stale_after: float = 10.0,
     ) -> None:
         self._rest = rest
         self._config = config
@@ -117,6 +128,15 @@ class GatewayFeed:
         self._quote_lock = asyncio.Lock()
         self._quote_sync: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._pricer: asyncio.Task[None] | None = None
+        self._quote_stale_after = quote_stale_after
+        self._quote_seen: dict[str, float] = {}
+        """Monotonic time of each wanted contract's last hub quote (or of when it was wanted)."""
+        self._rest_priced: set[str] = set()
+        self._no_bars_until: dict[str, float] = {}
+        """Contracts with no recent bar (market closed): not asked again before this time."""
+        self._untrusted_since: float | None = None
+        self._untrusted_announced = False
         self._untrusted = asyncio.Event()
         self._untrusted.set()
         self._trusted = asyncio.Event()
@@ -172,15 +192,17 @@ class GatewayFeed:
         self._untrusted.set()
         await self.user.start()
         await self.market.start()
-        self._poller = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        self._poller = loop.create_task(
             self._poll_while_untrusted(), name="riskman-feed-stale-poll"
         )
+        self._pricer = loop.create_task(self._price_stale_quotes(), name="riskman-feed-rest-prices")
 
     async def stop(self) -> None:
         """Stop both hubs and every task; returns once all of them ended."""
         self._started = False
-        tasks = [t for t in (self._poller, self._quote_sync) if t is not None]
-        self._poller = self._quote_sync = None
+        tasks = [t for t in (self._poller, self._pricer, self._quote_sync) if t is not None]
+        self._poller = self._pricer = self._quote_sync = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -218,6 +240,7 @@ class GatewayFeed:
     def want_quotes(self, contract_ids: frozenset[str]) -> None:
         """The contracts the engine needs quotes for (replaces the previous set)."""
         self._wanted = frozenset(contract_ids)
+        self._note_wanted()
         self._refused &= self._wanted
         if self.market.ready and (self._quote_sync is None or self._quote_sync.done()):
             self._quote_sync = asyncio.get_running_loop().create_task(
@@ -268,7 +291,7 @@ class GatewayFeed:
             self._rest.search_open_orders(account.id),
         ]
         if with_trades:
-            reads.append(self._rest.search_trades(account.id, self._sink.trading_day_start()))
+            reads.append(self._rest.search_trades(account.id, self._sink.fills_since()))
         results = await asyncio.gather(*reads)
         positions: list[Position] = results[0]
         orders: list[Order] = results[1]
@@ -321,6 +344,7 @@ class GatewayFeed:
     async def _setup_market(self, hub: HubTransport) -> None:
         # The engine's current set is the truth after a gap; want_quotes() updates it live.
         self._wanted = frozenset(self._sink.quote_contracts())
+        self._note_wanted()
         await self._sync_quotes(hub, fresh_connection=True)
 
     async def _sync_quotes_live(self) -> None:
@@ -395,7 +419,76 @@ class GatewayFeed:
                 exc.reason,
             )
             return
+        if contract_id in self._wanted:
+            self._quote_seen[contract_id] = received
+        if contract_id in self._rest_priced:
+            self._rest_priced.discard(contract_id)
+            log.info("market hub: quotes for %s resumed; REST pricing stopped", contract_id)
         self._sink.submit(QuoteEvent(contract_id, quote, received))
+
+    # --- REST prices for contracts whose quotes stopped ------------------------------------
+
+    def _note_wanted(self) -> None:
+        """A newly wanted contract gets `quote_stale_after` to receive its first quote."""
+        now = self._clock.monotonic()
+        for contract_id in self._wanted:
+            self._quote_seen.setdefault(contract_id, now)
+        for contract_id in set(self._quote_seen) - self._wanted:
+            del self._quote_seen[contract_id]
+            self._no_bars_until.pop(contract_id, None)
+        self._rest_priced &= self._wanted
+
+    async def _price_stale_quotes(self) -> None:
+        interval = self._config.stale_poll_interval
+        while True:
+            await self._clock.sleep(interval)
+            try:
+                await self._price_once(interval)
+            except Exception:  # the pricer must outlive any surprise
+                log.exception("REST pricing failed")
+
+    async def _price_once(self, interval: float) -> None:
+        for contract_id in sorted(self._wanted):
+            seen = self._quote_seen.get(contract_id)
+            asked = self._clock.monotonic()
+            if seen is None or asked - seen <= self._quote_stale_after:
+                continue
+            if asked < self._no_bars_until.get(contract_id, 0.0):
+                continue
+            try:
+                price = await self._rest.last_price(contract_id)
+            except GatewayError as exc:
+                self._noisy(
+                    logging.WARNING,
+                    ("rest-price", type(exc).__name__),
+                    "REST price of %s failed: %s",
+                    contract_id,
+                    exc,
+                )
+                continue
+            if price is None:
+                # No trade in the last half hour: the market is closed, and a stale quote then
+                # closes nothing. Ask again in a minute, not every poll (a weekend is long).
+                self._no_bars_until[contract_id] = asked + NO_BARS_RETRY
+                continue
+            if contract_id not in self._wanted:
+                continue
+            if self._quote_seen.get(contract_id, asked) > asked:
+                continue  # a hub quote arrived meanwhile: it is fresher
+            if contract_id not in self._rest_priced:
+                self._rest_priced.add(contract_id)
+                log.warning(
+                    "market hub: no quote for %s in %.0f s; pricing it from History/retrieveBars "
+                    "every %g s until quotes resume",
+                    contract_id,
+                    asked - (seen or asked),
+                    interval,
+                )
+            self._submit_rest_price(contract_id, price)
+
+    def _submit_rest_price(self, contract_id: str, price: Decimal) -> None:
+        quote = Quote(last_price=price)
+        self._sink.submit(QuoteEvent(contract_id, quote, self._clock.monotonic(), source="rest"))
 
     # --- health and stale polling ---------------------------------------------------------
 
@@ -404,20 +497,53 @@ class GatewayFeed:
             if health.state is FeedState.CONNECTED:
                 self._untrusted.clear()
                 self._trusted.set()
+                if self._untrusted_announced and self._untrusted_since is not None:
+                    log.info(
+                        "user feed trusted again after %.0f s (subscribed and reconciled)",
+                        self._clock.monotonic() - self._untrusted_since,
+                    )
+                self._untrusted_since = None
+                self._untrusted_announced = False
             else:
                 self._untrusted.set()
                 self._trusted.clear()
+                if self._untrusted_since is None:
+                    self._untrusted_since = self._clock.monotonic()
         self._sink.feed_health(health)
 
     async def _poll_while_untrusted(self) -> None:
         # The first poll comes one interval after trust was lost: a routine drop is rebuilt
         # and reconciled well within it, so polling is only for real outages.
         interval = self._config.stale_poll_interval
+        reminded = 0.0
         while True:
             await self._untrusted.wait()
             await self._clock.sleep(interval)
             if self.user.trusted:
                 continue
+            now = self._clock.monotonic()
+            since = self._untrusted_since if self._untrusted_since is not None else now
+            health = self.user.health()
+            if not self._untrusted_announced:
+                self._untrusted_announced = True
+                reminded = now
+                log.warning(
+                    "user feed not trusted (%s: %s): positions and orders are re-read over "
+                    "REST every %g s until it is back",
+                    health.state.value,
+                    health.detail,
+                    interval,
+                )
+            elif now - reminded >= UNTRUSTED_REMINDER:
+                reminded = now
+                log.warning(
+                    "user feed still not trusted after %.0f s (%s: %s); enforcing from REST "
+                    "polls every %g s",
+                    now - since,
+                    health.state.value,
+                    health.detail,
+                    interval,
+                )
             try:
                 await self._poll_once()
             except GatewayError as exc:

@@ -8,6 +8,7 @@ and skip a bad event without knowing pydantic.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -143,11 +144,29 @@ def _check_money(value: Decimal) -> Decimal:
     return value
 
 
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def _to_utc(value: datetime) -> datetime:
     # The gateway sends offsets; a naive timestamp is taken as UTC.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    # Trading-day arithmetic (a day either side, in the exchange's zone) must not overflow,
+    # and no real fill is dated outside this range.
+    if not _EARLIEST <= utc < _LATEST:
+        raise ValueError("timestamp out of range")
+    return utc
+
+
+def _optional_time(value: datetime | None) -> datetime | None:
+    """An optional time out of any real range is absent: .NET sends `DateTime.MinValue`
+    (0001-01-01) for "not set", and that must not reject an otherwise good event."""
+    if value is None:
+        return None
+    try:
+        return _to_utc(value)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _decimal_json(value: Decimal) -> float | int:
@@ -162,6 +181,7 @@ Money = Annotated[
 ]
 PositiveMoney = Annotated[Money, Field(gt=0)]
 Timestamp = Annotated[datetime, AfterValidator(_to_utc)]
+OptionalTimestamp = Annotated[datetime | None, AfterValidator(_optional_time)]
 Size = Annotated[int, Field(ge=0, le=_MAX_SIZE, strict=False)]
 Id = Annotated[int, Field(ge=0, le=_MAX_ID)]
 
@@ -199,7 +219,7 @@ class Position(GatewayModel):
     account_id: Id
     contract_id: str = Field(min_length=1)
     contract_display_name: str | None = None
-    creation_timestamp: Timestamp | None = None
+    creation_timestamp: OptionalTimestamp = None
     type: PositionType = PositionType.UNDEFINED
     size: Size = 0
     average_price: Money = Decimal(0)
@@ -219,8 +239,8 @@ class Order(GatewayModel):
     account_id: Id
     contract_id: str = Field(min_length=1)
     symbol_id: str | None = None
-    creation_timestamp: Timestamp | None = None
-    update_timestamp: Timestamp | None = None
+    creation_timestamp: OptionalTimestamp = None
+    update_timestamp: OptionalTimestamp = None
     status: OrderStatus
     type: OrderType = OrderType.UNKNOWN
     side: OrderSide
@@ -274,14 +294,14 @@ class Quote(GatewayModel):
     high: Money | None = None
     low: Money | None = None
     volume: Annotated[int, Field(ge=0)] | None = None
-    last_updated: Timestamp | None = None
-    timestamp: Timestamp | None = None
+    last_updated: OptionalTimestamp = None
+    timestamp: OptionalTimestamp = None
 
 
 class MarketTrade(GatewayModel):
     symbol_id: str | None = None
     price: Money
-    timestamp: Timestamp | None = None
+    timestamp: OptionalTimestamp = None
     type: TradeLogType | None = None
     volume: Annotated[int, Field(ge=0)] = 0
 
@@ -409,8 +429,13 @@ def display_symbol(root: str) -> str:
     return ROOT_TO_TICKER.get(root, root)
 
 
+@functools.lru_cache(maxsize=4096)
 def root_of(contract_id: str) -> str:
-    """Symbol root of a contract id (`CON.F.US.EP.Z26` -> `EP`) or symbol id (`F.US.EP`)."""
+    """Symbol root of a contract id (`CON.F.US.EP.Z26` -> `EP`) or symbol id (`F.US.EP`).
+
+    Memoized: the rules ask for roots a dozen times per event, and a trader's contract ids
+    are a handful of strings.
+    """
     parts = contract_id.split(".")
     if parts and parts[0] == "CON" and len(parts) >= 5:
         return parts[-2].upper()

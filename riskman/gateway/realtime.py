@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -270,7 +271,7 @@ class _Socket(WebsocketTransport):  # type: ignore[misc]
             protocol=JsonHubProtocol(),
             headers={},
             skip_negotiation=True,
-            ssl_context=ssl_context or ssl.create_default_context(),
+            ssl_context=ssl_context or default_ssl_context(),
             proxies={},
             reconnection_handler=None,
             on_open=_noop,
@@ -339,6 +340,14 @@ class _Socket(WebsocketTransport):  # type: ignore[misc]
 
 def _noop(*_args: object) -> None:
     return None
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every hub connection. Building one loads the system's CA bundle:
+    a few milliseconds and about a megabyte and a half of native memory each time, which a
+    connection per reconnect turned into a slow climb of the resident memory."""
+    return ssl.create_default_context()
 
 
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
@@ -583,7 +592,7 @@ class TokenSource(Protocol):
 
     async def access_token(self) -> str: ...
 
-    async def renew_token(self) -> str: ...
+    async def renew_token(self, stale_version: int | None = None) -> str: ...
 
     def add_token_listener(self, listener: Callable[[], None]) -> Callable[[], None]: ...
 
@@ -606,6 +615,8 @@ Setup = Callable[[HubTransport], Awaitable[None]]
 EventHandler = Callable[[HubEvent], None]
 HealthHandler = Callable[[FeedHealth], None]
 
+STABLE_AFTER = 10.0
+"""Seconds of trusted service after which a dropped connection is rebuilt without backoff."""
 DOWN_AFTER_FAILURES = 3
 """Consecutive failed attempts after which the hub is reported DOWN (not just reconnecting)."""
 
@@ -657,8 +668,12 @@ class HubSupervisor:
         self._setup_timeout = setup_timeout
         self._close_timeout = close_timeout
         # A connection that dies sooner than this after its setup counts as a failure, so a
-        # gateway that accepts and then drops us is retried with growing delays.
-        self._stable_after = stable_after if stable_after is not None else silence_timeout
+        # gateway that accepts and then drops us is retried with growing delays. Ten seconds of
+        # trusted service is not flapping: a later drop is rebuilt at once, because every
+        # second of backoff is a second the stream is not watched.
+        self._stable_after = (
+            stable_after if stable_after is not None else min(silence_timeout, STABLE_AFTER)
+        )
         self._check_interval = max(0.05, min(1.0, silence_timeout / 4))
         self._rng = rng or random.Random()
 
@@ -795,7 +810,9 @@ class HubSupervisor:
             try:
                 if self._renew_next:
                     self._renew_next = False
-                    token = await self._tokens.renew_token()
+                    # The version this hub was refused with: if another hub renewed since,
+                    # its token is used instead of forcing yet another one.
+                    token = await self._tokens.renew_token(self._conn_version)
                 else:
                     token = await self._tokens.access_token()
             except GatewayError as exc:
@@ -814,8 +831,7 @@ class HubSupervisor:
             loop = asyncio.get_running_loop()
             reader = loop.create_task(self._read(transport), name=f"riskman-hub-{self.hub}-read")
             setup = loop.create_task(
-                asyncio.wait_for(self._setup(transport), self._setup_timeout),
-                name=f"riskman-hub-{self.hub}-setup",
+                self._run_setup(transport), name=f"riskman-hub-{self.hub}-setup"
             )
             return await self._watch(transport, reader, setup, connected_at)
         except (HubError, GatewayError, OSError) as exc:
@@ -878,6 +894,12 @@ class HubSupervisor:
             if ready_at is None:
                 waiters.append(setup)
             await self._wait_any(waiters, self._check_interval)
+
+    async def _run_setup(self, transport: HubTransport) -> None:
+        # The setup coroutine is made here, inside the task: a task cancelled before it ever
+        # ran (a quick rebuild) then leaves no "coroutine was never awaited" warning on stderr,
+        # which would also break the one-JSON-object-per-line log.
+        await asyncio.wait_for(self._setup(transport), self._setup_timeout)
 
     async def _read(self, transport: HubTransport) -> str:
         while True:
@@ -942,7 +964,11 @@ class HubSupervisor:
         self._detail = detail
         if changed:
             self._since = self._clock.now()
-            log.info("%s hub: %s (%s)", self.hub, state.value, detail)
+            # Stale or down is an outage the operator must see; the rest is routine.
+            level = logging.WARNING if state in (FeedState.STALE, FeedState.DOWN) else logging.INFO
+            if state is FeedState.DOWN and detail == "stopped":
+                level = logging.INFO
+            log.log(level, "%s hub: %s (%s)", self.hub, state.value, detail)
         try:
             self._on_health(self.health())
         except Exception:

@@ -76,12 +76,12 @@ from riskman.gateway.models import (
     Contract,
     GatewayModel,
     Money,
+    OptionalTimestamp,
     Order,
     OrderSide,
     OrderType,
     PayloadError,
     Position,
-    Timestamp,
     Trade,
     parse_list,
     parse_model,
@@ -120,6 +120,14 @@ class SecretRedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # The traceback too: an exception's message can carry a URL with its token. It is
+        # formatted here, redacted, and left in `exc_text`, which formatters use as is.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: let logging report it as usual
@@ -129,6 +137,9 @@ class SecretRedactingFilter(logging.Filter):
             record.msg = cleaned
             record.args = None
         return True
+
+
+_TRACEBACKS: Final = logging.Formatter()
 
 
 _FILTER: Final = SecretRedactingFilter()
@@ -452,7 +463,7 @@ BARS_WINDOW = 31.0
 
 
 class _Bar(GatewayModel):
-    t: Timestamp | None = None
+    t: OptionalTimestamp = None
     c: Money
 
 
@@ -575,9 +586,11 @@ class RestClient:
         """A token valid for at least a few minutes (for the hubs' query string)."""
         return (await self._ensure_token()).reveal()
 
-    async def renew_token(self) -> str:
-        """Force a new token now: `Auth/validate`, else a fresh login."""
-        version = self._token_version
+    async def renew_token(self, stale_version: int | None = None) -> str:
+        """A new token now (`Auth/validate`, else a fresh login), unless the token already
+        changed since `stale_version`, the version the gateway refused: two hubs refused
+        together then share one renewal instead of each invalidating the other's token."""
+        version = self._token_version if stale_version is None else stale_version
         await self._renew(version, reason="requested")
         assert self._token is not None
         return self._token.reveal()

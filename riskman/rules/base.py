@@ -140,13 +140,24 @@ class RuleContext:
         self._calendar = calendar
         self._fire_timer = fire_timer
         self._sessions: dict[int, tuple[object, SessionSchedule]] = {}
+        self._rules_of: tuple[Settings, dict[int, Rules]] | None = None
 
     @property
     def settings(self) -> Settings:
         return self._settings()
 
     def rules(self, account_id: int) -> Rules:
-        return self._settings().rules_for(account_id)
+        # Asked a dozen times per event per account, on the path to enforcement: remember the
+        # answer per account for as long as the engine has the same Settings object (a new
+        # configuration is always a new object: `Engine.apply_settings`).
+        settings = self._settings()
+        cache = self._rules_of
+        if cache is None or cache[0] is not settings:
+            cache = self._rules_of = (settings, {})
+        rules = cache[1].get(account_id)
+        if rules is None:
+            rules = cache[1][account_id] = settings.rules_for(account_id)
+        return rules
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -103,11 +103,13 @@ class Faults:
         names = HUB_NAMES if hub is None else (hub_name(hub),)
         return sum(self._hubs[name].drop_all(close_message) for name in names)
 
-    def silence(self, hub: str, silent: bool = True) -> None:
+    def silence(self, hub: str, silent: bool = True, *, new_sockets: bool = False) -> None:
         """Freeze (or thaw) every socket open on `hub` now: it stays connected but sends nothing,
         no events, no pings, no completions. Sockets opened later are healthy, so a client that
-        reconnects on a stale feed recovers, as with the real gateway."""
-        self._hubs[hub_name(hub)].set_frozen(silent)
+        reconnects on a stale feed recovers, as with the real gateway; with `new_sockets` they
+        are frozen too once their handshake is answered (an outage that outlasts reconnects),
+        until `silence(hub, False)`."""
+        self._hubs[hub_name(hub)].set_frozen(silent, new_sockets=silent and new_sockets)
 
     def send_malformed(self, hub: str, kind: MalformedKind | str) -> int:
         """Send one broken record to every socket of `hub`, alone in its WebSocket message."""

@@ -151,6 +151,8 @@ class Hub:
         self.abort: Callable[[WebSocket], bool] | None = None
         self._connections: dict[HubConnection, None] = {}
         self._subscribers: dict[SubscriptionKey, dict[HubConnection, None]] = {}
+        # Sockets that connect from now on are frozen at once (a lasting silent outage).
+        self.freeze_new = False
 
     # --- membership -------------------------------------------------------------------------
 
@@ -160,6 +162,8 @@ class Hub:
 
     def attach(self, connection: HubConnection) -> None:
         self._connections[connection] = None
+        if self.freeze_new:
+            connection.frozen = True
         self.changed.notify()
 
     def detach(self, connection: HubConnection) -> None:
@@ -225,7 +229,8 @@ class Hub:
         for connection in list(self._connections):
             connection.push(protocol.PING)
 
-    def set_frozen(self, frozen: bool) -> None:
+    def set_frozen(self, frozen: bool, *, new_sockets: bool = False) -> None:
+        self.freeze_new = new_sockets
         for connection in self._connections:
             connection.frozen = frozen
 

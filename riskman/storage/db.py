@@ -211,7 +211,9 @@ async def _check_integrity(conn: aiosqlite.Connection, path: Path) -> None:
     async with conn.execute("PRAGMA quick_check") as cursor:
         rows = list(await cursor.fetchall())
     if not rows or rows[0][0] != "ok":
-        detail = "; ".join(str(row[0]) for row in rows[:3]) or "no answer"
+        # SQLite's report spans lines ("*** in database main ***\nPage 4: ..."): keep the
+        # start of it on one line, so the error stays one clear line for the operator.
+        detail = " ".join(" ".join(str(row[0]) for row in rows[:3]).split())[:200] or "no answer"
         raise sqlite3.DatabaseError(f"integrity check failed: {detail}")
 
 

@@ -63,6 +63,9 @@ class RecordingSink:
     def trading_day_start(self) -> datetime:
         return self.day_start
 
+    def fills_since(self) -> datetime:
+        return self.day_start
+
     def quote_contracts(self) -> frozenset[str]:
         return self.quotes
 
@@ -241,7 +244,7 @@ class FakeTokens:
             raise self.fail_with
         return f"token-{self.token_version}"
 
-    async def renew_token(self) -> str:
+    async def renew_token(self, stale_version: int | None = None) -> str:
         self.renewals += 1
         self.bump()
         return f"token-{self.token_version}"
