@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from riskman.engine.actions import EnforcementActions
 from riskman.engine.intents import (
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 GATE = "LOCKOUT"
 """Rule name of the lockout gate in the enforcement log."""
 _LIVE_KEEP = 10_000
+FAILURE_LOG_EVERY = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +129,21 @@ class EventRouter:
         self._changed = on_state_change
         self._positions_changed = on_positions_changed
         self._ensure_contract = ensure_contract
+        self._baselines: dict[tuple[int, str], tuple[tuple[str, datetime], int]] = {}
+        """(account, contract) -> (the cooldown, the position size before it grew in it)."""
         self._live: dict[tuple[str, int, object], float] = {}
+        self._failures: dict[tuple[str, ...], int] = {}
 
     async def handle(self, event: RouterEvent) -> None:
         """Route one event. Never raises for a bad event: it is logged and skipped."""
         try:
             await self._handle(event)
-        except Exception:
-            log.exception("event %s could not be processed; skipped", type(event).__name__)
+        except Exception as exc:
+            self._failed(
+                (type(event).__name__, type(exc).__name__),
+                "event %s could not be processed; skipped",
+                type(event).__name__,
+            )
 
     async def _handle(self, event: RouterEvent) -> None:
         if isinstance(event, QuoteEvent):
@@ -315,10 +324,42 @@ class EventRouter:
 
     def _gate_position(self, change: PositionChange) -> list[Intent]:
         after = change.after
-        if after is None or not change.grew:
+        if after is None:
+            if change.before is not None:
+                self._baselines.pop((change.before.account_id, change.before.contract_id), None)
             return []
+        key = (after.account_id, after.contract_id)
         lock = self._lockouts.blocking(after.account_id, after.root)
         if lock is None:
+            self._baselines.pop(key, None)
+            return []
+        before = change.before
+        if lock.kind is LockKind.COOLDOWN and before is not None and before.sign == after.sign:
+            # A cooldown stops new exposure but leaves what was already open: a position that
+            # grows is cut back to its size before it grew, not closed. The baseline is kept
+            # per lock, so a second addition while the first cut is in flight is cut too.
+            lock_key = (lock.rule, lock.created)
+            held = self._baselines.get(key)
+            if held is None or held[0] != lock_key:
+                if not change.grew:
+                    return []
+                held = (lock_key, before.size)
+                self._baselines[key] = held
+            baseline = held[1]
+            if after.size <= baseline:
+                return []
+            return [
+                ReducePosition(
+                    rule=GATE,
+                    account_id=after.account_id,
+                    reason=f"position grew during a cooldown ({lock.rule}: {lock.reason}); "
+                    f"back to {baseline}",
+                    category=Category.LOCKOUT,
+                    contract_id=after.contract_id,
+                    target_size=baseline,
+                )
+            ]
+        if not change.grew:
             return []
         verb = "opened" if change.opened else "grew"
         return [
@@ -385,11 +426,23 @@ class EventRouter:
             if not rule.enabled(account_id):
                 return []
             return rule.evaluate(account_id, trigger)
-        except Exception:
-            log.exception(
-                "%s failed on %s for account %s", rule.id, type(trigger).__name__, account_id
+        except Exception as exc:
+            self._failed(
+                (rule.id, type(trigger).__name__, type(exc).__name__),
+                "%s failed on %s for account %s",
+                rule.id,
+                type(trigger).__name__,
+                account_id,
             )
             return []
+
+    def _failed(self, key: tuple[str, ...], message: str, *args: object) -> None:
+        """Log a failure with its traceback: the first time, then every 100th time. A bug that
+        hits every quote would otherwise write hundreds of tracebacks a second."""
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        if count == 1 or count % FAILURE_LOG_EVERY == 0:
+            log.exception(message + " (%d times so far)", *args, count)
 
     async def _enforce(self, intents: Iterable[Intent], received: float) -> bool:
         """Carry out a plan. Returns True when locks were activated (and maybe committed)."""

@@ -453,11 +453,11 @@ async def test_loss_cooldown_cancels_entries_keeps_positions_and_gates_new_ones(
     assert all(b["orderId"] not in {o.id for o in stops} for b in bodies(sim, "Order/cancel"))
 
 
-async def test_adding_to_an_open_position_during_a_cooldown_closes_the_whole_position(
+async def test_adding_to_an_open_position_during_a_cooldown_is_cut_back(
     sim: Simulator, make_runtime: RuntimeFactory
 ) -> None:
-    # A cooldown leaves an open position alone only while it does not grow: the lockout gate
-    # closes a position that grows, all of it (README: "The rules").
+    # A cooldown leaves what is open alone and stops new exposure: an addition is cut back
+    # (a partial close of exactly the added contracts), the rest of the position stays.
     runtime = await make_runtime({"cooldown_after_loss": {"tiers": [{"loss": 50, "cooldown": 60}]}})
     account = sim.account_ids[0]
     sim.set_price(MNQ, "24500")
@@ -469,10 +469,14 @@ async def test_adding_to_an_open_position_during_a_cooldown_closes_the_whole_pos
     await seen(runtime, account, ES, 2)
     since = mark()
     buy(sim, account, ES, 1)
-    await wait_close(sim, account, ES, since)
-    record = await logged(runtime, "LOCKOUT", "close", target=ES)
-    assert record.reason.startswith("position grew while locked (RULE-007")
-    assert bodies(sim, "Position/partialCloseContract", since) == []
+    request = await sim.wait_for_request(
+        "Position/partialCloseContract", lambda r: r.received >= since, timeout=10
+    )
+    assert request.body == {"accountId": account, "contractId": ES, "size": 1}
+    await eventually(lambda: sim_positions(sim, account)[ES].size == 2)
+    record = await logged(runtime, "LOCKOUT", "reduce", target=ES)
+    assert record.reason.startswith("position grew during a cooldown (RULE-007")
+    assert bodies(sim, "Position/closeContract", since) == []
 
 
 async def test_a_cooldown_survives_a_restart_with_its_end(

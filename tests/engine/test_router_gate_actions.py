@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -266,3 +267,34 @@ async def test_restart_while_locked_then_a_new_position_is_closed(
     await gateway.wait_call("close_contract")
     await again.actions.wait_idle()
     assert gateway.named("close_contract")[0].args == (ACC, MNQ)
+
+
+async def test_cooldown_cuts_an_addition_back_to_the_size_before_it(
+    make_engine: EngineFactory, gateway: FakeGateway, clock
+) -> None:
+    engine = await make_engine()
+    await _open(engine, gateway, position(ACC, MNQ, 3))
+    await engine.lockouts.set_cooldown(ACC, "4 trades in a minute", 60, rule="RULE-006")
+    hold = gateway.hold.setdefault("partial_close_contract", asyncio.Event())
+    await _open(engine, gateway, position(ACC, MNQ, 4))  # adds 1 during the cooldown
+    await gateway.wait_call("partial_close_contract")
+    await _open(engine, gateway, position(ACC, MNQ, 5))  # adds again while the cut is in flight
+    hold.set()
+    for _ in range(4):  # verifications wait on the (fake) clock
+        await clock.advance(engine.settings.enforcement.verify_after + 0.5)
+        await engine.drain()
+    await engine.actions.wait_idle()
+    assert gateway.positions[ACC][MNQ].size == 3  # what was open before the cooldown stays
+    assert gateway.named("close_contract") == []
+    assert all(r.rule == "LOCKOUT" and r.action == "reduce" for r in engine.recent_log()[:1])
+
+
+async def test_cooldown_closes_a_position_opened_from_flat(
+    make_engine: EngineFactory, gateway: FakeGateway
+) -> None:
+    engine = await make_engine()
+    await engine.lockouts.set_cooldown(ACC, "loss", 300, rule="RULE-007")
+    await _open(engine, gateway, position(ACC, ES, 2, "5000"))
+    await gateway.wait_call("close_contract")
+    await engine.actions.wait_idle()
+    assert gateway.named("close_contract")[0].args == (ACC, ES)
