@@ -64,6 +64,8 @@ class _ExpectedFill:
 
 
 _EXPECT_FOR = 15.0
+_RECHECK_EVERY = 2.0
+"""At most this often (seconds) an account is re-evaluated after an action left it open."""
 """Seconds within which a fill can be the answer to one of riskman's closes."""
 
 Recorder = Callable[[EnforcementRecord], None]
@@ -82,6 +84,7 @@ class EnforcementActions:
         config: EnforcementConfig,
         record: Recorder,
         positions_seen: PositionsSeen,
+        recheck: Callable[[int], None] = lambda account_id: None,
     ) -> None:
         self._gateway = gateway
         self._state = state
@@ -90,6 +93,8 @@ class EnforcementActions:
         self.config = config
         self._record = record
         self._positions_seen = positions_seen
+        self._recheck = recheck
+        self._rechecked: dict[int, float] = {}
         self._in_flight: dict[tuple[object, ...], asyncio.Task[bool]] = {}
         self._waiters: dict[tuple[int, str], list[asyncio.Future[None]]] = {}
         self._last_modify: dict[int, float] = {}
@@ -335,8 +340,25 @@ class EnforcementActions:
 
         task = asyncio.get_running_loop().create_task(run(), name=f"enforce:{key}")
         self._in_flight[key] = task
-        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        task.add_done_callback(lambda _: self._finished(key))
         return task
+
+    def _finished(self, key: tuple[object, ...]) -> None:
+        self._in_flight.pop(key, None)
+        kind, account_id = key[0], key[1]
+        if kind not in ("close", "reduce", "flatten") or not isinstance(account_id, int):
+            return
+        # A breach that came while this action was in flight was skipped as a duplicate; if the
+        # position is still there now (it grew again, or the close found nothing to close),
+        # evaluate the account once more rather than wait for its next event.
+        if kind == "flatten":
+            still_open = bool(self._state.get_all_positions(account_id))
+        else:
+            still_open = self._state.get_position(account_id, str(key[2])) is not None
+        now = self._clock.monotonic()
+        if still_open and now - self._rechecked.get(account_id, -1e9) >= _RECHECK_EVERY:
+            self._rechecked[account_id] = now
+            self._recheck(account_id)
 
     def _log(
         self,

@@ -108,6 +108,7 @@ class Engine:
             settings.enforcement,
             self._on_record,
             self._positions_seen,
+            lambda account_id: self.submit_check("after enforcement", account_id),
         )
         self.resets = ResetScheduler(
             db, self.clock, self._schedule, self.calendar, self._on_reset, self._on_reset_done

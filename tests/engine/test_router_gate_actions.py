@@ -17,7 +17,7 @@ from riskman.engine.intents import (
 )
 from riskman.engine.lockouts import LockKind, Unlock
 from riskman.engine.ports import AccountSnapshot, OrderEvent, PositionEvent, TradeEvent
-from riskman.gateway.errors import OutcomeUnknown
+from riskman.gateway.errors import NotFound, OutcomeUnknown
 from riskman.gateway.models import OrderSide, OrderType
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, T0, FakeGateway, account, order, position, trade
@@ -298,3 +298,23 @@ async def test_cooldown_closes_a_position_opened_from_flat(
     await gateway.wait_call("close_contract")
     await engine.actions.wait_idle()
     assert gateway.named("close_contract")[0].args == (ACC, ES)
+
+
+async def test_a_position_left_open_after_a_close_is_evaluated_again(
+    make_engine: EngineFactory, gateway: FakeGateway
+) -> None:
+    engine = await make_engine()
+    await engine.lockouts.set_lockout(ACC, "loss", None, rule="RULE-014", unlock=Unlock.ADMIN)
+    # The first close finds nothing (e.g. it raced a fill that re-opened the position), so the
+    # gateway still holds a position that riskman's state shows: it must not be forgotten.
+    gateway.fail_next(
+        "close_contract",
+        NotFound("Position/closeContract", "", code=2, code_name="PositionNotFound"),
+    )
+    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await gateway.wait_call("close_contract", count=2)
+    for _ in range(3):
+        await engine.actions.wait_idle()
+        await engine.drain()
+    assert MNQ not in gateway.positions.get(ACC, {})
+    assert engine.state.get_position(ACC, MNQ) is None
