@@ -20,6 +20,7 @@ from riskman.config import Settings
 from riskman.engine.actions import EnforcementActions, EnforcementRecord
 from riskman.engine.clock import Clock, SystemClock
 from riskman.engine.contracts import ContractCache
+from riskman.engine.durable import DurableWriter
 from riskman.engine.lockouts import LockKind, LockoutChange, LockoutManager, Unlock
 from riskman.engine.pnl import PnlTracker
 from riskman.engine.ports import (
@@ -133,6 +134,7 @@ class Engine:
 
             rule_classes = ALL_RULES
         self.rules: list[Rule] = [cls(self.context) for cls in rule_classes]
+        self.writer = DurableWriter()
         self.router = EventRouter(
             state=self.state,
             lockouts=self.lockouts,
@@ -145,6 +147,7 @@ class Engine:
             on_state_change=self._account_changed,
             on_positions_changed=self._positions_changed,
             ensure_contract=self._ensure_contract,
+            writer=self.writer,
         )
         self.guarded: set[int] | None = set(settings.account_ids) or None
         self.quote_subscriptions: QuoteSubscriptions | None = None
@@ -166,6 +169,7 @@ class Engine:
         """Wait until routed events and background writes are done (never for the network)."""
         if self._consumer is not None and not self._consumer.done():
             await self._queue.join()
+        await self.writer.idle()
         await self.resets.settled()
         await self.lockouts.settled()
 
@@ -207,6 +211,7 @@ class Engine:
             except Exception:
                 log.exception("%s could not restore its state", rule.id)
         await self.resets.start()
+        self.writer.start()
         self._consumer = asyncio.get_running_loop().create_task(
             self._consume(), name="riskman-router"
         )
@@ -221,6 +226,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._consumer
             self._consumer = None
+        await self.writer.close()
         try:
             await asyncio.wait_for(self.actions.wait_idle(grace), grace)
         except TimeoutError:
@@ -240,9 +246,10 @@ class Engine:
             await self.db.close()
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Wait until every queued event has been routed (tests, benchmarks)."""
+        """Wait until every queued event has been routed and stored (tests, benchmarks)."""
         async with asyncio.timeout(timeout):
             await self._queue.join()
+            await self.writer.idle()
 
     # --- EventSink -----------------------------------------------------------------------
 
@@ -288,8 +295,9 @@ class Engine:
         self._queue.put_nowait(CheckEvent(account_id, reason, self.clock.monotonic()))
 
     async def process(self, event: GatewayEvent | RouterEvent) -> None:
-        """Route one event now, bypassing the queue (tests and tools)."""
+        """Route one event now, bypassing the queue, and wait for what it stores (tests)."""
         await self.router.handle(event)
+        await self.writer.idle()
 
     def is_guarded(self, account_id: int) -> bool:
         return self.guarded is None or account_id in self.guarded

@@ -197,7 +197,20 @@ class PnlTracker:
         totals.fills += fills
 
     async def _write_day(self, tx: Transaction, account_id: int, day: date) -> None:
-        totals = self._days.get((account_id, day), DayTotals())
+        # The stored total is summed from the stored fills in the same transaction, so it can
+        # never include a fill that is only in memory (fills are written in the background).
+        rows = await tx.fetchall(
+            "SELECT pnl, fees FROM trades WHERE account_id = ? AND trading_day = ? AND voided = 0",
+            (account_id, day.isoformat()),
+        )
+        totals = DayTotals()
+        for row in rows:
+            gross = ZERO if row["pnl"] is None else Decimal(row["pnl"])
+            fees = Decimal(row["fees"])
+            totals.realized += gross - fees
+            totals.gross += gross
+            totals.fees += fees
+            totals.fills += 1
         await tx.execute(
             "INSERT OR REPLACE INTO daily_pnl (account_id, trading_day, realized, gross, fees, "
             "fills, updated) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from riskman.engine.actions import EnforcementActions
+from riskman.engine.durable import DurableWriter
 from riskman.engine.intents import (
     CancelOrder,
     CancelOrders,
@@ -116,6 +117,7 @@ class EventRouter:
         on_state_change: Callable[[int | None], None],
         on_positions_changed: Callable[[], None],
         ensure_contract: Callable[[str], None],
+        writer: DurableWriter,
     ) -> None:
         self._state = state
         self._lockouts = lockouts
@@ -129,6 +131,7 @@ class EventRouter:
         self._changed = on_state_change
         self._positions_changed = on_positions_changed
         self._ensure_contract = ensure_contract
+        self._writer = writer
         self._baselines: dict[tuple[int, str], tuple[tuple[str, datetime], int]] = {}
         """(account, contract) -> (the cooldown, the position size before it grew in it)."""
         self._live: dict[tuple[str, int, object], float] = {}
@@ -232,8 +235,13 @@ class EventRouter:
         # yet stored) and re-derives the lock, instead of finding the fill stored and the lock
         # lost. The actions are already on their way either way.
         await self._enforce(intents, event.received)
-        await self._pnl.persist(effect, by_riskman=own)
-        self._changed(trade.account_id)
+        account_id = trade.account_id
+
+        async def store() -> None:
+            await self._pnl.persist(effect, by_riskman=own)
+            self._changed(account_id)
+
+        self._writer.submit(store)
 
     async def _on_account(self, event: AccountEvent) -> None:
         account = event.account
@@ -454,18 +462,25 @@ class EventRouter:
         activated = self._activate_locks(todo)
         self.dispatch(todo, received)
         if activated:
-            await self._lockouts.commit()
-            # Logged once committed: a lock the log reports must survive a crash (MOD-002).
-            for lock, held in activated:
-                until = "no end" if held.until is None else held.until.isoformat(timespec="seconds")
-                self._actions.log_lock(
-                    lock.account_id,
-                    lock.rule,
-                    held.symbol or "account",
-                    lock.reason,
-                    held.kind.value,
-                    f"until {until} ({held.unlock.value})",
-                )
+            # In force now (the gate sees it on the next event); on disk in the background, in
+            # order with the fills; logged once committed, since a lock the log reports must
+            # survive a crash (MOD-002).
+            async def commit() -> None:
+                await self._lockouts.commit()
+                for lock, held in activated:
+                    until = (
+                        "no end" if held.until is None else held.until.isoformat(timespec="seconds")
+                    )
+                    self._actions.log_lock(
+                        lock.account_id,
+                        lock.rule,
+                        held.symbol or "account",
+                        lock.reason,
+                        held.kind.value,
+                        f"until {until} ({held.unlock.value})",
+                    )
+
+            self._writer.submit(commit)
         return bool(activated)
 
     async def _clear_lock(self, clear: ClearLock) -> None:

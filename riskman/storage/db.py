@@ -190,6 +190,10 @@ class Transaction:
             row = await cursor.fetchone()
             return row
 
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     try:
