@@ -36,6 +36,13 @@ from ruamel.yaml.error import YAMLError
 from riskman.gateway.models import normalize_root
 
 DEFAULT_CONFIG_PATH = Path("config/riskman.yaml")
+
+
+def shipped_file(name: str) -> Path:
+    """A file of the shipped `config/` folder: from the source tree, or from the installed
+    package (the wheel carries a copy under riskman/shipped/)."""
+    source = Path(__file__).resolve().parent.parent / "config" / name
+    return source if source.exists() else Path(__file__).resolve().parent / "shipped" / name
 ENV_PREFIX = "RISKMAN_"
 UNTIL_RESET = "until_reset"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from riskman.admin import PasswordStore
-from riskman.config import load_config
+from riskman.config import load_config, shipped_file
 from riskman.config_writer import update_config
 from riskman.gateway.errors import GatewayError
 from riskman.gateway.models import OrderSide, OrderType
@@ -37,7 +37,7 @@ QUOTE_INTERVAL = 0.5
 """Seconds between simulated quote ticks: P&L moves while the user watches."""
 SCRIPT_PAUSE = 1.5
 """Seconds between the scripted trader's orders (fast enough to over-trade within seconds)."""
-HOLIDAYS = Path(__file__).resolve().parent.parent / "config" / "holidays.yaml"
+HOLIDAYS = shipped_file("holidays.yaml")
 NO_HOLIDAYS = "# The demo has no session rule: no holiday matters.\nclosed: []\nearly_close: []\n"
 
 
