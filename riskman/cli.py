@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import io
 import os
 import sys
 from pathlib import Path
@@ -74,10 +75,12 @@ def check_config(path: Path) -> int:
     settings = _load(path)
     if settings is None:
         return EXIT_CONFIG
-    print(f"# {path}: valid. Effective configuration (secrets hidden):")
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.dump(settings.redacted(), sys.stdout)
+    text = io.StringIO()
+    yaml.dump(settings.redacted(), text)
+    print(f"# {path}: valid. Effective configuration (secrets hidden):")
+    print(text.getvalue(), end="")
     return 0
 
 
@@ -174,5 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     return run_terminal(settings, args.config)
 
 
+def entry() -> int:
+    """The console script: `main`, quiet when its reader goes away (`riskman ... | head`)."""
+    try:
+        return main()
+    except BrokenPipeError:
+        # Python would complain again when flushing stdout at exit: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
