@@ -84,13 +84,14 @@ class Runtime:
             self.times.engine_ready = time.monotonic() - began
             if not self.settings.account_ids:
                 await self._guard_active_accounts()
+            engine = self.engine
             self.feed = GatewayFeed(
                 self.rest,
                 self.settings.gateway,
-                self.engine,
+                engine,
                 self.settings.account_ids,
                 self.clock,
-                quote_stale_after=self.settings.quotes.stale_after,
+                quote_stale_after=lambda: engine.settings.quotes.stale_after,
             )
             self.engine.quote_subscriptions = self.feed
             await self.feed.start()

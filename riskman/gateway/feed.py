@@ -114,7 +114,7 @@ class GatewayFeed:
         *,
         transport_factory: Callable[[HubName], HubTransport] | None = None,
         rng: random.Random | None = None,
-        quote_stale_after: float = 10.0,
+        quote_stale_after: float | Callable[[], float] = 10.0,
     ) -> None:
         self._rest = rest
         self._config = config
@@ -129,7 +129,10 @@ class GatewayFeed:
         self._quote_sync: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._pricer: asyncio.Task[None] | None = None
-        self._quote_stale_after = quote_stale_after
+        # A callable follows the live setting (the admin screens can change it).
+        self._quote_stale_after: Callable[[], float] = (
+            quote_stale_after if callable(quote_stale_after) else lambda: quote_stale_after
+        )
         self._quote_seen: dict[str, float] = {}
         """Monotonic time of each wanted contract's last hub quote (or of when it was wanted)."""
         self._rest_priced: set[str] = set()
@@ -451,7 +454,7 @@ class GatewayFeed:
         for contract_id in sorted(self._wanted):
             seen = self._quote_seen.get(contract_id)
             asked = self._clock.monotonic()
-            if seen is None or asked - seen <= self._quote_stale_after:
+            if seen is None or asked - seen <= self._quote_stale_after():
                 continue
             if asked < self._no_bars_until.get(contract_id, 0.0):
                 continue
