@@ -4,13 +4,17 @@ last quote, when is the next reset; and a loud banner when the feed cannot be tr
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
+from typing import cast
 
+from rich.cells import cell_len
 from textual.content import Content
+from textual.css.styles import RulesMap
 from textual.widgets import Static
 
 from riskman.engine.ports import FeedHealth
 from riskman.engine.snapshot import EngineSnapshot
 from widgets.formatting import age, clock_time, contract_label, countdown, span
+from widgets.sizes import content_width
 
 
 def _hub(name: str, health: FeedHealth | None) -> Content:
@@ -110,11 +114,35 @@ class StatusStrip(Static):
     }
     """
 
+    _shown: Content | None = None
+    _shape: tuple[int, int] = (-1, -1)
+    """The width the content was measured at, and its height there."""
+
     def show(self, snapshot: EngineSnapshot, zone: tzinfo, now: datetime) -> None:
-        self.update(status_lines(snapshot, zone, now))
+        self._put(status_lines(snapshot, zone, now))
 
     def show_text(self, text: str) -> None:
-        self.update(text)
+        self._put(Content(text))
+
+    def _put(self, content: Content) -> None:
+        # The strip changes with every redraw (quote age, countdown to the reset), but its
+        # height only when a line wraps differently: repaint it in place, and ask for a layout
+        # of the screen (which arranges every widget on it) only when the height changes.
+        if self._shown is not None and content.is_same(self._shown):
+            return
+        width = content_width(self)
+        lines = content.plain.split("\n")
+        if width and all(cell_len(line) <= width for line in lines):
+            height = len(lines)  # nothing wraps (the usual case): no need to wrap to know
+        elif width:
+            # The styles as Textual itself passes them to `get_height` (they answer `.get`).
+            height = content.get_height(cast("RulesMap", self.styles), width)
+        else:
+            height = -1
+        shape = (width, height)
+        self._shown = content
+        self.update(content, layout=shape != self._shape or not width)
+        self._shape = shape
 
 
 class Banner(Static):

@@ -3,38 +3,28 @@
 from __future__ import annotations
 
 from textual.content import Content
-from textual.reactive import reactive
-from textual.widget import Widget
 
 from widgets.formatting import level, percent
 
-LEVELS = ("ok", "warn", "danger")
+LEVEL_COLOURS = {"ok": "$success", "warn": "$warning", "danger": "$error"}
 
 
-class LimitBar(Widget):
-    """`████████░░░░  71%`: the filled part is the share of the limit used (capped at the full
-    bar); the widget carries the class `-ok`, `-warn` or `-danger` for its colour."""
+def bar_level(used: float | None) -> str | None:
+    """The bar's colour level (ok, warn, danger), or None without a limit."""
+    return None if used is None else level(used)
 
-    DEFAULT_CSS = """
-    LimitBar {
-        height: 1;
-        width: 1fr;
-        min-width: 10;
-    }
-    """
 
-    used: reactive[float | None] = reactive(None)
-
-    def watch_used(self, used: float | None) -> None:
-        current = level(used)
-        for name in LEVELS:
-            self.set_class(name == current and used is not None, f"-{name}")
-
-    def render(self) -> Content:
-        used = self.used
-        label = f" {percent(used):>5}"
-        width = max(0, self.size.width - len(label))
-        if used is None:
-            return Content.styled("·" * width + "     —", "dim")
-        filled = min(width, round(max(0.0, min(used, 1.0)) * width))
-        return Content.assemble("█" * filled, ("░" * (width - filled), "dim"), (label, "bold"))
+def limit_bar(used: float | None, width: int) -> Content:
+    """`████████░░░░  71%` in `width` cells: the filled part is the share of the limit used
+    (capped at the full bar), coloured by its level."""
+    label = f" {percent(used):>5}"
+    cells = max(0, width - len(label))
+    if used is None:
+        return Content.styled("·" * cells + "     —", "dim")
+    colour = LEVEL_COLOURS[level(used)]
+    filled = min(cells, round(max(0.0, min(used, 1.0)) * cells))
+    return Content.assemble(
+        ("█" * filled, colour),
+        ("░" * (cells - filled), f"dim {colour}"),
+        (label, f"bold {colour}"),
+    )

@@ -1,6 +1,6 @@
-"""Live tables (positions, working orders, rules, enforcement log) kept in step with the engine
-by row key: changed cells are updated in place, rows come and go, nothing is cleared on a tick
-(so the cursor and the scroll position stay where the trader put them)."""
+"""The rows of the live tables (positions, working orders, rules, enforcement log), and
+`KeyedTable`, a `DataTable` kept in step by row key for the admin screens' tables (which change
+rarely: the trader's tables, which change many times a second, are `LiveTable`s)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from textual.app import App
 from textual.widgets import DataTable
 
 from riskman.engine.actions import EnforcementRecord
-from riskman.engine.snapshot import EngineSnapshot
+from riskman.engine.snapshot import AccountView
 from widgets.formatting import clock_time, contract_label, level, money, percent, price, span
+from widgets.live_table import Row
 
 Cell = Text | str
-Row = tuple[str, tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,36 +142,36 @@ POSITION_COLUMNS = (
 )
 
 
-def position_rows(snapshot: EngineSnapshot, now: datetime, palette: Palette) -> list[Row]:
+def position_rows(view: AccountView, now: datetime, palette: Palette) -> list[Row]:
+    """One account's rows of the positions table."""
     rows: list[Row] = []
-    for view in snapshot.accounts:
-        for pos in view.positions:
-            side_style = palette.success if pos.side == "LONG" else palette.error
-            last = Text(price(pos.last))
-            if pos.stale:
-                last = Text(f"{price(pos.last)} stale", style=f"bold {palette.error}")
-            pnl = Text(money(pos.open_pnl), style=f"bold {palette.signed(pos.open_pnl)}".strip())
-            stop = (
-                Text("✓ stop", style=palette.success)
-                if pos.has_stop
-                else Text("NO STOP", style=f"bold {palette.warning}")
-            )
-            rows.append(
+    for pos in view.positions:
+        side_style = palette.success if pos.side == "LONG" else palette.error
+        last = Text(price(pos.last))
+        if pos.stale:
+            last = Text(f"{price(pos.last)} stale", style=f"bold {palette.error}")
+        pnl = Text(money(pos.open_pnl), style=f"bold {palette.signed(pos.open_pnl)}".strip())
+        stop = (
+            Text("✓ stop", style=palette.success)
+            if pos.has_stop
+            else Text("NO STOP", style=f"bold {palette.warning}")
+        )
+        rows.append(
+            (
+                f"{pos.account_id}|{pos.contract_id}",
                 (
-                    f"{pos.account_id}|{pos.contract_id}",
-                    (
-                        view.name,
-                        Text(pos.symbol, style="bold"),
-                        Text(pos.side, style=side_style),
-                        Text(str(pos.size), justify="right"),
-                        Text(price(pos.average), justify="right"),
-                        last,
-                        pnl,
-                        span((now - pos.opened).total_seconds()),
-                        stop,
-                    ),
-                )
+                    view.name,
+                    Text(pos.symbol, style="bold"),
+                    Text(pos.side, style=side_style),
+                    Text(str(pos.size), justify="right"),
+                    Text(price(pos.average), justify="right"),
+                    last,
+                    pnl,
+                    span((now - pos.opened).total_seconds()),
+                    stop,
+                ),
             )
+        )
     return rows
 
 
@@ -188,32 +188,32 @@ ORDER_COLUMNS = (
 )
 
 
-def order_rows(snapshot: EngineSnapshot, palette: Palette) -> list[Row]:
+def order_rows(view: AccountView, palette: Palette) -> list[Row]:
+    """One account's rows of the working-orders table."""
     rows: list[Row] = []
-    for view in snapshot.accounts:
-        for item in view.orders:
-            order = item.order
-            role = (
-                Text("protective stop", style=palette.success)
-                if item.protective
-                else Text("entry / exit", style="dim")
-            )
-            rows.append(
+    for item in view.orders:
+        order = item.order
+        role = (
+            Text("protective stop", style=palette.success)
+            if item.protective
+            else Text("entry / exit", style="dim")
+        )
+        rows.append(
+            (
+                f"{order.account_id}|{order.id}",
                 (
-                    f"{order.account_id}|{order.id}",
-                    (
-                        view.name,
-                        str(order.id),
-                        Text(item.symbol, style="bold"),
-                        order.type.name.replace("_", " "),
-                        order.side.label,
-                        Text(str(order.size), justify="right"),
-                        price(order.limit_price) if order.limit_price is not None else "—",
-                        price(order.stop_price) if order.stop_price is not None else "—",
-                        role,
-                    ),
-                )
+                    view.name,
+                    str(order.id),
+                    Text(item.symbol, style="bold"),
+                    order.type.name.replace("_", " "),
+                    order.side.label,
+                    Text(str(order.size), justify="right"),
+                    price(order.limit_price) if order.limit_price is not None else "—",
+                    price(order.stop_price) if order.stop_price is not None else "—",
+                    role,
+                ),
             )
+        )
     return rows
 
 
@@ -229,37 +229,37 @@ RULE_COLUMNS = (
 )
 
 
-def rule_rows(snapshot: EngineSnapshot, palette: Palette) -> list[Row]:
+def rule_rows(view: AccountView, palette: Palette) -> list[Row]:
+    """One account's rows of the rules table."""
     rows: list[Row] = []
-    for view in snapshot.accounts:
-        for rule in view.rules:
-            status = rule.status
-            if not rule.enabled:
-                cells: tuple[Any, ...] = (
-                    view.name,
-                    Text(rule.id, style="dim"),
-                    Text(rule.title, style="dim"),
-                    Text("off", style="dim"),
-                    "",
-                    "",
-                    "",
-                    "",
-                )
-            else:
-                value = Text(status.value if status else "—")
-                if status is not None and status.stale:
-                    value.append(" (stale quote)", style=f"bold {palette.error}")
-                cells = (
-                    view.name,
-                    Text(rule.id, style="bold"),
-                    rule.title,
-                    Text("on", style=palette.success),
-                    status.limit if status else "",
-                    value,
-                    usage_bar(status.used if status else None, palette),
-                    Text(status.detail if status else "", style="dim"),
-                )
-            rows.append((f"{view.account_id}|{rule.id}", cells))
+    for rule in view.rules:
+        status = rule.status
+        if not rule.enabled:
+            cells: tuple[Any, ...] = (
+                view.name,
+                Text(rule.id, style="dim"),
+                Text(rule.title, style="dim"),
+                Text("off", style="dim"),
+                "",
+                "",
+                "",
+                "",
+            )
+        else:
+            value = Text(status.value if status else "—")
+            if status is not None and status.stale:
+                value.append(" (stale quote)", style=f"bold {palette.error}")
+            cells = (
+                view.name,
+                Text(rule.id, style="bold"),
+                rule.title,
+                Text("on", style=palette.success),
+                status.limit if status else "",
+                value,
+                usage_bar(status.used if status else None, palette),
+                Text(status.detail if status else "", style="dim"),
+            )
+        rows.append((f"{view.account_id}|{rule.id}", cells))
     return rows
 
 
@@ -290,42 +290,21 @@ def local_times(text: str, zone: tzinfo) -> str:
     )
 
 
-def log_rows(
-    records: Sequence[EnforcementRecord],
-    zone: tzinfo,
-    palette: Palette,
-    names: Mapping[int, str] | None = None,
-) -> list[Row]:
-    rows: list[Row] = []
-    seen: dict[str, int] = {}
-    for record in records:
-        key = (
-            f"{record.ts.isoformat()}|{record.account_id}|{record.rule}|{record.action}|"
-            f"{record.target}"
-        )
-        # Two identical actions in the same microsecond still get a row each.
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] > 1:
-            key = f"{key}#{seen[key]}"
-        result = Text(
-            record.result, style=palette.success if record.ok else f"bold {palette.error}"
-        )
-        if record.detail:
-            result.append(f" ({local_times(record.detail, zone)})", style="dim")
-        latency = "—" if record.latency_ms is None else f"{record.latency_ms:.0f} ms"
-        rows.append(
-            (
-                key,
-                (
-                    Stamp(record.ts, record.ts.astimezone(zone).strftime("%H:%M:%S")),
-                    (names or {}).get(record.account_id, str(record.account_id)),
-                    Text(record.rule, style="bold"),
-                    record.action,
-                    contract_label(record.target),
-                    record.reason,
-                    result,
-                    Text(latency, justify="right"),
-                ),
-            )
-        )
-    return rows
+def log_cells(
+    record: EnforcementRecord, zone: tzinfo, palette: Palette, names: Mapping[int, str]
+) -> tuple[Any, ...]:
+    """The cells of one enforcement-log row."""
+    result = Text(record.result, style=palette.success if record.ok else f"bold {palette.error}")
+    if record.detail:
+        result.append(f" ({local_times(record.detail, zone)})", style="dim")
+    latency = "—" if record.latency_ms is None else f"{record.latency_ms:.0f} ms"
+    return (
+        Stamp(record.ts, record.ts.astimezone(zone).strftime("%H:%M:%S")),
+        names.get(record.account_id, str(record.account_id)),
+        Text(record.rule, style="bold"),
+        record.action,
+        contract_label(record.target),
+        record.reason,
+        result,
+        Text(latency, justify="right"),
+    )

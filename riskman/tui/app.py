@@ -4,7 +4,9 @@ The app owns one engine source (a connected `Runtime`), started in a worker on m
 tells the app that something changed through a listener that only sets a flag (it runs inside
 the engine and must cost nothing); a fixed-rate timer rebuilds the screens from
 `engine.snapshot()` when the flag is set, and at least once a second (quote ages, stale feeds
-and session changes move with time alone). A burst of events therefore costs one redraw.
+and session changes move with time alone). A burst of events therefore costs one redraw, and a
+redraw updates only what is on screen (the tab in view, the cards scrolled into view), in
+place, without a layout of the screen unless something changed size.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ REFRESH = 0.2
 """Seconds between redraws while the engine reports changes (5 per second at most)."""
 FORCE_EVERY = 1.0
 """Redraw at least this often even without a change event."""
+LOOP_SHARE = 0.04
+"""At most this share of the event loop (which the engine shares) goes to redraws: after a
+redraw that took long (a snapshot of many accounts that all changed) the next one waits
+proportionally longer, up to FORCE_EVERY."""
 EXIT_START = 3
 LOG_FILE = "riskman.log"
 NEWS_KEEP = 20
@@ -95,6 +101,8 @@ class RiskmanApp(App[int]):
         self.redraws = 0
         self._dirty = True
         self._drawn_at = float("-inf")
+        self._spacing = 0.0
+        """The least time between two redraws (see LOOP_SHARE)."""
         self._news: deque[LockoutChange | EnforcementRecord] = deque(maxlen=NEWS_KEEP)
         self._unsubscribe: Any = None
 
@@ -149,7 +157,8 @@ class RiskmanApp(App[int]):
         if engine is None or self.phase not in ("running", "stopping"):
             return
         started = time.monotonic()
-        if not self._dirty and started - self._drawn_at < FORCE_EVERY:
+        since = started - self._drawn_at
+        if (not self._dirty and since < FORCE_EVERY) or since < self._spacing:
             return
         self._dirty = False
         self._drawn_at = started
@@ -168,6 +177,7 @@ class RiskmanApp(App[int]):
                 with contextlib.suppress(NoMatches):
                     screen.show_snapshot(snapshot)
         self._announce()
+        self._spacing = min(FORCE_EVERY, (time.monotonic() - started) / LOOP_SHARE)
 
     def _announce(self) -> None:
         """Toasts for new locks and failed actions: a few per redraw, the rest summed up (the

@@ -5,27 +5,28 @@ Nothing here changes a rule or clears a lock: that is only possible in the admin
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Label, Static, TabbedContent, TabPane
 
-from riskman.engine.snapshot import EngineSnapshot
-from widgets.account_card import AccountCard
+from riskman.engine.actions import EnforcementRecord
+from riskman.engine.snapshot import AccountView, EngineSnapshot
+from widgets.account_card import AccountList
 from widgets.health import Banner, StatusStrip, banner_lines
+from widgets.live_table import LiveTable, Row
 from widgets.tables import (
     LOG_COLUMNS,
     ORDER_COLUMNS,
     POSITION_COLUMNS,
     RULE_COLUMNS,
-    KeyedTable,
     Palette,
-    log_rows,
+    log_cells,
     order_rows,
     position_rows,
     rule_rows,
@@ -34,8 +35,10 @@ from widgets.tables import (
 if TYPE_CHECKING:
     from riskman.tui.app import RiskmanApp
 
-NARROW = 120
-"""Below this many columns the dashboard stacks each account's panels."""
+LOG_SLICE = 100
+"""Enforcement-log rows built per frame when the whole log is (re)built: ~2 ms of the loop."""
+LOG_FILL_EVERY = 0.02
+"""Seconds between two slices, so events are handled in between."""
 
 
 class LiveScreen(Screen[Any]):
@@ -68,21 +71,24 @@ class TraderScreen(LiveScreen):
         yield StatusStrip("", id="status")
         yield Banner(id="banner")
         with TabbedContent(initial="dashboard", id="tabs"):
-            with TabPane("Dashboard", id="dashboard"), VerticalScroll(id="accounts"):
+            with (
+                TabPane("Dashboard", id="dashboard"),
+                AccountList(self.riskman.clock.now, id="accounts"),
+            ):
                 yield Label("Waiting for the first account data…", id="no-accounts")
             with TabPane("Positions", id="positions"):
                 yield Label("Open positions", classes="section")
-                yield KeyedTable(POSITION_COLUMNS, id="positions-table")
+                yield LiveTable(POSITION_COLUMNS, id="positions-table")
                 yield Label("Working orders", classes="section")
-                yield KeyedTable(ORDER_COLUMNS, id="orders-table")
+                yield LiveTable(ORDER_COLUMNS, id="orders-table")
             with TabPane("Rules", id="rules"):
                 yield Static(
                     "Your rules as riskman enforces them. Only the admin screens (a) change them.",
                     classes="hint",
                 )
-                yield KeyedTable(RULE_COLUMNS, id="rules-table")
+                yield LiveTable(RULE_COLUMNS, id="rules-table")
             with TabPane("Enforcement log", id="log"):
-                yield KeyedTable(LOG_COLUMNS, id="log-table", wrap=True)
+                yield LiveTable(LOG_COLUMNS, id="log-table", wrap=True)
         demo = self.riskman.demo
         if demo is not None:
             from riskman.tui.demo_panel import DemoPanel
@@ -91,7 +97,19 @@ class TraderScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._log_head: object = None
+        self._rows: dict[tuple[str, int], tuple[AccountView, Palette, list[Row]]] = {}
+        """The rows each account's view gave, per table: an unchanged view (the engine hands
+        out the same object) gives the same rows, which the table does not even compare."""
+        self._log_top: EnforcementRecord | None = None
+        """The newest record in the log table."""
+        self._log_as: tuple[tzinfo, Palette, dict[int, str]] | None = None
+        """The zone, palette and account names the log rows were made with."""
+        self._log_left: list[EnforcementRecord] = []
+        """Older records still to add at the bottom of the log table (a slice per frame)."""
+        self._log_fill: Timer | None = None
+        self._log_keep = 0
+        """How many records the engine's log holds (the table holds as many)."""
+        self._log_keys = 0
         self.ready = True
         app = self.riskman
         if app.snapshot is not None:
@@ -123,16 +141,12 @@ class TraderScreen(LiveScreen):
         if self.riskman.demo is not None:
             self.riskman.demo.toggle_script()
 
-    def on_resize(self, event: events.Resize) -> None:
-        # No media queries in Textual CSS: a class lets narrow terminals stack the cards.
-        self.set_class(event.size.width < NARROW, "-narrow")
-
     def action_show_tab(self, tab: str) -> None:
         # Focus moves into the new tab (arrows then scroll it). It must: a focused widget left
         # in the hidden tab would hand focus to its neighbour there, and TabbedContent
         # switches back to the tab that holds the focus.
         self.query_one(TabbedContent).active = tab
-        self.query_one(f"#{tab}").query("KeyedTable, #accounts").first().focus()
+        self.query_one(f"#{tab}").query("LiveTable, #accounts").first().focus()
 
     @property
     def active_tab(self) -> str:
@@ -157,44 +171,114 @@ class TraderScreen(LiveScreen):
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
         app = self.riskman
         zone = app.settings.zone
-        now = app.clock.now()
-        self.query_one(StatusStrip).show(snapshot, zone, now)
+        self.query_one(StatusStrip).show(snapshot, zone, app.clock.now())
         if app.phase == "stopping":
             self.show_phase()
         else:
             self.query_one(Banner).say(banner_lines(snapshot), "error")
-        self._show_accounts(snapshot, zone)
+        self._show_tab(snapshot, self.active_tab)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # The tab coming into view was not kept up to date while hidden: bring it up to date
+        # before it is drawn.
+        snapshot = self.riskman.snapshot
+        self.query_one(AccountList).set_shown(event.pane.id == "dashboard")
+        if snapshot is not None and event.pane.id:
+            self._show_tab(snapshot, event.pane.id)
+
+    def _show_tab(self, snapshot: EngineSnapshot, tab: str) -> None:
+        """Update what the tab shows. Only the tab in view is updated on a redraw: work on
+        hidden widgets is wasted, and worse, a repaint of a widget that is not on screen makes
+        Textual rebuild its map of the whole screen (every widget, every tab) at the next
+        paint."""
+        app = self.riskman
+        zone = app.settings.zone
+        if tab == "dashboard":
+            self._show_accounts(snapshot, zone)
+            return
         palette = Palette.of(app)
-        self.query_one("#positions-table", KeyedTable).sync(position_rows(snapshot, now, palette))
-        self.query_one("#orders-table", KeyedTable).sync(order_rows(snapshot, palette))
-        self.query_one("#rules-table", KeyedTable).sync(rule_rows(snapshot, palette))
-        self._show_log(snapshot, zone, palette)
+        if tab == "positions":
+            now = app.clock.now()
+            self.query_one("#positions-table", LiveTable).sync(
+                [row for view in snapshot.accounts for row in position_rows(view, now, palette)]
+            )
+            self.query_one("#orders-table", LiveTable).sync(
+                self._rows_of("orders", snapshot, palette, order_rows)
+            )
+        elif tab == "rules":
+            self.query_one("#rules-table", LiveTable).sync(
+                self._rows_of("rules", snapshot, palette, rule_rows)
+            )
+        elif tab == "log":
+            self._show_log(snapshot, zone, palette)
+
+    def _rows_of(
+        self,
+        table: str,
+        snapshot: EngineSnapshot,
+        palette: Palette,
+        make: Callable[[AccountView, Palette], list[Row]],
+    ) -> list[Row]:
+        """Every account's rows of a table, made again only for the accounts that changed."""
+        rows: list[Row] = []
+        for view in snapshot.accounts:
+            key = (table, view.account_id)
+            made = self._rows.get(key)
+            if made is None or made[0] is not view or made[1] != palette:
+                made = (view, palette, make(view, palette))
+                self._rows[key] = made
+            rows += made[2]
+        return rows
 
     def _show_accounts(self, snapshot: EngineSnapshot, zone: tzinfo) -> None:
-        box = self.query_one("#accounts", VerticalScroll)
-        cards = {card.account_id: card for card in box.query(AccountCard)}
-        for account_id, card in cards.items():
-            if snapshot.account(account_id) is None:
-                card.remove()
         placeholder = self.query_one("#no-accounts", Label)
-        placeholder.display = not snapshot.accounts
-        for view in snapshot.accounts:
-            shown = cards.get(view.account_id)
-            if shown is None:
-                box.mount(AccountCard(view, self.riskman.clock.now, zone))
-            else:
-                shown.show(view, zone)
+        if placeholder.display != (not snapshot.accounts):
+            placeholder.display = not snapshot.accounts
+        self.query_one(AccountList).show(snapshot, zone)
 
     def _show_log(self, snapshot: EngineSnapshot, zone: tzinfo, palette: Palette) -> None:
-        # The log is newest first; when its newest record is the one shown last time (and the
-        # theme is the same), nothing changed.
-        head = (snapshot.log[0] if snapshot.log else None, palette, len(snapshot.log))
-        if head == self._log_head:
+        """Add the records that are new since the last redraw at the top of the log table
+        (the engine's log is newest first, and a record is the same object from one snapshot
+        to the next); build the whole table again only for a new theme, zone or account name,
+        then a slice per frame, newest first."""
+        log = snapshot.log
+        table = self.query_one("#log-table", LiveTable)
+        names = {view.account_id: view.name for view in snapshot.accounts}
+        made_as = (zone, palette, names)
+        new = 0
+        for record in log:
+            if record is self._log_top:
+                break
+            new += 1
+        self._log_keep = len(log)
+        if made_as != self._log_as or (new == len(log) and self._log_top is not None):
+            self._log_as = made_as
+            self._log_top = log[0] if log else None
+            self._log_left = list(log[LOG_SLICE:])
+            table.sync(self._log_rows(log[:LOG_SLICE]))
+            if self._log_left and self._log_fill is None:
+                self._log_fill = self.set_timer(LOG_FILL_EVERY, self._fill_log)
             return
-        self._log_head = head
-        self.query_one("#log-table", KeyedTable).sync(
-            log_rows(
-                snapshot.log, zone, palette, {v.account_id: v.name for v in snapshot.accounts}
-            ),
-            sort_by="time",
-        )
+        if new:
+            self._log_top = log[0]
+            table.add_newest(self._log_rows(log[:new]), keep=len(log))
+
+    def _fill_log(self) -> None:
+        self._log_fill = None
+        table = self.query_one("#log-table", LiveTable)
+        # Records that came in since the rebuild pushed as many of the oldest out of the log.
+        room = max(0, self._log_keep - table.row_count)
+        left = self._log_left[:room]
+        part, self._log_left = left[:LOG_SLICE], left[LOG_SLICE:]
+        table.add_oldest(self._log_rows(part))
+        if self._log_left:
+            self._log_fill = self.set_timer(LOG_FILL_EVERY, self._fill_log)
+
+    def _log_rows(self, records: Sequence[EnforcementRecord]) -> list[Row]:
+        assert self._log_as is not None
+        zone, palette, names = self._log_as
+        rows = []
+        for record in records:
+            self._log_keys += 1
+            rows.append((str(self._log_keys), log_cells(record, zone, palette, names)))
+        return rows

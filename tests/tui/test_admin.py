@@ -17,6 +17,7 @@ from riskman.tui.app import RiskmanApp
 from riskman.tui.modals import PasswordModal
 from riskman.tui.trader import TraderScreen
 from tests.tui.conftest import ACC_B, PASSWORD, SIZE, make_app, running, text_of, until
+from widgets.live_table import LiveTable
 from widgets.tables import KeyedTable
 
 
@@ -128,7 +129,8 @@ async def test_edit_a_limit_saves_the_file_with_its_comments_and_the_engine_uses
         # The engine enforces the new limit: account B's rule now reads against -$250.
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, TraderScreen))
-        table = app.screen.query_one("#rules-table", KeyedTable)
+        await pilot.press("r")
+        table = app.screen.query_one("#rules-table", LiveTable)
         await until(pilot, lambda: str(table.cells(f"{ACC_B}|RULE-003")[4]) == "-$250.00")
 
 

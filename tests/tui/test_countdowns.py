@@ -3,6 +3,7 @@ on time, and their timer sleeps while nothing counts down."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,13 +12,18 @@ from riskman.engine.snapshot import LockView
 from riskman.tui.app import RiskmanApp
 from tests.fakes import T0
 from tests.tui.conftest import ACC_A, ACC_B, SIZE, running, until
-from widgets.countdowns import LockList, live
+from widgets.account_card import AccountCard
+from widgets.countdowns import live
 from widgets.formatting import countdown, money, span
 from widgets.health import StatusStrip
 
 
+def card(app: RiskmanApp, account_id: int) -> AccountCard:
+    return app.screen.query_one(f"#account-{account_id}", AccountCard)
+
+
 def locks_text(app: RiskmanApp, account_id: int) -> str:
-    return str(app.screen.query_one(f"#account-{account_id} LockList").render())
+    return card(app, account_id).part("locks")
 
 
 async def test_a_cooldown_counts_down_with_the_clock_and_disappears_when_it_ends(
@@ -34,24 +40,25 @@ async def test_a_cooldown_counts_down_with_the_clock_and_disappears_when_it_ends
         await clock.advance(0.5)  # type: ignore[attr-defined]
         await until(pilot, lambda: "COOLDOWN" not in locks_text(app, ACC_A))
         assert "No lockout or cooldown" in locks_text(app, ACC_A)
-        card = app.screen.query_one(f"#account-{ACC_A}")
-        await until(pilot, lambda: card.has_class("-ok"))
-        assert str(card.query_one("#status").render()).strip() == "OK"
-        # B's daily-loss lock is still there, counting down to the reset.
-        assert "until the daily reset in 7:58:33" in locks_text(app, ACC_B)
+        a = card(app, ACC_A)
+        await until(pilot, lambda: a.has_class("-ok"))
+        assert a.part("status").strip() == "OK"
+        # B's daily-loss lock is still there, counting down to the reset (at its next tick).
+        await until(pilot, lambda: "until the daily reset in 7:58:33" in locks_text(app, ACC_B))
 
 
 async def test_the_countdown_timer_runs_only_while_a_deadline_is_shown(app: RiskmanApp) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
-        locks = app.screen.query_one(f"#account-{ACC_A} LockList", LockList)
-        assert locks.ticking
+        a = card(app, ACC_A)
+        assert a.ticking
         admin_only = LockView(7, "RULE-014", "lockout", "max loss", None, None, Unlock.ADMIN.value)
-        locks.set_locks([admin_only])
-        assert not locks.ticking
-        assert "until an admin clears it" in str(locks.render())
-        locks.set_locks([])
-        assert not locks.ticking
+        a.show(replace(a.view, locks=(admin_only,)))
+        assert not a.ticking
+        assert "until an admin clears it" in a.part("locks")
+        a.show(replace(a.view, locks=()))
+        assert not a.ticking
+        assert a.part("locks") == "No lockout or cooldown."
 
 
 async def test_the_next_reset_counts_down_in_the_status_line(app: RiskmanApp) -> None:

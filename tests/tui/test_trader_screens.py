@@ -17,8 +17,7 @@ from tests.fakes import MNQ, quote
 from tests.tui.conftest import ACC_A, ACC_B, SIZE, FactorySource, make_app, running, until
 from widgets.account_card import AccountCard
 from widgets.health import Banner
-from widgets.limit_bar import LimitBar
-from widgets.tables import KeyedTable
+from widgets.live_table import LiveTable
 
 
 def card(app: RiskmanApp, account_id: int) -> AccountCard:
@@ -36,20 +35,23 @@ async def test_dashboard_shows_each_account_status_balance_and_pnl_against_the_l
         await running(pilot)
         a, b = card(app, ACC_A), card(app, ACC_B)
         assert a.has_class("-cooldown") and b.has_class("-locked")
-        assert label(app, f"#account-{ACC_A} #status").strip() == "COOLDOWN"
-        assert "RULE-006  4 trades within a minute" in label(app, f"#account-{ACC_A} #locks")
-        assert "$49,787.50" in label(app, f"#account-{ACC_A} #balance")
-        assert label(app, f"#account-{ACC_A} #realized-amount") == "-$212.50"
-        assert label(app, f"#account-{ACC_A} #open-amount") == "-$40.00"
-        assert label(app, f"#account-{ACC_A} #total-amount") == "-$252.50"
-        total = a.query_one("#total-bar", LimitBar)
-        assert total.used is not None and round(total.used, 3) == 0.842
-        assert total.has_class("-warn")
-        assert b.query_one("#total-bar", LimitBar).has_class("-danger")
-        assert a.query_one("#open-bar", LimitBar).has_class("-ok")
-        assert "minute 1/3" in label(app, f"#account-{ACC_A} #trades")
-        assert "LOCKED" in label(app, f"#account-{ACC_B} #status")
-        assert "until the daily reset" in str(b.query_one("LockList").render())
+        assert a.part("status").strip() == "COOLDOWN"
+        assert "RULE-006  4 trades within a minute" in a.part("locks")
+        assert "$49,787.50" in a.part("balance")
+        assert a.part("realized-amount") == "-$212.50"
+        assert a.part("open-amount") == "-$40.00"
+        assert a.part("total-amount") == "-$252.50"
+        used = a.used("total")
+        assert used is not None and round(used, 3) == 0.842
+        assert a.level("total") == "warn"
+        assert b.level("total") == "danger"
+        assert a.level("open") == "ok"
+        assert "minute 1/3" in a.part("trades")
+        assert "LOCKED" in b.part("status")
+        assert "until the daily reset" in b.part("locks")
+        # What the card draws, line by line.
+        assert "Total         -$252.50  ████" in a.text
+        assert "Balance $49,787.50" in a.text.splitlines()[0]
 
 
 async def test_trader_keys_switch_between_dashboard_positions_rules_and_log(
@@ -87,12 +89,13 @@ async def test_positions_and_orders_tables_show_symbol_side_pnl_and_stop(
 ) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
-        positions = app.screen.query_one("#positions-table", KeyedTable)
+        await pilot.press("p")  # a tab is brought up to date when it comes into view
+        positions = app.screen.query_one("#positions-table", LiveTable)
         assert positions.keys == [f"{ACC_A}|{MNQ}"]
         cells = [str(cell) for cell in positions.cells(f"{ACC_A}|{MNQ}")]
         assert cells[1:4] == ["MNQ", "LONG", "2"]
         assert cells[6] == "-$40.00" and cells[8] == "✓ stop"
-        orders = app.screen.query_one("#orders-table", KeyedTable)
+        orders = app.screen.query_one("#orders-table", LiveTable)
         assert [str(c) for c in orders.cells(f"{ACC_A}|501")][3:6] == ["STOP", "SELL", "2"]
 
 
@@ -101,7 +104,8 @@ async def test_rules_table_lists_every_rule_with_limit_value_and_percent_used(
 ) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
-        table = app.screen.query_one("#rules-table", KeyedTable)
+        await pilot.press("r")
+        table = app.screen.query_one("#rules-table", LiveTable)
         engine = app.engine
         assert engine is not None
         assert len(table.keys) == 2 * len(engine.rules)
@@ -115,7 +119,8 @@ async def test_enforcement_log_is_newest_first_with_rule_action_result_and_laten
 ) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
-        table = app.screen.query_one("#log-table", KeyedTable)
+        await pilot.press("l")
+        table = app.screen.query_one("#log-table", LiveTable)
         first = [str(c) for c in table.cells(table.keys[0])]
         assert first[1:5] == [f"ACC-{ACC_B}", "LOCKOUT", "close", "ES Z26"]
         assert first[6] == "ok" and first[7].endswith("ms")
@@ -135,7 +140,7 @@ async def test_a_burst_of_quotes_costs_a_few_redraws_and_the_screen_shows_the_la
             engine.submit(QuoteEvent(MNQ, quote(str(Decimal(20900) + tick % 50))))
         engine.submit(QuoteEvent(MNQ, quote("21010")))
         await engine.drain()
-        await until(pilot, lambda: label(app, f"#account-{ACC_A} #open-amount") == "$40.00")
+        await until(pilot, lambda: card(app, ACC_A).part("open-amount") == "$40.00")
         assert app.redraws - before <= 3
 
 
@@ -143,20 +148,19 @@ async def test_live_tables_update_cells_in_place_and_keep_the_cursor(app: Riskma
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
         await pilot.press("r")
-        table = app.screen.query_one("#rules-table", KeyedTable)
+        table = app.screen.query_one("#rules-table", LiveTable)
         table.move_cursor(row=3)
         engine = app.engine
         assert engine is not None
-
-        def no_clear(*args: object, **kwargs: object) -> None:
-            raise AssertionError("a live table was cleared")
-
-        table.clear = no_clear  # type: ignore[method-assign]
+        keys = table.keys
+        untouched = table.cells(f"{ACC_B}|RULE-001")  # B holds no MNQ: its rows stay
         drawn = app.redraws
         engine.submit(QuoteEvent(MNQ, quote("20980")))
         await engine.drain()
         await until(pilot, lambda: app.redraws > drawn)
         assert table.cursor_row == 3
+        assert table.keys == keys
+        assert table.cells(f"{ACC_B}|RULE-001") is untouched
         assert "-$292.50" in str(table.cells(f"{ACC_A}|RULE-003")[5])
 
 
@@ -240,7 +244,8 @@ async def test_the_palette_offers_every_footer_binding_as_a_command(app: Riskman
 async def test_a_theme_switch_recolours_the_live_tables(app: RiskmanApp) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
-        table = app.screen.query_one("#positions-table", KeyedTable)
+        await pilot.press("p")
+        table = app.screen.query_one("#positions-table", LiveTable)
 
         def side_colour() -> str:
             return str(table.cells(f"{ACC_A}|{MNQ}")[2].style).lower()
