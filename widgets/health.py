@@ -102,6 +102,12 @@ def banner_lines(snapshot: EngineSnapshot) -> list[str]:
             f"STALE QUOTES for {names} — open P&L is not current (a stale quote never "
             "triggers a close)"
         )
+    if snapshot.rest_priced:
+        names = ", ".join(contract_label(c) for c in snapshot.rest_priced)
+        lines.append(
+            f"NO LIVE QUOTES for {names} — priced from 1-minute bars over REST until the "
+            "market feed resumes"
+        )
     return lines
 
 

@@ -150,6 +150,9 @@ def position_rows(view: AccountView, now: datetime, palette: Palette) -> list[Ro
         last = Text(price(pos.last))
         if pos.stale:
             last = Text(f"{price(pos.last)} stale", style=f"bold {palette.error}")
+        elif pos.price_source == "rest":
+            # The market feed is silent: the price comes from 1-minute bars over REST.
+            last = Text(f"{price(pos.last)} REST", style=f"bold {palette.warning}")
         pnl = Text(money(pos.open_pnl), style=f"bold {palette.signed(pos.open_pnl)}".strip())
         stop = (
             Text("✓ stop", style=palette.success)

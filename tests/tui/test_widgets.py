@@ -63,3 +63,55 @@ def test_stale_quotes_and_a_down_feed_are_said_loudly() -> None:
     down = banner_lines(snapshot(user_feed=FeedHealth("user", FeedState.RECONNECTING), armed=False))
     assert down[0].startswith("USER FEED RECONNECTING — FEED STALE")
     assert "NOT ENFORCING" in str(status_lines(snapshot(armed=False), CHICAGO, T0))
+
+
+def test_banner_says_when_prices_come_from_rest() -> None:
+    lines = banner_lines(snapshot(rest_priced=("CON.F.US.EP.Z26",)))
+    assert len(lines) == 1 and lines[0].startswith("NO LIVE QUOTES for ES")
+
+
+def test_a_position_priced_over_rest_says_so_in_its_last_price() -> None:
+    from decimal import Decimal
+
+    from riskman.engine.snapshot import AccountView, PositionView
+    from riskman.engine.trade_counter import TradeCounts
+    from widgets.tables import Palette, position_rows
+
+    pos = PositionView(
+        account_id=7,
+        contract_id="CON.F.US.EP.Z26",
+        symbol="ES",
+        side="LONG",
+        size=1,
+        average=Decimal(5000),
+        last=Decimal("5001.25"),
+        open_pnl=Decimal("62.5"),
+        opened=T0,
+        has_stop=True,
+        stale=False,
+        quote_age=1.0,
+        price_source="rest",
+    )
+    view = AccountView(
+        account_id=7,
+        name="ACC",
+        balance=None,
+        can_trade=True,
+        status="OK",
+        status_reason="",
+        realized=Decimal(0),
+        open_pnl=Decimal("62.5"),
+        open_complete=True,
+        total=Decimal("62.5"),
+        loss_limit=None,
+        profit_target=None,
+        counts=TradeCounts(0, 0, 0),
+        count_limits=(None, None, None),
+        locks=(),
+        positions=(pos,),
+        orders=(),
+        rules=(),
+        pnl_history=(),
+    )
+    row = position_rows(view, T0, Palette("green", "yellow", "red"))[0]
+    assert any("5,001.25 REST" in str(cell) or "5001.25 REST" in str(cell) for cell in row[1])
