@@ -288,3 +288,26 @@ class FakeGateway:
         if contract_id not in CONTRACTS:
             raise NotFound("Contract/searchById", "", code=1, code_name="ContractNotFound")
         return contract(contract_id)
+
+
+async def settle(engine: Any) -> None:
+    """Let the engine finish what an event started: routed events, actions, stored writes."""
+    for _ in range(5):
+        await engine.actions.wait_idle()
+        await engine.drain()
+        if not engine.actions.in_flight():
+            return
+
+
+async def open_position(engine: Any, gateway: FakeGateway, pos: Position) -> None:
+    """The trader's position at the broker, and its event reaching the engine."""
+    from riskman.engine.ports import PositionEvent
+
+    gateway.set_position(pos)
+    await engine.process(PositionEvent(pos))
+
+
+async def send_quote(engine: Any, contract_id: str, q: Quote) -> None:
+    from riskman.engine.ports import QuoteEvent
+
+    await engine.process(QuoteEvent(contract_id, q))

@@ -20,14 +20,9 @@ from riskman.engine.ports import AccountSnapshot, OrderEvent, PositionEvent, Tra
 from riskman.gateway.errors import NotFound, OutcomeUnknown
 from riskman.gateway.models import OrderSide, OrderType
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, T0, FakeGateway, account, order, position, trade
+from tests.fakes import ES, MNQ, T0, FakeGateway, account, open_position, order, position, trade
 
 ACC = 7
-
-
-async def _open(engine, gateway: FakeGateway, pos) -> None:
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
 
 
 async def test_position_opened_while_locked_is_closed_at_once(
@@ -37,7 +32,7 @@ async def test_position_opened_while_locked_is_closed_at_once(
     await engine.lockouts.set_lockout(
         ACC, "daily loss", T0 + timedelta(hours=3), rule="RULE-003", unlock=Unlock.RESET
     )
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await gateway.wait_call("close_contract")
     await engine.drain()
     assert engine.state.get_position(ACC, MNQ) is None
@@ -80,8 +75,8 @@ async def test_symbol_lock_closes_only_that_symbol(
     await engine.lockouts.set_lockout(
         ACC, "blocked", None, rule="RULE-011", unlock=Unlock.CONFIG, symbol="EP"
     )
-    await _open(engine, gateway, position(ACC, MNQ, 1))
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     await gateway.wait_call("close_contract")
     await engine.actions.wait_idle()
     assert [c.args[1] for c in gateway.named("close_contract")] == [ES]
@@ -93,8 +88,10 @@ async def test_close_in_flight_is_not_sent_twice(
     engine = await make_engine()
     await engine.lockouts.set_lockout(ACC, "x", None, rule="RULE-014", unlock=Unlock.ADMIN)
     gate = gateway.hold.setdefault("close_contract", __import__("asyncio").Event())
-    await _open(engine, gateway, position(ACC, MNQ, 1))
-    await _open(engine, gateway, position(ACC, MNQ, 2))  # grows again before the close answers
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(
+        engine, gateway, position(ACC, MNQ, 2)
+    )  # grows again before the close answers
     await gateway.wait_call("close_contract")
     gate.set()
     await engine.actions.wait_idle()
@@ -107,7 +104,7 @@ async def test_timed_out_close_is_verified_not_repeated_blindly(
 ) -> None:
     engine = await make_engine()
     pos = position(ACC, MNQ, 1)
-    await _open(engine, gateway, pos)
+    await open_position(engine, gateway, pos)
     # The gateway closes the position but the answer is lost: the client raises OutcomeUnknown.
     gateway.positions[ACC].pop(MNQ)
     gateway.fail_next("close_contract", OutcomeUnknown("Position/closeContract", "timed out"))
@@ -136,7 +133,7 @@ async def test_reduce_sends_one_partial_close_for_the_excess(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine()
-    await _open(engine, gateway, position(ACC, MNQ, 5))
+    await open_position(engine, gateway, position(ACC, MNQ, 5))
     engine.actions.reduce_position_to_limit(ACC, MNQ, 3, rule="RULE-001", reason="test")
     engine.actions.reduce_position_to_limit(ACC, MNQ, 3, rule="RULE-001", reason="again")
     await engine.actions.wait_idle()
@@ -149,7 +146,7 @@ async def test_timed_out_partial_close_is_resized_from_the_gateway_truth(
     make_engine: EngineFactory, gateway: FakeGateway, clock
 ) -> None:
     engine = await make_engine()
-    await _open(engine, gateway, position(ACC, MNQ, 5))
+    await open_position(engine, gateway, position(ACC, MNQ, 5))
     # The partial close of 2 executed but its answer was lost; a blind retry would cut to 1.
     gateway.set_position(position(ACC, MNQ, 3))
     gateway.fail_next(
@@ -165,8 +162,8 @@ async def test_flatten_cancels_orders_closes_all_and_checks_the_account_is_flat(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine()
-    await _open(engine, gateway, position(ACC, MNQ, 2))
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, MNQ, 2))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     working = order(ACC, 31)
     gateway.orders.setdefault(ACC, {})[31] = working
     await engine.process(OrderEvent(working))
@@ -263,7 +260,7 @@ async def test_restart_while_locked_then_a_new_position_is_closed(
     await engine.close()
     again = await make_engine()
     assert again.lockouts.is_locked_out(ACC)
-    await _open(again, gateway, position(ACC, MNQ, 1))
+    await open_position(again, gateway, position(ACC, MNQ, 1))
     await gateway.wait_call("close_contract")
     await again.actions.wait_idle()
     assert gateway.named("close_contract")[0].args == (ACC, MNQ)
@@ -273,12 +270,14 @@ async def test_cooldown_cuts_an_addition_back_to_the_size_before_it(
     make_engine: EngineFactory, gateway: FakeGateway, clock
 ) -> None:
     engine = await make_engine()
-    await _open(engine, gateway, position(ACC, MNQ, 3))
+    await open_position(engine, gateway, position(ACC, MNQ, 3))
     await engine.lockouts.set_cooldown(ACC, "4 trades in a minute", 60, rule="RULE-006")
     hold = gateway.hold.setdefault("partial_close_contract", asyncio.Event())
-    await _open(engine, gateway, position(ACC, MNQ, 4))  # adds 1 during the cooldown
+    await open_position(engine, gateway, position(ACC, MNQ, 4))  # adds 1 during the cooldown
     await gateway.wait_call("partial_close_contract")
-    await _open(engine, gateway, position(ACC, MNQ, 5))  # adds again while the cut is in flight
+    await open_position(
+        engine, gateway, position(ACC, MNQ, 5)
+    )  # adds again while the cut is in flight
     hold.set()
     for _ in range(4):  # verifications wait on the (fake) clock
         await clock.advance(engine.settings.enforcement.verify_after + 0.5)
@@ -294,7 +293,7 @@ async def test_cooldown_closes_a_position_opened_from_flat(
 ) -> None:
     engine = await make_engine()
     await engine.lockouts.set_cooldown(ACC, "loss", 300, rule="RULE-007")
-    await _open(engine, gateway, position(ACC, ES, 2, "5000"))
+    await open_position(engine, gateway, position(ACC, ES, 2, "5000"))
     await gateway.wait_call("close_contract")
     await engine.actions.wait_idle()
     assert gateway.named("close_contract")[0].args == (ACC, ES)
@@ -311,7 +310,7 @@ async def test_a_position_left_open_after_a_close_is_evaluated_again(
         "close_contract",
         NotFound("Position/closeContract", "", code=2, code_name="PositionNotFound"),
     )
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await gateway.wait_call("close_contract", count=2)
     for _ in range(3):
         await engine.actions.wait_idle()

@@ -15,7 +15,7 @@ from riskman.engine.ports import AccountEvent, AccountSnapshot, OrderEvent, Posi
 from riskman.rules.auth_loss_guard import AuthLossGuard
 from riskman.rules.base import CheckTrigger
 from tests.conftest import EngineFactory, make_settings
-from tests.fakes import ES, MNQ, T0, FakeGateway, account, order, position
+from tests.fakes import ES, MNQ, T0, FakeGateway, account, order, position, settle
 
 ACC = 7
 OTHER = 8
@@ -23,17 +23,9 @@ RULES = [AuthLossGuard]
 CFG: dict[str, Any] = {"auth_loss_guard": {"enabled": True}}
 
 
-async def _settle(engine: Engine) -> None:
-    for _ in range(5):
-        await engine.actions.wait_idle()
-        await engine.drain()
-        if not engine.actions.in_flight():
-            return
-
-
 async def _account(engine: Engine, can_trade: bool, account_id: int = ACC) -> None:
     await engine.process(AccountEvent(account(account_id, can_trade=can_trade)))
-    await _settle(engine)
+    await settle(engine)
 
 
 async def _holding(engine: Engine, gateway: FakeGateway, account_id: int = ACC) -> None:
@@ -109,7 +101,7 @@ async def test_position_opened_while_locked_is_closed_by_the_gate(
     again = position(ACC, MNQ, 1)
     gateway.set_position(again)
     await engine.process(PositionEvent(again))
-    await _settle(engine)
+    await settle(engine)
     assert [c.args for c in gateway.named("close_contract")] == [(ACC, MNQ)]
 
 
@@ -143,11 +135,11 @@ async def test_restart_keeps_the_lock_until_the_gateway_says_can_trade(
     assert _lock(again) is not None
     # Still cannot trade after the reconnect: no second flatten, the lock stays.
     await again.reconcile(AccountSnapshot(account(ACC, can_trade=False), [], [], []))
-    await _settle(again)
+    await settle(again)
     assert _lock(again) is not None
     assert _flattens(again) == 1  # the log kept from before the restart
     await again.reconcile(AccountSnapshot(account(ACC, can_trade=True), [], [], []))
-    await _settle(again)
+    await settle(again)
     assert _lock(again) is None
 
 
@@ -173,7 +165,7 @@ async def test_enabling_the_rule_locks_an_account_that_already_cannot_trade(
     await _account(engine, False)
     assert _lock(engine) is None
     await engine.apply_settings(make_settings(tmp_path, CFG))
-    await _settle(engine)
+    await settle(engine)
     assert _lock(engine) is not None
 
 

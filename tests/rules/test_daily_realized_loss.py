@@ -13,7 +13,7 @@ from riskman.engine.lockouts import Unlock
 from riskman.engine.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, T0, FakeGateway, position, quote, trade
+from tests.fakes import ES, MNQ, T0, FakeGateway, position, quote, settle, trade
 
 ACC = 7
 RESET = datetime(2026, 11, 18, 23, 0, tzinfo=UTC)  # 17:00 CST on T0's day
@@ -27,12 +27,6 @@ def _cfg(limit: int = 500, include_unrealized: bool = True) -> dict[str, Any]:
             "include_unrealized": include_unrealized,
         }
     }
-
-
-async def _settle(engine: Engine) -> None:
-    for _ in range(5):
-        await engine.actions.wait_idle()
-        await engine.drain()
 
 
 def _locked(engine: Engine) -> bool:
@@ -57,7 +51,7 @@ async def test_realized_loss_scenarios(
     engine = await make_engine(_cfg(), rule_classes=[DailyRealizedLoss])
     for pnl, fees in fills:
         await engine.process(TradeEvent(trade(ACC, pnl=pnl, fees=fees)))
-    await _settle(engine)
+    await settle(engine)
     assert _locked(engine) is locked
     if locked:
         lock = engine.lockouts.get_lockout_info(ACC)[0]
@@ -74,7 +68,7 @@ async def test_open_loss_counts_when_include_unrealized(
     gateway.set_position(pos)
     await engine.process(PositionEvent(pos))
     await engine.process(QuoteEvent(ES, quote("4996.25", bid="4996", ask="4996.25")))  # -$200 open
-    await _settle(engine)
+    await settle(engine)
     assert _locked(engine)
     assert gateway.named("close_contract")[0].args == (ACC, ES)
 
@@ -86,7 +80,7 @@ async def test_open_loss_ignored_when_realized_only(
     await engine.process(TradeEvent(trade(ACC, pnl="-300")))
     await engine.process(PositionEvent(position(ACC, ES, 1, "5000")))
     await engine.process(QuoteEvent(ES, quote("4990", bid="4990", ask="4990.25")))  # -$500 open
-    await _settle(engine)
+    await settle(engine)
     assert not _locked(engine)
 
 
@@ -98,7 +92,7 @@ async def test_stale_quote_never_triggers_by_itself(
     await engine.process(QuoteEvent(ES, quote("4999", bid="4999", ask="4999.25")))
     await clock.advance(engine.quotes.stale_after + 1)
     await engine.process(TradeEvent(trade(ACC, pnl="-450")))  # + a stale -$50 would be -$500
-    await _settle(engine)
+    await settle(engine)
     assert not _locked(engine)
     assert engine.rules[0].status(ACC).stale
 
@@ -108,17 +102,17 @@ async def test_lock_lasts_until_the_reset_and_survives_a_restart(
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=[DailyRealizedLoss])
     await engine.process(TradeEvent(trade(ACC, pnl="-500")))
-    await _settle(engine)
+    await settle(engine)
     await engine.close()
     again = await make_engine(_cfg(), rule_classes=[DailyRealizedLoss])
     assert _locked(again)
     late = position(ACC, MNQ, 1)
     gateway.set_position(late)
     await again.process(PositionEvent(late))  # the gate closes what opens while locked
-    await _settle(again)
+    await settle(again)
     assert gateway.named("close_contract")[-1].args == (ACC, MNQ)
     await clock.set(RESET)
-    await _settle(again)
+    await settle(again)
     assert not _locked(again)
     assert again.pnl.get_daily_realized_pnl(ACC) == 0  # a new trading day
 
@@ -129,7 +123,7 @@ async def test_no_second_flatten_while_locked(
     engine = await make_engine(_cfg(), rule_classes=[DailyRealizedLoss])
     await engine.process(TradeEvent(trade(ACC, pnl="-500")))
     await engine.process(TradeEvent(trade(ACC, pnl="-20")))
-    await _settle(engine)
+    await settle(engine)
     assert (
         sum(1 for r in engine.recent_log() if r.rule == "RULE-003" and r.action == "flatten") == 1
     )
@@ -143,7 +137,7 @@ async def test_per_account_limit(make_engine: EngineFactory, gateway: FakeGatewa
     )
     await engine.process(TradeEvent(trade(ACC, pnl="-150")))
     await engine.process(TradeEvent(trade(8, pnl="-150")))
-    await _settle(engine)
+    await settle(engine)
     assert not _locked(engine)
     assert engine.lockouts.is_locked_out(8)
     assert RESET - timedelta(hours=1) > T0

@@ -14,7 +14,7 @@ from riskman.engine.lockouts import LockKind, Lockout, Unlock
 from riskman.engine.ports import OrderEvent, PositionEvent, QuoteEvent, TradeEvent
 from riskman.rules.daily_realized_profit import DailyRealizedProfit
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, T0, FakeGateway, order, position, quote, trade
+from tests.fakes import ES, MNQ, T0, FakeGateway, order, position, quote, settle, trade
 
 ACC = 7
 OTHER = 8
@@ -33,14 +33,6 @@ def _cfg(target: int = 1000) -> dict[str, Any]:
     return {"daily_realized_profit": {"enabled": True, "target": target}}
 
 
-async def _settle(engine: Engine) -> None:
-    for _ in range(5):
-        await engine.actions.wait_idle()
-        await engine.drain()
-        if not engine.actions.in_flight():
-            return
-
-
 async def _fill(
     engine: Engine,
     pnl: str | None,
@@ -52,7 +44,7 @@ async def _fill(
     await engine.process(
         TradeEvent(trade(account_id, pnl=pnl, fees=fees, at=at or engine.clock.now()))
     )
-    await _settle(engine)
+    await settle(engine)
 
 
 def _lock(engine: Engine, account_id: int = ACC) -> Lockout | None:
@@ -147,7 +139,7 @@ async def test_reset_unlocks_and_the_new_day_starts_from_zero(
     await clock.set(RESET_T0 - timedelta(seconds=1))
     assert _lock(engine) is not None
     await clock.set(RESET_T0)
-    await _settle(engine)
+    await settle(engine)
     assert _lock(engine) is None
     await _fill(engine, "999")
     assert _lock(engine) is None
@@ -201,7 +193,7 @@ async def test_restart_in_the_middle_keeps_the_day_and_the_lock(
     await again.close()
 
     third = await make_engine(_cfg(), rule_classes=RULES)
-    await _settle(third)
+    await settle(third)
     assert _lock(third) is not None
     assert _flattens(third) == 1  # the start-up check did not flatten a second time
     await clock.set(RESET_T0)

@@ -11,7 +11,7 @@ from riskman.engine.engine import Engine
 from riskman.engine.ports import PositionEvent
 from riskman.rules.max_contracts import MaxContracts
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MES, MNQ, NQ, T0, FakeGateway, position
+from tests.fakes import ES, MES, MNQ, NQ, T0, FakeGateway, position, settle
 
 ACC = 7
 MNQ_H27 = "CON.F.US.MNQ.H27"
@@ -25,12 +25,6 @@ async def _open(engine: Engine, gateway: FakeGateway, pos: Any, clock: Any) -> N
     gateway.set_position(pos)
     await engine.process(PositionEvent(pos))
     await clock.advance(1)  # so "newest" is well defined
-
-
-async def _settle(engine: Engine) -> None:
-    for _ in range(5):
-        await engine.actions.wait_idle()
-        await engine.drain()
 
 
 @pytest.mark.parametrize(
@@ -54,7 +48,7 @@ async def test_reduce_to_limit_scenarios(
     contracts = [MNQ, NQ, ES][: len(sizes)] if len(sizes) == 3 else [MNQ, ES][: len(sizes)]
     for contract_id, size in zip(contracts, sizes, strict=True):
         await _open(engine, gateway, position(ACC, contract_id, size), clock)
-    await _settle(engine)
+    await settle(engine)
     sent = [(c.args[1], c.args[2]) for c in gateway.named("partial_close_contract")]
     assert sent == partials
     assert engine.state.get_position_count(ACC) == min(sum(sizes), 5)
@@ -66,7 +60,7 @@ async def test_close_all_action_flattens_the_account(
     engine = await make_engine(_cfg(limit=2, action="close_all"), rule_classes=[MaxContracts])
     await _open(engine, gateway, position(ACC, MNQ, 2), clock)
     await _open(engine, gateway, position(ACC, ES, 1, "5000"), clock)
-    await _settle(engine)
+    await settle(engine)
     assert {c.args[1] for c in gateway.named("close_contract")} == {MNQ, ES}
     assert engine.state.get_all_positions(ACC) == []
 
@@ -77,7 +71,7 @@ async def test_net_count_nets_expiries_of_one_symbol(
     engine = await make_engine(_cfg(limit=3, count="net"), rule_classes=[MaxContracts])
     await _open(engine, gateway, position(ACC, MNQ, 3), clock)
     await _open(engine, gateway, position(ACC, MNQ_H27, 2, short=True), clock)  # calendar spread
-    await _settle(engine)
+    await settle(engine)
     assert gateway.named("partial_close_contract") == []
 
 
@@ -87,7 +81,7 @@ async def test_gross_count_adds_every_contract(
     engine = await make_engine(_cfg(limit=3, count="gross"), rule_classes=[MaxContracts])
     await _open(engine, gateway, position(ACC, MNQ, 3), clock)
     await _open(engine, gateway, position(ACC, MNQ_H27, 2, short=True), clock)
-    await _settle(engine)
+    await settle(engine)
     # the newest position is cut whole: a full close, not a partial one
     assert [c.args[1] for c in gateway.named("close_contract")] == [MNQ_H27]
     assert gateway.named("partial_close_contract") == []
@@ -100,10 +94,10 @@ async def test_micros_count_a_tenth_with_contract_weights(
     engine = await make_engine(rules, rule_classes=[MaxContracts])
     await _open(engine, gateway, position(ACC, MES, 10, "5000"), clock)  # = 1 mini
     await _open(engine, gateway, position(ACC, ES, 1, "5000"), clock)  # = 2 in all: at the limit
-    await _settle(engine)
+    await settle(engine)
     assert gateway.named("partial_close_contract") == [] and gateway.named("close_contract") == []
     await _open(engine, gateway, position(ACC, MES, 15, "5000"), clock)  # 1.5 + 1 = 2.5 > 2
-    await _settle(engine)
+    await settle(engine)
     assert [(c.args[1], c.args[2]) for c in gateway.named("partial_close_contract")] == [(MES, 5)]
 
 
@@ -115,7 +109,7 @@ async def test_limit_still_enforced_after_a_restart(
     await engine.close()
     again = await make_engine(_cfg(limit=2), rule_classes=[MaxContracts])
     await _open(again, gateway, position(ACC, MNQ, 3), clock)
-    await _settle(again)
+    await settle(again)
     assert [(c.args[1], c.args[2]) for c in gateway.named("partial_close_contract")] == [(MNQ, 1)]
 
 
@@ -129,7 +123,7 @@ async def test_per_account_limit_override(
     )
     await _open(engine, gateway, position(ACC, MNQ, 3), clock)
     await _open(engine, gateway, position(8, MNQ, 3), clock)
-    await _settle(engine)
+    await settle(engine)
     assert [(c.args[0], c.args[2]) for c in gateway.named("partial_close_contract")] == [(8, 2)]
 
 

@@ -7,14 +7,12 @@ from typing import Any
 import pytest
 
 from riskman.engine.clock import FakeClock
-from riskman.engine.engine import Engine
 from riskman.engine.intents import ClosePosition
-from riskman.engine.ports import AccountSnapshot, PositionEvent
-from riskman.gateway.models import Position
+from riskman.engine.ports import AccountSnapshot
 from riskman.rules.base import CheckTrigger
 from riskman.rules.max_contracts_per_instrument import MaxContractsPerInstrument
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, RTY, FakeGateway, account, position
+from tests.fakes import ES, MNQ, RTY, FakeGateway, account, open_position, position, settle
 
 ACC = 7
 OTHER = 8
@@ -32,20 +30,6 @@ def _cfg(**overrides: Any) -> dict[str, Any]:
     }
     cfg.update(overrides)
     return {"max_contracts_per_instrument": cfg}
-
-
-async def _open(engine: Engine, gateway: FakeGateway, pos: Position) -> None:
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
-
-
-async def _settle(engine: Engine) -> None:
-    """Let enforcement finish and the gateway's answers be routed (they can start more)."""
-    for _ in range(5):
-        await engine.actions.wait_idle()
-        await engine.drain()
-        if not engine.actions.in_flight():
-            return
 
 
 def _partials(gateway: FakeGateway) -> list[tuple[Any, ...]]:
@@ -121,8 +105,8 @@ async def test_contracts_per_symbol_against_the_limit(
     engine = await make_engine(rules, rule_classes=RULES)
     for contract_id, size in opened:
         await clock.advance(10)  # each later position is the newer one
-        await _open(engine, gateway, position(ACC, contract_id, abs(size), short=size < 0))
-        await _settle(engine)
+        await open_position(engine, gateway, position(ACC, contract_id, abs(size), short=size < 0))
+        await settle(engine)
     assert _partials(gateway) == partials
     assert _closes(gateway) == closes
 
@@ -131,8 +115,8 @@ async def test_reduce_leaves_the_symbol_exactly_at_its_limit(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _open(engine, gateway, position(ACC, MNQ, 3))
-    await _settle(engine)
+    await open_position(engine, gateway, position(ACC, MNQ, 3))
+    await settle(engine)
     assert engine.state.get_contract_count(ACC, MNQ) == 2
     record = next(r for r in engine.recent_log() if r.action == "reduce")
     assert (record.rule, record.result) == ("RULE-002", "ok")
@@ -143,9 +127,9 @@ async def test_other_symbols_are_not_touched_when_one_is_reduced(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _open(engine, gateway, position(ACC, ES, 3, "5000"))
-    await _open(engine, gateway, position(ACC, MNQ, 4))
-    await _settle(engine)
+    await open_position(engine, gateway, position(ACC, ES, 3, "5000"))
+    await open_position(engine, gateway, position(ACC, MNQ, 4))
+    await settle(engine)
     assert _partials(gateway) == [(ACC, MNQ, 2)]
     assert engine.state.get_contract_count(ACC, ES) == 3
 
@@ -172,8 +156,8 @@ async def test_restart_keeps_enforcing_a_position_that_grew_while_down(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _open(engine, gateway, position(ACC, MNQ, 2))
-    await _settle(engine)
+    await open_position(engine, gateway, position(ACC, MNQ, 2))
+    await settle(engine)
     await engine.close()
 
     grown = position(ACC, MNQ, 4)
@@ -181,7 +165,7 @@ async def test_restart_keeps_enforcing_a_position_that_grew_while_down(
     again = await make_engine(_cfg(), rule_classes=RULES)
     assert again.state.get_contract_count(ACC, MNQ) == 2  # warm start from the database
     await again.reconcile(AccountSnapshot(account(ACC), [grown], [], []))
-    await _settle(again)
+    await settle(again)
     assert _partials(gateway) == [(ACC, MNQ, 2)]
     assert again.state.get_contract_count(ACC, MNQ) == 2
 
@@ -190,13 +174,13 @@ async def test_lower_limit_after_restart_is_enforced_by_the_start_check(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine(_cfg(limits={"MNQ": 5}), rule_classes=RULES)
-    await _open(engine, gateway, position(ACC, MNQ, 4))
-    await _settle(engine)
+    await open_position(engine, gateway, position(ACC, MNQ, 4))
+    await settle(engine)
     assert _partials(gateway) == []
     await engine.close()
 
     again = await make_engine(_cfg(limits={"MNQ": 3}), rule_classes=RULES)
-    await _settle(again)
+    await settle(again)
     assert _partials(gateway) == [(ACC, MNQ, 1)]
 
 
@@ -211,9 +195,9 @@ async def test_per_account_override_of_a_symbol_limit(
             {"id": OTHER, "rules": {"max_contracts_per_instrument": {"limits": {"MNQ": 5}}}},
         ],
     )
-    await _open(engine, gateway, position(ACC, MNQ, 4))
-    await _open(engine, gateway, position(OTHER, MNQ, 4))
-    await _settle(engine)
+    await open_position(engine, gateway, position(ACC, MNQ, 4))
+    await open_position(engine, gateway, position(OTHER, MNQ, 4))
+    await settle(engine)
     assert _partials(gateway) == [(ACC, MNQ, 2)]
     assert engine.state.get_contract_count(OTHER, MNQ) == 4
 
@@ -237,7 +221,7 @@ async def test_status_shows_the_worst_symbol(
 ) -> None:
     engine = await make_engine(rules, rule_classes=RULES)
     for contract_id, size in opened:
-        await _open(engine, gateway, position(ACC, contract_id, size))
+        await open_position(engine, gateway, position(ACC, contract_id, size))
     status = engine.rules[0].status(ACC)
     assert (status.value, status.limit, status.used) == (value, limit, used)
 

@@ -7,12 +7,10 @@ from typing import Any
 import pytest
 
 from riskman.engine.clock import FakeClock
-from riskman.engine.engine import Engine
-from riskman.engine.ports import PositionEvent, QuoteEvent
 from riskman.gateway.models import Position, Quote
 from riskman.rules.max_unrealized_profit import MaxUnrealizedProfit
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, FakeGateway, position, quote
+from tests.fakes import ES, MNQ, FakeGateway, open_position, position, quote, send_quote, settle
 
 ACC = 7
 OTHER = 8
@@ -21,23 +19,6 @@ RULES = [MaxUnrealizedProfit]
 
 def _cfg(target: int = 1000) -> dict[str, Any]:
     return {"max_unrealized_profit": {"enabled": True, "target": target}}
-
-
-async def _open(engine: Engine, gateway: FakeGateway, pos: Position) -> None:
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
-
-
-async def _quote(engine: Engine, contract_id: str, q: Quote) -> None:
-    await engine.process(QuoteEvent(contract_id, q))
-
-
-async def _settle(engine: Engine) -> None:
-    for _ in range(5):
-        await engine.actions.wait_idle()
-        await engine.drain()
-        if not engine.actions.in_flight():
-            return
 
 
 def _closes(gateway: FakeGateway) -> list[tuple[Any, ...]]:
@@ -77,17 +58,17 @@ async def test_open_profit_against_the_target(
     make_engine: EngineFactory, gateway: FakeGateway, pos: Position, q: Quote, closed: bool
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _open(engine, gateway, pos)
-    await _quote(engine, pos.contract_id, q)
-    await _settle(engine)
+    await open_position(engine, gateway, pos)
+    await send_quote(engine, pos.contract_id, q)
+    await settle(engine)
     assert _closes(gateway) == ([(ACC, pos.contract_id)] if closed else [])
 
 
 async def test_take_profit_reason_and_log(make_engine: EngineFactory, gateway: FakeGateway) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
-    await _quote(engine, ES, quote("5020.25", bid="5020.25"))
-    await _settle(engine)
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
+    await send_quote(engine, ES, quote("5020.25", bid="5020.25"))
+    await settle(engine)
     record = next(r for r in engine.recent_log() if r.action == "close")
     assert (record.rule, record.target, record.result) == ("RULE-005", ES, "ok")
     assert record.reason == "take profit: ES long 1 open P&L $1,012.50 reached the $1,000.00 target"
@@ -97,10 +78,10 @@ async def test_stale_quote_never_takes_the_profit(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _quote(engine, ES, quote("5030", bid="5030"))
+    await send_quote(engine, ES, quote("5030", bid="5030"))
     await clock.advance(engine.settings.quotes.stale_after + 1)
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))  # +$1,500 at a stale price
-    await _settle(engine)
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))  # +$1,500 at a stale price
+    await settle(engine)
     assert _closes(gateway) == []
     assert engine.rules[0].status(ACC).stale is True
 
@@ -109,13 +90,13 @@ async def test_restart_in_the_middle_keeps_enforcing(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
-    await _quote(engine, ES, quote("5010", bid="5010"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
+    await send_quote(engine, ES, quote("5010", bid="5010"))
     await engine.close()
 
     again = await make_engine(_cfg(), rule_classes=RULES)
-    await _quote(again, ES, quote("5025", bid="5025"))
-    await _settle(again)
+    await send_quote(again, ES, quote("5025", bid="5025"))
+    await settle(again)
     assert _closes(gateway) == [(ACC, ES)]
 
 
@@ -127,10 +108,10 @@ async def test_per_account_override_of_the_target(
         rule_classes=RULES,
         accounts=[ACC, {"id": OTHER, "rules": {"max_unrealized_profit": {"target": 2000}}}],
     )
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
-    await _open(engine, gateway, position(OTHER, ES, 1, "5000"))
-    await _quote(engine, ES, quote("5030", bid="5030"))  # +$1,500 for both
-    await _settle(engine)
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(OTHER, ES, 1, "5000"))
+    await send_quote(engine, ES, quote("5030", bid="5030"))  # +$1,500 for both
+    await settle(engine)
     assert _closes(gateway) == [(ACC, ES)]
 
 
@@ -138,10 +119,10 @@ async def test_status_shows_the_best_position(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await make_engine(_cfg(), rule_classes=RULES)
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
-    await _quote(engine, ES, quote("5005", bid="5005"))
-    await _open(engine, gateway, position(ACC, MNQ, 1))
-    await _quote(engine, MNQ, quote("20990", bid="20990"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
+    await send_quote(engine, ES, quote("5005", bid="5005"))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
+    await send_quote(engine, MNQ, quote("20990", bid="20990"))
     status = engine.rules[0].status(ACC)
     assert (status.value, status.limit, status.used) == ("$250.00", "$1,000.00", 0.25)
     assert status.detail == "best: ES long 1"

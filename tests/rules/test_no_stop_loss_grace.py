@@ -9,11 +9,11 @@ import pytest
 
 from riskman.engine.clock import FakeClock
 from riskman.engine.engine import Engine
-from riskman.engine.ports import OrderEvent, PositionEvent
-from riskman.gateway.models import Order, OrderSide, OrderStatus, OrderType, Position
+from riskman.engine.ports import OrderEvent
+from riskman.gateway.models import Order, OrderSide, OrderStatus, OrderType
 from riskman.rules.no_stop_loss_grace import NoStopLossGrace
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, T0, FakeGateway, order, position
+from tests.fakes import ES, MNQ, T0, FakeGateway, open_position, order, position
 
 ACC = 7
 OTHER = 8
@@ -31,11 +31,6 @@ async def _engine(make_engine: EngineFactory, **kwargs: Any) -> Engine:
     rules = kwargs.pop("rules", RULES)
     engine: Engine = await make_engine(rules, rule_classes=[NoStopLossGrace], **kwargs)
     return engine
-
-
-async def _open(engine: Engine, gateway: FakeGateway, pos: Position) -> None:
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
 
 
 async def _order(engine: Engine, gateway: FakeGateway, working: Order) -> None:
@@ -108,7 +103,7 @@ async def test_position_without_protective_stop_is_closed_after_grace(
     closed: bool,
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 2, short=short))
+    await open_position(engine, gateway, position(ACC, MNQ, 2, short=short))
     if stop is not None:
         await _order(engine, gateway, order(ACC, 50, **stop))
     await clock.advance(wait)
@@ -130,9 +125,9 @@ async def test_scaling_in_keeps_the_running_grace(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await clock.advance(20)
-    await _open(engine, gateway, position(ACC, MNQ, 3))  # grows; opened stays T0
+    await open_position(engine, gateway, position(ACC, MNQ, 3))  # grows; opened stays T0
     await clock.advance(9)
     assert _closed(gateway) == []
     await clock.advance(1)  # 30 s after the open, not after the scale-in
@@ -144,7 +139,7 @@ async def test_stop_placed_within_grace_cancels_the_timer(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     assert TIMER in engine.timers.names()
     await clock.advance(25)
     await _order(engine, gateway, order(ACC, 50))
@@ -157,7 +152,7 @@ async def test_stop_cancelled_while_open_starts_a_fresh_grace(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await _order(engine, gateway, order(ACC, 50))
     await clock.advance(300)
     await _order(engine, gateway, order(ACC, 50, status=OrderStatus.CANCELLED))
@@ -173,12 +168,12 @@ async def test_reversal_starts_a_new_grace(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await _order(engine, gateway, order(ACC, 50))  # the long's sell stop
     await clock.advance(100)
     # The stop filled and more: the position is now short 1, and the sell stop is gone.
     await _order(engine, gateway, order(ACC, 50, status=OrderStatus.FILLED))
-    await _open(engine, gateway, position(ACC, MNQ, 1, short=True, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, short=True, opened=clock.now()))
     await clock.advance(29)
     assert _closed(gateway) == []
     await clock.advance(1)
@@ -190,9 +185,9 @@ async def test_closed_position_drops_its_timer(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await clock.advance(10)
-    await _open(engine, gateway, position(ACC, MNQ, 0))
+    await open_position(engine, gateway, position(ACC, MNQ, 0))
     assert TIMER not in engine.timers.names()
     await clock.advance(60)
     assert _closed(gateway) == []
@@ -202,9 +197,9 @@ async def test_each_position_has_its_own_grace(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await clock.advance(10)
-    await _open(engine, gateway, position(ACC, ES, 1, "5000", opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000", opened=clock.now()))
     await _order(engine, gateway, order(ACC, 51, ES, stop="4990"))
     await clock.advance(20)
     await engine.actions.wait_idle()
@@ -218,7 +213,7 @@ async def test_restart_within_grace_rebuilds_the_timer_from_the_opening_time(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await clock.advance(10)
     await engine.close()
 
@@ -235,7 +230,7 @@ async def test_restart_after_the_grace_closes_at_the_startup_check(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await engine.close()
     await clock.advance(120)  # riskman was down past the grace
 
@@ -249,7 +244,7 @@ async def test_restart_keeps_a_protected_position_open(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine)
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await _order(engine, gateway, order(ACC, 50))
     await engine.close()
     await clock.advance(120)
@@ -267,7 +262,7 @@ async def test_positions_replayed_before_their_orders_are_not_closed(
     # not close it (its grace is long past, but the stop arrives in the same reconcile).
     engine = await _engine(make_engine)
     await clock.advance(600)
-    await _open(engine, gateway, position(ACC, MNQ, 1))  # opened at T0, 10 min ago
+    await open_position(engine, gateway, position(ACC, MNQ, 1))  # opened at T0, 10 min ago
     await _order(engine, gateway, order(ACC, 50))
     await clock.advance(0)
     await engine.actions.wait_idle()
@@ -279,7 +274,7 @@ async def test_old_position_without_stop_found_on_reconnect_is_closed_at_once(
 ) -> None:
     engine = await _engine(make_engine)
     await clock.advance(600)
-    await _open(engine, gateway, position(ACC, MNQ, 1))  # opened at T0, 10 min ago
+    await open_position(engine, gateway, position(ACC, MNQ, 1))  # opened at T0, 10 min ago
     await clock.advance(0)
     await engine.actions.wait_idle()
     assert _closed(gateway) == [(ACC, MNQ)]
@@ -295,8 +290,8 @@ async def test_per_account_grace_override(
         make_engine,
         accounts=[{"id": ACC, "rules": {"no_stop_loss_grace": {"grace_seconds": "1m"}}}, OTHER],
     )
-    await _open(engine, gateway, position(ACC, MNQ, 1))
-    await _open(engine, gateway, position(OTHER, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(OTHER, MNQ, 1))
     await clock.advance(30)
     await engine.actions.wait_idle()
     assert _closed(gateway) == [(OTHER, MNQ)]
@@ -309,7 +304,7 @@ async def test_disabled_rule_arms_nothing(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine, rules={"no_stop_loss_grace": {"enabled": False}})
-    await _open(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
     await clock.advance(600)
     assert TIMER not in engine.timers.names()
     assert _closed(gateway) == []
@@ -331,7 +326,7 @@ async def test_grace_across_the_dst_change_is_thirty_real_seconds(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine, timezone="America/Chicago")
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await clock.advance(29)
     assert _closed(gateway) == []
     await clock.advance(1)
@@ -348,8 +343,8 @@ async def test_status_counts_positions_without_a_stop_and_the_time_left(
     engine = await _engine(make_engine)
     rule = engine.rules[0]
     assert rule.status(ACC).value == "no position"
-    await _open(engine, gateway, position(ACC, MNQ, 1))
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     await _order(engine, gateway, order(ACC, 51, ES, stop="4990"))
     await clock.advance(18)
     status = rule.status(ACC)

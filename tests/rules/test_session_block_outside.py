@@ -12,11 +12,11 @@ import pytest
 from riskman.engine.clock import FakeClock
 from riskman.engine.engine import Engine
 from riskman.engine.lockouts import Lockout, Unlock
-from riskman.engine.ports import AccountEvent, OrderEvent, PositionEvent
-from riskman.gateway.models import Order, OrderSide, OrderType, Position
+from riskman.engine.ports import AccountEvent, OrderEvent
+from riskman.gateway.models import Order, OrderSide, OrderType
 from riskman.rules.session_block_outside import SessionBlockOutside
 from tests.conftest import EngineFactory, make_settings
-from tests.fakes import MNQ, T0, FakeGateway, account, order, position
+from tests.fakes import MNQ, T0, FakeGateway, account, open_position, order, position
 
 ACC = 7
 OTHER = 8
@@ -43,11 +43,6 @@ async def _engine(make_engine: EngineFactory, rules: dict[str, Any], **top: Any)
     engine: Engine = await make_engine(rules, rule_classes=[SessionBlockOutside], **top)
     await engine.process(AccountEvent(account(ACC)))
     return engine
-
-
-async def _open(engine: Engine, gateway: FakeGateway, pos: Position) -> None:
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
 
 
 async def _order(engine: Engine, gateway: FakeGateway, working: Order) -> None:
@@ -97,7 +92,7 @@ async def test_position_opened_outside_the_session_is_flattened_and_locked(
 ) -> None:
     # flatten_at_end off: only the new position can break the rule here.
     engine = await _engine(make_engine, session(flatten_at_end=False))
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await engine.actions.wait_idle()
     await engine.drain()
     lock = _lock(engine)
@@ -137,7 +132,7 @@ async def test_session_end_flattens_and_locks_until_the_next_start(
     resumes: datetime,
 ) -> None:
     engine = await _engine(make_engine, session())
-    await _open(engine, gateway, position(ACC, MNQ, 2, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 2, opened=clock.now()))
     working = order(ACC, 40, side=OrderSide.ASK, stop="20900")
     await _order(engine, gateway, working)
     assert engine.timers.deadline(f"rule:RULE-009:{ACC}:end") == end
@@ -159,7 +154,7 @@ async def test_session_end_flattens_and_locks_until_the_next_start(
     # The lock ends by itself at the next start; trading is allowed again.
     await clock.set(resumes)
     assert _lock(engine) is None
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await engine.actions.wait_idle()
     assert len(gateway.named("close_contract")) == 1
 
@@ -170,7 +165,7 @@ async def test_lock_is_not_issued_again_on_later_events(
     engine = await _engine(make_engine, session())
     await clock.set(ct(11, 18, 15, 10))
     await engine.process(AccountEvent(account(ACC, "49000")))
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     engine.submit_check("test")
     await engine.actions.wait_idle()
     await engine.drain()
@@ -211,7 +206,7 @@ async def test_without_flatten_at_end_a_held_position_and_its_stop_are_left_alon
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     engine = await _engine(make_engine, session(flatten_at_end=False))
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await clock.set(ct(11, 18, 18))
     await _order(engine, gateway, order(ACC, 42, side=OrderSide.ASK, stop="20900"))
     engine.submit_check("test")
@@ -219,7 +214,7 @@ async def test_without_flatten_at_end_a_held_position_and_its_stop_are_left_alon
     assert _lock(engine) is None
     assert gateway.named("close_contract") == [] and gateway.named("cancel_order") == []
     # Adding to it outside the session breaks the rule.
-    await _open(engine, gateway, position(ACC, MNQ, 2, opened=T0))
+    await open_position(engine, gateway, position(ACC, MNQ, 2, opened=T0))
     await engine.actions.wait_idle()
     await engine.drain()
     lock = _lock(engine)
@@ -233,11 +228,11 @@ async def test_position_first_seen_outside_is_judged_by_its_opening_time(
     engine = await _engine(make_engine, session(flatten_at_end=False))
     await clock.set(ct(11, 18, 18))
     # A reconnect shows a position opened at 14:00, inside the session: held, not new.
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=ct(11, 18, 14)))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=ct(11, 18, 14)))
     await engine.drain()
     assert _lock(engine) is None
     # It reverses to short now, outside the session (same gateway timestamp): new exposure.
-    await _open(engine, gateway, position(ACC, MNQ, 1, short=True, opened=ct(11, 18, 14)))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, short=True, opened=ct(11, 18, 14)))
     await engine.actions.wait_idle()
     lock = _lock(engine)
     assert lock is not None and lock.reason.startswith("position opened outside")
@@ -265,7 +260,7 @@ async def test_overnight_session_belongs_to_the_day_it_ends_on(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock, resumes: datetime | None
 ) -> None:
     engine = await _engine(make_engine, session(**OVERNIGHT, flatten_at_end=False))
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await engine.drain()
     lock = _lock(engine)
     assert (lock.until if lock else None) == resumes
@@ -306,7 +301,7 @@ async def test_session_start_and_end_on_dst_days(
     assert _lock(engine) is not None
     await clock.set(opens)
     assert _lock(engine) is None
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await clock.set(closes - SECOND)
     assert gateway.named("close_contract") == []
     await clock.set(closes)
@@ -332,7 +327,7 @@ async def test_restart_while_locked_outside_the_session_keeps_enforcing(
     lock = _lock(again)
     assert lock is not None and lock.until == ct(11, 19, 8, 30)
     assert _lock_records(again) == 1  # restored, not issued again
-    await _open(again, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(again, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await gateway.wait_call("close_contract")
     await again.actions.wait_idle()
     assert [r.rule for r in again.recent_log() if r.action == "close"] == ["LOCKOUT"]
@@ -340,7 +335,7 @@ async def test_restart_while_locked_outside_the_session_keeps_enforcing(
     # The timers were rebuilt: the lock ends at the start, the next end flattens again.
     await clock.set(ct(11, 19, 8, 30))
     assert _lock(again) is None
-    await _open(again, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(again, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await clock.set(ct(11, 19, 15, 10))
     await again.actions.wait_idle()
     assert len(gateway.named("close_contract")) == 2
@@ -366,7 +361,7 @@ async def test_config_change_re_arms_the_session_end(
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock, tmp_path: Path
 ) -> None:
     engine = await _engine(make_engine, session())
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await engine.apply_settings(make_settings(tmp_path, session(end="14:00")))
     await engine.drain()
     assert engine.timers.deadline(f"rule:RULE-009:{ACC}:end") == ct(11, 18, 14)
@@ -387,7 +382,7 @@ async def test_earlier_start_set_while_locked_ends_the_lock_at_the_new_start(
     assert _lock(engine) is not None  # still closed tonight
     await clock.set(ct(11, 19, 7))  # the new start timer fires
     assert _lock(engine) is None
-    await _open(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, opened=clock.now()))
     await engine.actions.wait_idle()
     assert gateway.named("close_contract") == []
 

@@ -9,11 +9,11 @@ import pytest
 
 from riskman.engine.engine import Engine
 from riskman.engine.lockouts import Lockout, Unlock
-from riskman.engine.ports import OrderEvent, PositionEvent
-from riskman.gateway.models import Order, OrderSide, OrderType, Position, display_symbol
+from riskman.engine.ports import OrderEvent
+from riskman.gateway.models import Order, OrderSide, OrderType, display_symbol
 from riskman.rules.symbol_blocks import SymbolBlocks
 from tests.conftest import EngineFactory, make_settings
-from tests.fakes import ES, MES, MNQ, NQ, RTY, FakeGateway, order, position
+from tests.fakes import ES, MES, MNQ, NQ, RTY, FakeGateway, open_position, order, position
 
 ACC = 7
 OTHER = 8
@@ -26,11 +26,6 @@ def blocks(*symbols: str) -> dict[str, Any]:
 async def _engine(make_engine: EngineFactory, rules: dict[str, Any], **top: Any) -> Engine:
     engine: Engine = await make_engine(rules, rule_classes=[SymbolBlocks], **top)
     return engine
-
-
-async def _open(engine: Engine, gateway: FakeGateway, pos: Position) -> None:
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
 
 
 async def _order(engine: Engine, gateway: FakeGateway, working: Order) -> None:
@@ -83,7 +78,7 @@ async def test_blocked_symbol_is_closed_cancelled_and_locked(
 ) -> None:
     engine = await _engine(make_engine, blocks(*symbols))
     if kind == "position":
-        await _open(engine, gateway, position(ACC, contract_id, 1))
+        await open_position(engine, gateway, position(ACC, contract_id, 1))
     else:
         await _order(engine, gateway, order(ACC, 60, contract_id, **ENTRY))
     await _settle(engine)
@@ -107,7 +102,7 @@ async def test_only_the_blocked_symbols_orders_are_cancelled(
     engine = await make_engine({}, rule_classes=[SymbolBlocks])
     await _order(engine, gateway, order(ACC, 61, MNQ, **ENTRY))
     await _order(engine, gateway, order(ACC, 62, ES, **ENTRY))
-    await _open(engine, gateway, position(ACC, ES, 2, "5000"))
+    await open_position(engine, gateway, position(ACC, ES, 2, "5000"))
     await engine.apply_settings(make_settings(tmp_path, blocks("ES")))
     await _settle(engine)
     assert [c.args for c in gateway.named("close_contract")] == [(ACC, ES)]
@@ -119,9 +114,9 @@ async def test_lock_is_not_issued_again_and_the_gate_closes_new_positions(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await _engine(make_engine, blocks("ES"))
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     await _settle(engine)
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     await _order(engine, gateway, order(ACC, 63, ES, **ENTRY))
     await _settle(engine)
     lock_records = [r for r in engine.recent_log() if r.action == "lockout"]
@@ -138,15 +133,15 @@ async def test_removing_the_symbol_from_the_list_clears_the_lock(
     make_engine: EngineFactory, gateway: FakeGateway, tmp_path: Path
 ) -> None:
     engine = await _engine(make_engine, blocks("ES", "RTY"))
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
-    await _open(engine, gateway, position(ACC, RTY, 1, "2400"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, RTY, 1, "2400"))
     await _settle(engine)
     assert sorted(k.symbol or "" for k in _locks(engine)) == ["EP", "RTY"]
 
     await engine.apply_settings(make_settings(tmp_path, blocks("RTY")))
     await _settle(engine)
     assert [k.symbol for k in _locks(engine)] == ["RTY"]
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     await _settle(engine)
     assert engine.state.get_position(ACC, ES) is not None
     assert len(gateway.named("close_contract")) == 2
@@ -160,7 +155,7 @@ async def test_symbol_added_to_the_list_closes_what_is_open(
     make_engine: EngineFactory, gateway: FakeGateway, tmp_path: Path
 ) -> None:
     engine = await _engine(make_engine, blocks())
-    await _open(engine, gateway, position(ACC, MES, 3, "5000"))
+    await open_position(engine, gateway, position(ACC, MES, 3, "5000"))
     await _settle(engine)
     await engine.apply_settings(make_settings(tmp_path, blocks("mes")))
     await _settle(engine)
@@ -176,8 +171,8 @@ async def test_per_account_symbol_override(
         blocks(),
         accounts=[ACC, {"id": OTHER, "rules": {"symbol_blocks": {"symbols": ["ES"]}}}],
     )
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
-    await _open(engine, gateway, position(OTHER, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(OTHER, ES, 1, "5000"))
     await _settle(engine)
     assert [c.args for c in gateway.named("close_contract")] == [(OTHER, ES)]
     assert _locks(engine, ACC) == [] and [k.symbol for k in _locks(engine, OTHER)] == ["EP"]
@@ -190,14 +185,14 @@ async def test_restart_keeps_the_symbol_lock_and_still_enforces(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await _engine(make_engine, blocks("ES"))
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     await _settle(engine)
     await engine.close()
 
     again = await _engine(make_engine, blocks("ES"))
     assert [k.symbol for k in _locks(again)] == ["EP"]
-    await _open(again, gateway, position(ACC, ES, 1, "5000"))
-    await _open(again, gateway, position(ACC, MES, 1, "5000"))
+    await open_position(again, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(again, gateway, position(ACC, MES, 1, "5000"))
     await gateway.wait_call("close_contract", 2)
     await _settle(again)
     assert [c.args for c in gateway.named("close_contract")] == [(ACC, ES), (ACC, ES)]
@@ -208,7 +203,7 @@ async def test_position_opened_while_riskman_was_down_is_closed_at_start(
     make_engine: EngineFactory, gateway: FakeGateway
 ) -> None:
     engine = await _engine(make_engine, blocks())
-    await _open(engine, gateway, position(ACC, RTY, 1, "2400"))
+    await open_position(engine, gateway, position(ACC, RTY, 1, "2400"))
     await _settle(engine)
     await engine.close()
 
@@ -228,5 +223,5 @@ async def test_status_lists_blocked_symbols_and_locks(
         "0 open in blocked symbols",
         "ES, RTY",
     )
-    await _open(engine, gateway, position(ACC, ES, 1, "5000"))
+    await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     assert rule.status(ACC).detail == "locked: ES"
