@@ -31,7 +31,7 @@ def _python() -> Path:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under whatever python3 the user has
         sys.exit(f"riskman needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if not _python().exists():
@@ -40,8 +40,16 @@ def ensure_venv() -> None:
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
     print("dev.py: installing riskman and its test tools into .venv", flush=True)
-    cmd = [str(_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "-e", f"{ROOT}[test]"]
+    cmd = [
+        str(_python()),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-e",
+        f"{ROOT}[test]",
+    ]
     if subprocess.call(cmd) != 0:
         sys.exit("dev.py: installation failed (see the pip output above)")
     STAMP.write_text(wanted)

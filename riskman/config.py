@@ -43,6 +43,8 @@ def shipped_file(name: str) -> Path:
     package (the wheel carries a copy under riskman/shipped/)."""
     source = Path(__file__).resolve().parent.parent / "config" / name
     return source if source.exists() else Path(__file__).resolve().parent / "shipped" / name
+
+
 ENV_PREFIX = "RISKMAN_"
 UNTIL_RESET = "until_reset"
 
