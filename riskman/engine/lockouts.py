@@ -36,6 +36,21 @@ class Unlock(StrEnum):
     ADMIN = "admin"  # only an admin clears it
     CONFIG = "config"  # the symbol is removed from the block list
 
+    def describe(self, until: datetime | None) -> str:
+        """What a trader reads about when the lock ends (the time as ISO, shown local on screen)."""
+        when = None if until is None else until.isoformat(timespec="seconds")
+        if self is Unlock.TIME:
+            return f"until {when}"
+        if self is Unlock.RESET:
+            return f"until the daily reset at {when}"
+        if self is Unlock.SESSION:
+            return f"until the next session starts at {when}"
+        if self is Unlock.CAN_TRADE:
+            return "until the broker lets the account trade again"
+        if self is Unlock.ADMIN:
+            return "until an admin clears it"
+        return "until the symbol is taken off the block list"
+
 
 @dataclass(frozen=True, slots=True)
 class Lockout:

@@ -468,16 +468,13 @@ class EventRouter:
             async def commit() -> None:
                 await self._lockouts.commit()
                 for lock, held in activated:
-                    until = (
-                        "no end" if held.until is None else held.until.isoformat(timespec="seconds")
-                    )
                     self._actions.log_lock(
                         lock.account_id,
                         lock.rule,
                         held.symbol or "account",
                         lock.reason,
                         held.kind.value,
-                        f"until {until} ({held.unlock.value})",
+                        held.unlock.describe(held.until),
                     )
 
             self._writer.submit(commit)

@@ -164,3 +164,14 @@ async def test_admin_clear_records_who_and_why(tmp_path: Path) -> None:
         assert cleared[0].kind is LockKind.LOCKOUT
     finally:
         await db.close()
+
+
+def test_every_unlock_says_in_words_when_the_lock_ends() -> None:
+    phrases = {unlock: unlock.describe(T0) for unlock in Unlock}
+    assert len(set(phrases.values())) == len(Unlock)  # no two read alike
+    stamp = T0.isoformat(timespec="seconds")
+    assert phrases[Unlock.TIME] == f"until {stamp}"
+    assert phrases[Unlock.RESET] == f"until the daily reset at {stamp}"
+    assert stamp in phrases[Unlock.SESSION]
+    assert "admin" in phrases[Unlock.ADMIN]
+    assert all("(" not in phrase for phrase in phrases.values())  # no enum value in parentheses
