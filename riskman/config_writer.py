@@ -104,7 +104,14 @@ def _set(data: CommentedMap, path: KeyPath, value: Any) -> None:
     node: Any = data
     for part in path[:-1]:
         if isinstance(node, list):
-            node = node[int(part)]
+            index = int(part)
+            if not isinstance(node[index], Mapping):
+                # An account listed as a bare id (`- 1001`) gets its own keys (`rules:`):
+                # it becomes `{id: 1001, ...}`.
+                entry = CommentedMap(id=node[index])
+                entry.fa.set_flow_style()
+                node[index] = entry
+            node = node[index]
             continue
         if part not in node or node[part] is None:
             node[part] = CommentedMap()

@@ -62,7 +62,9 @@ gateway:
   market_hub_url: {market_hub_url}
   username: demo        # the simulator's demo login (API key "demo")
 
-accounts: []            # guard every simulated account
+# Both simulated accounts, listed so the admin screens can give one its own rules
+# (`accounts: []` would guard every active account).
+accounts: [1001, 1002]
 timezone: America/Chicago
 daily_reset: "17:00"
 holidays_file: holidays.yaml

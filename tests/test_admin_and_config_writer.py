@@ -106,6 +106,26 @@ def test_update_config_keeps_comments_and_changes_only_the_key(tmp_path: Path) -
     assert diff == [("    limit: 500", "    limit: 400")]
 
 
+def test_a_rule_set_for_an_account_listed_as_a_bare_id_turns_it_into_an_entry(
+    tmp_path: Path,
+) -> None:
+    path = _copy_config(tmp_path)
+    text = path.read_text().replace("accounts: []", "accounts:\n  - 1001   # main\n  - 1002", 1)
+    path.write_text(text)
+    settings, changes = update_config(path, {("accounts", 1, "rules", "max_contracts", "limit"): 2})
+    assert settings.rules_for(1002).max_contracts.limit == 2
+    assert settings.rules_for(1001).max_contracts.limit == settings.rules.max_contracts.limit
+    assert [(c.key, c.old, c.new) for c in changes] == [
+        ("accounts.1.rules.max_contracts.limit", None, 2)
+    ]
+    after = path.read_text()
+    assert "  - 1001   # main\n  - {id: 1002, rules: {max_contracts: {limit: 2}}}\n" in after
+    # Removing its rules leaves the account listed, with the global rules.
+    settings, _ = update_config(path, {("accounts", 1, "rules"): None})
+    assert settings.account_ids == [1001, 1002]
+    assert settings.rules_for(1002) == settings.rules
+
+
 def test_invalid_update_leaves_the_file_untouched(tmp_path: Path) -> None:
     path = _copy_config(tmp_path)
     before = path.read_text()

@@ -25,6 +25,7 @@ from textual.widgets import (
     Input,
     Label,
     OptionList,
+    Select,
     SelectionList,
     Static,
     Switch,
@@ -35,7 +36,7 @@ from textual.widgets.option_list import Option
 
 from riskman.admin import PasswordError, PasswordStore
 from riskman.calendar import HolidayCalendar
-from riskman.config import RULE_KEYS, ConfigError, read_yaml
+from riskman.config import RULE_KEYS, ConfigError, Rules, read_yaml
 from riskman.config_writer import KeyPath, update_config, update_holidays
 from riskman.engine.snapshot import EngineSnapshot
 from riskman.tui.modals import no_blink
@@ -71,6 +72,7 @@ AUDIT_COLUMNS = (
     ("reason", "Reason"),
 )
 AUDIT_ROWS = 200
+GLOBAL = "global"  # the rules-scope choice for the global `rules:`
 TAB_ACTIONS = {
     "clear_account": "admin-locks",
     "add_holiday": "admin-schedule",
@@ -120,6 +122,7 @@ class AdminScreen(LiveScreen):
         super().__init__(id="admin")
         self._holidays: list[tuple[date, str, time | None]] = []
         self._names: dict[str, tuple[str, str]] = {}
+        self._scope: int | None = None  # whose rules the forms edit: None = the global `rules:`
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -169,6 +172,11 @@ class AdminScreen(LiveScreen):
 
     def _compose_rules(self) -> ComposeResult:
         names = self._names = self._rule_names()
+        with Horizontal(id="rules-scope-row"):
+            yield Label("Rules of", id="rules-scope-label")
+            yield Select(self._scope_options(), value=GLOBAL, allow_blank=False, id="rules-scope")
+            yield Button("Use the global rules", id="drop-overrides", disabled=True)
+        yield Static(self._scope_hint(), id="rules-scope-hint", classes="hint")
         with Horizontal(id="rules-editor"):
             yield OptionList(
                 *[Option(f"{names.get(key, ('', ''))[0]:<9} {key}", id=key) for key in RULE_KEYS],
@@ -183,15 +191,122 @@ class AdminScreen(LiveScreen):
             yield Button("Save rules (ctrl+s)", id="save-rules", variant="primary")
 
     def _rule_form(self, key: str) -> VerticalScroll:
-        rules = self.riskman.settings.rules
+        rules = self._scope_rules()
         rule_id, title = self._names.get(key, ("", "(no rule runs this key)"))
+        where = f"rules.{key}" if self._scope is None else f"account {self._scope}: {key}"
         form = RuleForm(
             key,
-            f"rules.{key}  —  {rule_id} {title}",
+            f"{where}  —  {rule_id} {title}",
             type(getattr(rules, key)),
             getattr(rules, key).model_dump(mode="json"),
         )
         return VerticalScroll(form, id=f"scroll-{key}", can_focus=False)
+
+    # --- whose rules: every account, or one account's own (`accounts: [{id, rules}]`) -------
+
+    def _scope_options(self) -> list[tuple[str, str]]:
+        settings = self.riskman.settings
+        names = {}
+        if self.riskman.snapshot is not None:
+            names = {view.account_id: view.name for view in self.riskman.snapshot.accounts}
+        options = [("every account (rules:)", GLOBAL)]
+        for entry in settings.accounts:
+            own = "own rules" if entry.rules is not None else "global rules"
+            name = f" {names[entry.id]}" if entry.id in names else ""
+            options.append((f"account {entry.id}{name} ({own})", str(entry.id)))
+        return options
+
+    def _scope_rules(self) -> Rules:
+        settings = self.riskman.settings
+        return settings.rules if self._scope is None else settings.rules_for(self._scope)
+
+    def _scope_entry(self) -> tuple[int, Any] | None:
+        """The index and raw YAML entry of the scoped account in the file's `accounts:`."""
+        try:
+            raw = read_yaml(self.riskman.config_path).get("accounts") or []
+        except Exception:  # the file broke since it was loaded: the save will say how
+            return None
+        for index, entry in enumerate(raw):
+            entry_id = entry.get("id") if isinstance(entry, Mapping) else entry
+            if str(entry_id).strip() == str(self._scope):
+                return index, entry
+        return None
+
+    def _scope_hint(self) -> str:
+        settings = self.riskman.settings
+        if self._scope is None:
+            if not settings.accounts:
+                return (
+                    "These rules apply to every account. riskman guards every active account "
+                    "now; to give one account its own rules, list the accounts on the "
+                    "Accounts tab first."
+                )
+            return "These rules apply to every account, except the values an account sets itself."
+        found = self._scope_entry()
+        own = found[1].get("rules") if found and isinstance(found[1], Mapping) else None
+        keys = ", ".join(sorted(own)) if isinstance(own, Mapping) and own else ""
+        sets = f"It sets its own {keys}." if keys else "It has no values of its own yet."
+        return (
+            f"Account {self._scope}: the fields show the rules it runs. A saved change is written "
+            f"under accounts → {self._scope} → rules and applies to this account only. {sets}"
+        )
+
+    def _own_rules(self) -> bool:
+        return any(
+            entry.id == self._scope and entry.rules is not None
+            for entry in self.riskman.settings.accounts
+        )
+
+    async def refresh_scopes(self) -> None:
+        """After a save: the accounts listed, whether each has its own rules, the hint."""
+        options = self._scope_options()
+        if self._scope is not None and str(self._scope) not in {value for _, value in options}:
+            await self._show_scope(None)  # that account is no longer listed
+        select = self.query_one("#rules-scope", Select)
+        with self.prevent(Select.Changed):
+            select.set_options(options)
+            select.value = GLOBAL if self._scope is None else str(self._scope)
+        self.query_one("#drop-overrides", Button).disabled = not self._own_rules()
+        self.query_one("#rules-scope-hint", Static).update(self._scope_hint())
+
+    async def change_scope(self, scope: int | None) -> None:
+        if scope == self._scope:
+            return
+        dirty = [form.rule for form in self.query(RuleForm) if form.dirty]
+        if dirty:
+            with self.prevent(Select.Changed):
+                self.query_one("#rules-scope", Select).value = (
+                    GLOBAL if self._scope is None else str(self._scope)
+                )
+            self.notify(
+                f"Save or undo the changes in {', '.join(dirty)} first.",
+                title="Unsaved rule changes",
+                severity="warning",
+            )
+            return
+        await self._show_scope(scope)
+        await self.refresh_scopes()
+
+    async def _show_scope(self, scope: int | None) -> None:
+        """Rebuild the forms (built lazily, as at first) with `scope`'s rules."""
+        self._scope = scope
+        switcher = self.query_one("#rule-forms", ContentSwitcher)
+        current = (switcher.current or f"scroll-{RULE_KEYS[0]}").removeprefix("scroll-")
+        switcher.current = None
+        await switcher.remove_children()
+        await self.show_rule(current)
+        self.query_one("#rules-problems", Static).update("")
+
+    async def drop_overrides(self) -> None:
+        """The scoped account goes back to the global rules (its `rules:` removed)."""
+        found = self._scope_entry()
+        if self._scope is None or found is None:
+            return
+        if any(form.dirty for form in self.query(RuleForm)):
+            self.notify("Save or undo the rule changes first.", severity="warning")
+            return
+        if await self.write_config({("accounts", found[0], "rules"): None}, "rules-problems"):
+            self._reload_forms()
 
     async def show_rule(self, key: str) -> None:
         switcher = self.query_one("#rule-forms", ContentSwitcher)
@@ -275,6 +390,7 @@ class AdminScreen(LiveScreen):
         self.ready = True
         if self.riskman.snapshot is not None:
             self.show_snapshot(self.riskman.snapshot)
+        await self.refresh_scopes()  # the account names, now that a snapshot is there
         self.load_accounts()
         await self.load_audit()
 
@@ -345,6 +461,8 @@ class AdminScreen(LiveScreen):
             self._add_holiday(early=button == "add-early")
         elif button == "remove-holiday":
             self._remove_holiday()
+        elif button == "drop-overrides":
+            await self.drop_overrides()
 
     async def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option_list.id == "rule-list" and event.option.id:
@@ -357,6 +475,11 @@ class AdminScreen(LiveScreen):
             self.query_one(f"#scroll-{event.option.id}").query(
                 "Switch, Input, Select"
             ).first().focus()
+
+    async def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "rules-scope":
+            value = str(event.value)
+            await self.change_scope(None if value == GLOBAL else int(value))
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         if event.switch.id == "guard-all":
@@ -476,6 +599,7 @@ class AdminScreen(LiveScreen):
             return False
         problems.update("")
         await app.apply_settings(settings)
+        await self.refresh_scopes()
         for change in applied:
             await engine.audit(
                 "config", change.key, old=audit_text(change.old), new=audit_text(change.new)
@@ -492,20 +616,30 @@ class AdminScreen(LiveScreen):
         return True
 
     async def save_rules(self) -> None:
-        settings = self.riskman.settings
+        rules = self._scope_rules()
+        prefix: KeyPath = ("rules",)
+        if self._scope is not None:
+            found = self._scope_entry()
+            if found is None:
+                self.query_one("#rules-problems", Static).update(
+                    f"Not saved: account {self._scope} is no longer listed in "
+                    f"{self.riskman.config_path}."
+                )
+                return
+            prefix = ("accounts", found[0], "rules")
         changes: dict[KeyPath, Any] = {}
         bad: list[str] = []
         notes: list[str] = []
         for form in self.query(RuleForm):
             edits, errors = form.edits()
             if edits and not errors:
-                base = getattr(settings.rules, form.rule).model_dump(mode="json")
+                base = getattr(rules, form.rule).model_dump(mode="json")
                 errors = validate(form.model, with_edits(base, edits))
             notes += [f"{form.rule}: {text}" for text in form.show_errors(errors)]
             if errors:
                 bad.append(form.rule)
             for path, value in edits.items():
-                changes[("rules", form.rule, *path)] = value
+                changes[(*prefix, form.rule, *path)] = value
         problems = self.query_one("#rules-problems", Static)
         if bad:
             problems.update(
@@ -520,9 +654,12 @@ class AdminScreen(LiveScreen):
             self.notify("No rule was changed.")
             return
         if await self.write_config(changes, "rules-problems"):
-            rules = self.riskman.settings.rules
-            for form in self.query(RuleForm):
-                form.reload(getattr(rules, form.rule).model_dump(mode="json"))
+            self._reload_forms()
+
+    def _reload_forms(self) -> None:
+        rules = self._scope_rules()
+        for form in self.query(RuleForm):
+            form.reload(getattr(rules, form.rule).model_dump(mode="json"))
 
     async def save_accounts(self) -> None:
         app = self.riskman

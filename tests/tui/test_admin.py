@@ -8,15 +8,27 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Input, OptionList, Switch
+import pytest
+from textual.widgets import Button, Input, OptionList, Select, Switch
 
 from riskman.admin import PasswordStore
-from riskman.config import Settings
+from riskman.config import Settings, load_config
 from riskman.tui.admin import AdminScreen
 from riskman.tui.app import RiskmanApp
 from riskman.tui.modals import PasswordModal
 from riskman.tui.trader import TraderScreen
-from tests.tui.conftest import ACC_B, PASSWORD, SIZE, make_app, running, text_of, until
+from tests.tui.conftest import (
+    ACC_A,
+    ACC_B,
+    CONFIG,
+    PASSWORD,
+    SIZE,
+    make_app,
+    running,
+    text_of,
+    until,
+    write_config,
+)
 from widgets.live_table import LiveTable
 from widgets.tables import KeyedTable
 
@@ -339,3 +351,117 @@ async def test_function_keys_switch_the_admin_tabs(app: RiskmanApp) -> None:
             f8 = screen.active_bindings.get("f8")
             expected = {"admin-locks": "clear_account", "admin-schedule": "add_holiday"}
             assert (f8.binding.action if f8 else None) == expected.get(tab)
+
+
+@pytest.fixture
+def listed_app(tmp_path: Path) -> tuple[RiskmanApp, Path]:
+    """Both accounts listed in the file, as bare ids: one of them gets its own rules."""
+    text = CONFIG.replace(
+        "accounts: []", f"accounts:\n  - {ACC_A}   # the main account\n  - {ACC_B}"
+    )
+    path = write_config(tmp_path / "listed", text)
+    settings = load_config(path)
+    PasswordStore(settings.password_file).set(PASSWORD)
+    return make_app(settings, path), path
+
+
+async def choose_scope(pilot: Any, screen: AdminScreen, scope: str) -> None:
+    screen.query_one("#rules-scope", Select).value = scope
+    await until(pilot, lambda: screen.query_one("#rules-scope", Select).value == scope)
+    await pilot.pause()
+
+
+async def test_one_account_gets_its_own_limit_written_under_its_entry_and_enforced(
+    listed_app: tuple[RiskmanApp, Path],
+) -> None:
+    app, config_path = listed_app
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        screen = await unlock(pilot)
+        await choose_scope(pilot, screen, str(ACC_B))
+        await screen.show_rule("daily_realized_loss")
+        field = screen.query_one("#f-daily_realized_loss--limit", Input)
+        assert field.value == "300"  # what account B runs now: the global limit
+        assert "account 1002" in str(screen.query_one("#form-daily_realized_loss").title)
+        field.value = "200"
+        await pilot.press("ctrl+s")
+        engine = app.engine
+        assert engine is not None
+        await until(
+            pilot, lambda: engine.settings.rules_for(ACC_B).daily_realized_loss.limit == 200
+        )
+        assert engine.settings.rules_for(ACC_A).daily_realized_loss.limit == 300
+        assert engine.settings.rules.daily_realized_loss.limit == 300
+        text = text_of(config_path)
+        assert f"  - {ACC_A}   # the main account\n" in text
+        assert f"  - {{id: {ACC_B}, rules: {{daily_realized_loss: {{limit: 200}}}}}}\n" in text
+        assert "    limit: 300   # keep this comment\n" in text  # the global rule untouched
+        rows = await audit_rows(app, "config")
+        assert [(r["target"], r["new_value"]) for r in rows] == [
+            ("accounts.1.rules.daily_realized_loss.limit", "200")
+        ]
+        hint = str(screen.query_one("#rules-scope-hint").render())
+        assert "own daily_realized_loss" in hint
+        # The global scope still shows (and edits) the global value.
+        await choose_scope(pilot, screen, "global")
+        await screen.show_rule("daily_realized_loss")
+        assert screen.query_one("#f-daily_realized_loss--limit", Input).value == "300"
+        # The trader's rules table reads B against its own limit.
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, TraderScreen))
+        await pilot.press("r")
+        table = app.screen.query_one("#rules-table", LiveTable)
+        await until(pilot, lambda: str(table.cells(f"{ACC_B}|RULE-003")[4]) == "-$200.00")
+
+
+async def test_an_account_goes_back_to_the_global_rules(
+    listed_app: tuple[RiskmanApp, Path],
+) -> None:
+    app, config_path = listed_app
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        screen = await unlock(pilot)
+        drop = screen.query_one("#drop-overrides", Button)
+        await choose_scope(pilot, screen, str(ACC_A))
+        assert drop.disabled  # nothing of its own yet
+        screen.query_one("#f-max_contracts--limit", Input).value = "2"
+        await pilot.press("ctrl+s")
+        engine = app.engine
+        assert engine is not None
+        await until(pilot, lambda: engine.settings.rules_for(ACC_A).max_contracts.limit == 2)
+        assert not drop.disabled
+        await pilot.click("#drop-overrides")
+        await until(pilot, lambda: engine.settings.rules_for(ACC_A).max_contracts.limit == 5)
+        assert screen.query_one("#f-max_contracts--limit", Input).value == "5"
+        assert f"{{id: {ACC_A}}}" in text_of(config_path)
+        assert drop.disabled
+        targets = [r["target"] for r in await audit_rows(app, "config")]
+        assert targets == ["accounts.0.rules.max_contracts.limit", "accounts.0.rules"]
+
+
+async def test_switching_whose_rules_keeps_unsaved_edits(
+    listed_app: tuple[RiskmanApp, Path],
+) -> None:
+    app, config_path = listed_app
+    before = text_of(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        screen = await unlock(pilot)
+        screen.query_one("#f-max_contracts--limit", Input).value = "4"
+        screen.query_one("#rules-scope", Select).value = str(ACC_B)
+        await pilot.pause()
+        await pilot.pause()
+        assert screen.query_one("#rules-scope", Select).value == "global"
+        assert screen.query_one("#f-max_contracts--limit", Input).value == "4"
+        assert text_of(config_path) == before
+
+
+async def test_with_every_account_guarded_only_the_global_rules_are_offered(
+    app: RiskmanApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        screen = await unlock(pilot)
+        select = screen.query_one("#rules-scope", Select)
+        assert [value for _, value in select._options] == ["global"]
+        assert "Accounts tab" in str(screen.query_one("#rules-scope-hint").render())
