@@ -266,7 +266,9 @@ class AdminScreen(LiveScreen):
         with self.prevent(Select.Changed):
             select.set_options(options)
             select.value = GLOBAL if self._scope is None else str(self._scope)
-        self.query_one("#drop-overrides", Button).disabled = not self._own_rules()
+        drop = self.query_one("#drop-overrides", Button)
+        drop.display = self._scope is not None
+        drop.disabled = not self._own_rules()
         self.query_one("#rules-scope-hint", Static).update(self._scope_hint())
 
     async def change_scope(self, scope: int | None) -> None:
