@@ -97,6 +97,9 @@ class EnforcementActions:
         self._rechecked: dict[int, float] = {}
         self._in_flight: dict[tuple[object, ...], asyncio.Task[bool]] = {}
         self._waiters: dict[tuple[int, str], list[asyncio.Future[None]]] = {}
+        self._flats: dict[tuple[int, str], int] = {}
+        """How many times each position was seen to go flat (a close is confirmed by one, even
+        if the trader opened the contract again before the waiting action ran)."""
         self._last_modify: dict[int, float] = {}
         self._expected: dict[tuple[int, str], list[_ExpectedFill]] = {}
         self._own_orders: dict[int, float] = {}
@@ -243,6 +246,9 @@ class EnforcementActions:
 
     def position_changed(self, account_id: int, contract_id: str) -> None:
         """The router saw a position event: wake the actions waiting to verify it."""
+        key = (account_id, contract_id)
+        if self._state.get_position(account_id, contract_id) is None and key in self._flats:
+            self._flats[key] += 1
         for future in self._waiters.pop((account_id, contract_id), []):
             if not future.done():
                 future.set_result(None)
@@ -452,6 +458,16 @@ class EnforcementActions:
         delay = min(5.0, base * (2 ** (attempt - 1))) * (0.75 + random.random() / 2)
         await self._clock.sleep(delay)
 
+    def _flat_since(self, account_id: int, contract_id: str) -> Callable[[], bool]:
+        """A test for "the position went flat after now" (or is flat)."""
+        key = (account_id, contract_id)
+        before = self._flats.setdefault(key, 0)
+
+        def flat() -> bool:
+            return self._state.get_position(*key) is None or self._flats[key] > before
+
+        return flat
+
     async def _close(
         self,
         account_id: int,
@@ -464,6 +480,9 @@ class EnforcementActions:
         detail = ""
         for attempt in range(1, self.config.max_attempts + 1):
             error: GatewayError | None = None
+            # Counted from before the call: a flat seen after it is this close's doing, even
+            # when a new position (the trader's, or a stop's) opened before we looked.
+            went_flat = self._flat_since(account_id, contract_id)
             expected = self._expect_fill(account_id, contract_id)
             try:
                 await self._gateway.close_contract(account_id, contract_id)
@@ -481,7 +500,7 @@ class EnforcementActions:
                 gone = await self._wait_position(
                     account_id,
                     contract_id,
-                    lambda: self._state.get_position(account_id, contract_id) is None,
+                    went_flat,
                     self.config.verify_after,
                 )
                 if gone:

@@ -317,3 +317,34 @@ async def test_a_position_left_open_after_a_close_is_evaluated_again(
         await engine.drain()
     assert MNQ not in gateway.positions.get(ACC, {})
     assert engine.state.get_position(ACC, MNQ) is None
+
+
+async def test_a_close_seen_flat_is_confirmed_though_the_trader_opened_again_at_once(
+    make_engine: EngineFactory, gateway: FakeGateway, clock
+) -> None:
+    """The flat and the trader's new entry arrive back to back (one frame): the close did its
+    job; the new position is the trader's, not a failed close to send again."""
+    engine = await make_engine()
+    await open_position(engine, gateway, position(ACC, MNQ, 1))
+    deliver = gateway.sink
+    assert deliver is not None
+    again = position(ACC, MNQ, 1)
+
+    def sink(event: object) -> None:
+        deliver(event)
+        if isinstance(event, PositionEvent) and event.position.size == 0:
+            gateway.set_position(again)
+            deliver(PositionEvent(again))
+
+    gateway.sink = sink
+    engine.actions.close_position(ACC, MNQ, rule="RULE-004", reason="test")
+    for _ in range(3):
+        await engine.drain()
+        await asyncio.sleep(0)
+    await clock.advance(engine.settings.enforcement.verify_after + 0.1)
+    await engine.actions.wait_idle()
+    await engine.drain()
+    assert len(gateway.named("close_contract")) == 1
+    assert gateway.positions[ACC][MNQ].size == 1  # the trader's new position stands
+    assert engine.recent_log()[0].result == "ok"
+    assert "attempts" not in engine.recent_log()[0].detail
