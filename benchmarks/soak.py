@@ -161,7 +161,9 @@ class SoakDriver(SimDriver):
         lags: list[float] = []
         latencies: list[float] = []
         recoveries: list[float] = []
-        missed = {"probe": 0, "breach": 0, "recovery": 0}
+        # unstarted: a measured breach that could not even begin (riskman not subscribed to
+        # the contract it needs, or the exchange sent no position event): counted, not hidden.
+        missed = {"probe": 0, "breach": 0, "recovery": 0, "unstarted": 0}
         drops = 0
         fills_before = len(sim.trades(account))
         # What is in flight: ("probe", contract, sent) / ("breach", contract, sent) /
@@ -194,6 +196,8 @@ class SoakDriver(SimDriver):
                     self._next_drop = now + self._drop_every
                 elif now >= self._next_event:
                     pending = self._start_event(account, quoted, breach, breach_limit, probe_prices)
+                    if pending is None:
+                        missed["unstarted"] += 1
                     self._next_event = now + EVENT_EVERY
             log.clear()
             if pending is not None:
@@ -430,7 +434,8 @@ def render(
         "→ riskman's closeContract (the wait behind the quote stream + enforcement). enf: a "
         "position over its limit → riskman's partialCloseContract. recovery: both hubs' sockets "
         "cut → user hub resubscribed and reconciled and every quote subscription back. missed: "
-        f"measured breaches not enforced within {EVENT_TIMEOUT:g} s (should be 0).",
+        f"measured breaches not enforced within {EVENT_TIMEOUT:g} s, drops not recovered within "
+        f"{EVENT_TIMEOUT:g} s, and breaches that could not start (should be 0).",
     )
     return over_time + "\n" + verdict(rows, peak_kb)
 
@@ -447,7 +452,8 @@ def verdict(rows: list[dict[str, Any]], peak_kb: int | None) -> str:
     slope = _slope([(r["at"] / 60, (r["rss_kb"] or 0) / 1024) for r in rows[third:]])
     lag_first, lag_last = pooled(first, "lags"), pooled(last, "lags")
     enf_first, enf_last = pooled(first, "latencies"), pooled(last, "latencies")
-    missed = sum(sum(r["missed"].values()) for r in rows)
+    missed = sum(r["missed"]["probe"] + r["missed"]["breach"] for r in rows)
+    unstarted = sum(r["missed"].get("unstarted", 0) for r in rows)
     drops = sum(r["drops"] for r in rows)
     recovered = sum(len(r["recoveries"]) for r in rows)
     fills = sum(r["fills"] for r in rows)
@@ -474,6 +480,7 @@ def verdict(rows: list[dict[str, Any]], peak_kb: int | None) -> str:
         ["drops recovered", "", "", f"{recovered} of {drops}"],
         ["fills at the exchange", "", "", str(fills)],
         ["breaches not enforced in time", "", "", str(missed)],
+        ["breaches that could not start", "", "", str(unstarted)],
     ]
     return table(
         "Soak: first third against last third",
