@@ -247,7 +247,7 @@ class EnforcementActions:
     def position_changed(self, account_id: int, contract_id: str) -> None:
         """The router saw a position event: wake the actions waiting to verify it."""
         key = (account_id, contract_id)
-        if self._state.get_position(account_id, contract_id) is None and key in self._flats:
+        if key in self._flats and self._state.get_position(account_id, contract_id) is None:
             self._flats[key] += 1
         for future in self._waiters.pop((account_id, contract_id), []):
             if not future.done():

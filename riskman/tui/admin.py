@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Mapping
 from datetime import date, time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
@@ -222,15 +223,9 @@ class AdminScreen(LiveScreen):
 
     def _scope_entry(self) -> tuple[int, Any] | None:
         """The index and raw YAML entry of the scoped account in the file's `accounts:`."""
-        try:
-            raw = read_yaml(self.riskman.config_path).get("accounts") or []
-        except Exception:  # the file broke since it was loaded: the save will say how
+        if self._scope is None:
             return None
-        for index, entry in enumerate(raw):
-            entry_id = entry.get("id") if isinstance(entry, Mapping) else entry
-            if str(entry_id).strip() == str(self._scope):
-                return index, entry
-        return None
+        return file_accounts(self.riskman.config_path).get(self._scope)
 
     def _scope_hint(self) -> str:
         settings = self.riskman.settings
@@ -676,18 +671,8 @@ class AdminScreen(LiveScreen):
                 )
                 return
             # Keep each kept account's own entry (it may carry per-account rules).
-            try:
-                raw = read_yaml(app.config_path).get("accounts") or []
-            except Exception:  # the file broke since it was loaded: the save will say how
-                raw = []
-            entries: dict[int, Any] = {}
-            for entry in raw:
-                entry_id: Any = entry.get("id") if isinstance(entry, Mapping) else entry
-                try:
-                    entries[int(entry_id)] = entry
-                except (TypeError, ValueError):
-                    continue
-            wanted = [entries.get(account_id, account_id) for account_id in chosen]
+            entries = file_accounts(app.config_path)
+            wanted = [entries.get(account_id, (0, account_id))[1] for account_id in chosen]
         await self.write_config({("accounts",): wanted}, "accounts-problems")
 
     async def save_schedule(self) -> None:
@@ -825,6 +810,23 @@ class AdminScreen(LiveScreen):
             await app.engine.audit("password", "admin password", old=None, new="changed")
         self.notify("The admin password was changed.", title="Password")
         await self.load_audit()
+
+
+def file_accounts(path: Path) -> dict[int, tuple[int, Any]]:
+    """The file's `accounts:` as written: id -> (index in the list, raw entry), a bare id or
+    a mapping with its own `rules`. Empty when the file no longer reads (a save says why)."""
+    try:
+        raw = read_yaml(path).get("accounts") or []
+    except Exception:
+        return {}
+    entries: dict[int, tuple[int, Any]] = {}
+    for index, entry in enumerate(raw):
+        entry_id: Any = entry.get("id") if isinstance(entry, Mapping) else entry
+        try:
+            entries[int(entry_id)] = (index, entry)
+        except (TypeError, ValueError):
+            continue
+    return entries
 
 
 def _holiday_text(holiday: tuple[date, str, time | None]) -> str:

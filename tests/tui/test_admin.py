@@ -60,6 +60,16 @@ async def unlock(pilot: Any) -> AdminScreen:
     return screen
 
 
+async def trader_rule_limit_reads(pilot: Any, row: str, limit: str) -> None:
+    """Lock admin, open the trader's Rules tab, and wait for `row`'s limit to read `limit`."""
+    app = pilot.app
+    await pilot.press("escape")
+    await until(pilot, lambda: isinstance(app.screen, TraderScreen))
+    await pilot.press("r")
+    table = app.screen.query_one("#rules-table", LiveTable)
+    await until(pilot, lambda: str(table.cells(row)[4]) == limit)
+
+
 def feedback(app: RiskmanApp) -> str:
     screen = app.screen
     assert isinstance(screen, PasswordModal)
@@ -139,11 +149,7 @@ async def test_edit_a_limit_saves_the_file_with_its_comments_and_the_engine_uses
             ("rules.daily_realized_loss.limit", "300", "250")
         ]
         # The engine enforces the new limit: account B's rule now reads against -$250.
-        await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, TraderScreen))
-        await pilot.press("r")
-        table = app.screen.query_one("#rules-table", LiveTable)
-        await until(pilot, lambda: str(table.cells(f"{ACC_B}|RULE-003")[4]) == "-$250.00")
+        await trader_rule_limit_reads(pilot, f"{ACC_B}|RULE-003", "-$250.00")
 
 
 async def test_an_invalid_value_is_refused_with_the_reason_and_the_file_is_untouched(
@@ -407,11 +413,7 @@ async def test_one_account_gets_its_own_limit_written_under_its_entry_and_enforc
         await screen.show_rule("daily_realized_loss")
         assert screen.query_one("#f-daily_realized_loss--limit", Input).value == "300"
         # The trader's rules table reads B against its own limit.
-        await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, TraderScreen))
-        await pilot.press("r")
-        table = app.screen.query_one("#rules-table", LiveTable)
-        await until(pilot, lambda: str(table.cells(f"{ACC_B}|RULE-003")[4]) == "-$200.00")
+        await trader_rule_limit_reads(pilot, f"{ACC_B}|RULE-003", "-$200.00")
 
 
 async def test_an_account_goes_back_to_the_global_rules(
