@@ -30,16 +30,21 @@ def _python() -> Path:
     return BIN / ("python.exe" if os.name == "nt" else "python")
 
 
-def ensure_venv() -> None:
+def ensure_venv(extras: tuple[str, ...] = ("test",)) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under whatever python3 the user has
         sys.exit(f"riskman needs Python 3.11 or newer (this is {sys.version.split()[0]})")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if not _python().exists():
         print(f"dev.py: creating virtualenv {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+    # The stamp: the pyproject.toml digest, then the extras installed with it ("test" alone
+    # when none are named, as older stamps were).
+    stamp = STAMP.read_text().split() if STAMP.exists() else []
+    have = set(stamp[1:] or ["test"]) if stamp and stamp[0] == digest else set()
+    if set(extras) <= have:
         return
-    print("dev.py: installing riskman and its test tools into .venv", flush=True)
+    wanted = sorted(have | set(extras))
+    print(f"dev.py: installing riskman and its {', '.join(wanted)} tools into .venv", flush=True)
     cmd = [
         str(_python()),
         "-m",
@@ -48,11 +53,11 @@ def ensure_venv() -> None:
         "--quiet",
         "--disable-pip-version-check",
         "-e",
-        f"{ROOT}[test]",
+        f"{ROOT}[{','.join(wanted)}]",
     ]
     if subprocess.call(cmd) != 0:
         sys.exit("dev.py: installation failed (see the pip output above)")
-    STAMP.write_text(wanted)
+    STAMP.write_text(" ".join([digest, *wanted]))
 
 
 def run(args: list[str]) -> int:
@@ -64,7 +69,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    ensure_venv()
+    # The benchmarks' floor client (aiohttp) is installed for `bench` only.
+    ensure_venv(("test", "bench") if command == "bench" else ("test",))
     if command == "demo":
         return run([str(BIN / "riskman"), "demo", *rest])
     if command == "riskman":

@@ -49,12 +49,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="latency, throughput, scale, start (the default), breakdown",
     )
-    parser.add_argument("--breaches", type=int, default=1000, help="latency: breaches per system")
+    parser.add_argument(
+        "--breaches",
+        type=int,
+        default=200,
+        help="latency: breaches per system (paced, ~0.5 s each)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="latency: alternating rounds")
     parser.add_argument(
         "--modes",
         default=",".join(MODES),
-        help="systems to measure, comma-separated (floor, headless, ui)",
+        help="systems to measure, comma-separated (" + ", ".join(MODES) + ")",
     )
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     parser.add_argument(
@@ -84,7 +89,7 @@ def main(argv: list[str]) -> int:
         return 2
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     opts = Options(
-        breaches=200 if args.quick else args.breaches,
+        breaches=40 if args.quick else args.breaches,
         rounds=args.rounds,
         warmup=20 if args.quick else 50,
         quick=args.quick,

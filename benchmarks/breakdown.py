@@ -6,20 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import MODE_NAMES, Options, start_armed
+from .common import MODE_NAMES, Options, is_floor
 from .harness import Bench, Distribution, ms, step, table
-from .latency import CONTRACT, LIMIT, latency_rules, measure
+from .latency import CONTRACT, LOTS, measure_fills, start_flat
 from .trace import STAGES
 
-BREACHES = 500
+BREACHES = 200
 LABELS = {
     "recv": "simulator send → frame on signalrcore's thread",
     "loop": "→ frame on the event loop (call_soon_threadsafe)",
-    "feed": "→ decoded, handed to the feed (JSON, hub message, queue, reader task)",
-    "submit": "→ parsed, submitted to the engine (pydantic models)",
-    "route": "→ router takes it (engine queue, consumer task)",
+    "feed": "→ first record decoded, handed to the feed (JSON, hub message, queue, reader task)",
+    "submit": "→ order, trade, position parsed and submitted to the engine (pydantic models)",
+    "route": "→ router takes the burst's first event (engine queue, consumer task)",
+    "position": "→ router takes the position update (order and trade routed before it)",
     "dispatch": "→ state, lockout gate, rules, plan",
-    "rest": "→ action task calls the REST client",
+    "rest": "→ action task calls the REST client (the rest of the burst routed meanwhile)",
     "post": "→ request handed to httpx (token, rate limiter)",
     "wire": "→ first bytes written to the socket (httpx, httpcore)",
     "end": "→ simulator's view receives the close (loopback, uvicorn, routing)",
@@ -27,26 +28,18 @@ LABELS = {
 
 
 def run(opts: Options) -> str:
-    breaches = 200 if opts.quick else BREACHES
+    breaches = 40 if opts.quick else BREACHES
     sections = []
     with Bench(keep=opts.keep) as bench:
         sim, info = bench.start_sim(accounts=1, contracts=20)
         account = info["account_ids"][0]
         for mode in opts.modes:
             with step(f"breakdown: {MODE_NAMES[mode]}"):
-                sut, _ = start_armed(
-                    bench,
-                    sim,
-                    info,
-                    mode,
-                    f"breakdown-{mode}",
-                    [account],
-                    latency_rules(),
-                    [(account, CONTRACT, LIMIT)],
-                    trace=LIMIT + 1,
-                )
+                sut, _ = start_flat(bench, sim, info, mode, f"breakdown-{mode}", trace=LOTS)
+                targets = [(account, CONTRACT)]
+                measure_fills(sim, sut, targets, 5, 0, seed=8)
                 sut.call("reset_stats")
-                result = measure(bench, sim, info, sut, [(account, CONTRACT)], breaches, 0, 7)
+                result = measure_fills(sim, sut, targets, breaches, 0, seed=7)
                 traced = sut.call("trace")
                 result["gc"] = sut.call("stats")["gc"]
                 bench.discard(sut)
@@ -57,15 +50,16 @@ def run(opts: Options) -> str:
 
 
 FLOOR_LABELS = {
-    "loop": "simulator send → frame on the event loop (websockets)",
-    "post": "→ JSON decoded, request handed to httpx",
+    "loop": "simulator send → frame on the event loop (aiohttp WebSocket)",
+    "post": "→ records decoded, request handed to the HTTP client",
+    "wire": "→ first bytes written to the socket (the HTTP client)",
 }
 
 
 def render(mode: str, result: dict[str, Any], records: list[dict[str, float]]) -> str:
     pairs = result["pairs"]
-    stages = ["loop", "post", "wire", "end"] if mode == "floor" else [*STAGES, "end"]
-    labels = {**LABELS, **FLOOR_LABELS} if mode == "floor" else LABELS
+    stages = ["loop", "post", "wire", "end"] if is_floor(mode) else [*STAGES, "end"]
+    labels = {**LABELS, **FLOOR_LABELS} if is_floor(mode) else LABELS
     deltas: dict[str, Distribution] = {stage: Distribution() for stage in stages}
     used = 0
     # Match each measured breach with the trace whose first stage falls inside it.
@@ -101,7 +95,8 @@ def render(mode: str, result: dict[str, Any], records: list[dict[str, float]]) -
         f"Breakdown: {MODE_NAMES[mode]}, stage by stage",
         ["stage", "p50 ms", "p90 ms", "p99 ms"],
         rows,
-        f"{used} of {len(pairs)} breaches traced end to end. Percentiles are per stage, so "
+        f"{used} of {len(pairs)} breaches traced end to end; load avg (1 min) "
+        f"{result['load'][0]:.2f} → {result['load'][1]:.2f}. Percentiles are per stage, so "
         "they do not add up to the total's percentiles. Garbage collections during the run: "
         f"{gc_text}.",
     )

@@ -11,12 +11,17 @@ from typing import Any
 
 from .harness import Bench, Child, write_config
 
-MODES = ("floor", "headless", "ui")
+MODES = ("floor", "floor-httpx", "headless", "ui")
 MODE_NAMES = {
-    "floor": "floor (raw WebSocket + httpx)",
+    "floor": "floor (aiohttp WebSocket + aiohttp HTTP)",
+    "floor-httpx": "floor, httpx (aiohttp WebSocket + httpx HTTP)",
     "headless": "riskman headless",
     "ui": "riskman + Textual app",
 }
+
+
+def is_floor(mode: str) -> bool:
+    return mode.startswith("floor")
 
 
 @dataclass
@@ -50,12 +55,13 @@ def start_armed(
     rules: dict[str, Any],
     positions: list[tuple[int, str, int]],
     trace: int | None = None,
+    real_limit: bool = False,
 ) -> tuple[Child, dict[str, float]]:
     """Start a system under test guarding `accounts`, open `positions` (account, contract,
     size) at the contracts' start prices, and wait until it holds them with prices and
     contract specs (so every rule has what it needs on the first measured event)."""
     config: Path = write_config(bench.dir, name, info, accounts, rules)
-    sut = bench.start_sut(mode, config, trace=trace)
+    sut = bench.start_sut(mode, config, trace=trace, real_limit=real_limit)
     times: dict[str, float] = sut.call("wait_armed", timeout=120)
     sim.call("wait_subscribed", accounts=accounts, quotes=[], timeout=60)
     contracts = sorted({contract for _, contract, _ in positions})
@@ -64,7 +70,7 @@ def start_armed(
         "push_positions",
         positions=[(a, c, size, contract_price(info, c)) for a, c, size in positions],
     )
-    if mode != "floor":
+    if not is_floor(mode) and contracts:
         sim.call("wait_subscribed", accounts=[], quotes=contracts, timeout=60)
         sim.call("wait_requests", endpoint="Contract/searchById", count=len(contracts))
     sim.call("idle", seconds=1.0)

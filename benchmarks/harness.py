@@ -254,10 +254,14 @@ class Bench:
         info = sim.call("start", **setup)
         return sim, info
 
-    def start_sut(self, mode: str, config: Path, *, trace: int | None = None) -> Child:
+    def start_sut(
+        self, mode: str, config: Path, *, trace: int | None = None, real_limit: bool = False
+    ) -> Child:
         args = ["benchmarks.sut", "--mode", mode, "--config", str(config)]
         if trace is not None:
             args += ["--trace", str(trace)]
+        if real_limit:
+            args.append("--real-limit")
         return self.spawn(f"sut-{mode}", args, env={"RISKMAN_GATEWAY__API_KEY": API_KEY})
 
 

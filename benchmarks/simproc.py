@@ -26,13 +26,22 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from riskman.gateway.models import OrderSide
 from riskman.sim import Simulator
 from riskman.sim.contracts import DEFAULT_CONTRACTS, ContractSpec
+from riskman.sim.exchange import UserEvent
 from riskman.sim.rest import RecordedRequest
 
 from .harness import ControlServer
 
 PARTIAL_CLOSE = "Position/partialCloseContract"
+GATEWAY_ORDER = (
+    "GatewayUserOrder",
+    "GatewayUserTrade",
+    "GatewayUserPosition",
+    "GatewayUserAccount",
+)
+"""The order in which the gateway sends the events of one fill, back to back (issue 16)."""
 CLOSE = "Position/closeContract"
 _TICK = 0.0005
 """Seconds between turns of the quote generator (it sends what is due at each turn)."""
@@ -191,6 +200,97 @@ class SimDriver:
         self._forget()
         return {"latencies": latencies, "pairs": pairs, "timeouts": timeouts}
 
+    # --- latency, the way the gateway sends fills -----------------------------------------
+
+    async def cmd_fills(
+        self,
+        targets: list[tuple[int, str]],
+        n: int,
+        lots: int,
+        pace: tuple[float, float] = (0.4, 0.6),
+        accept: tuple[float, float] = (0.005, 0.015),
+        timeout: float = 5.0,
+        seed: int = 1,
+    ) -> dict[str, Any]:
+        """`n` breaches through the simulated exchange, paced like a real trader's bursts.
+
+        Each breach: the trader's market order for `lots` contracts is accepted (its
+        `GatewayUserOrder`, alone), a random moment later it fills and the gateway sends the
+        fill as four events back to back in one burst (order update, trade, position update,
+        account update; `GATEWAY_ORDER`). The clock runs from the simulator queueing that
+        `GatewayUserPosition` until the `Position/partialCloseContract` for it arrives; the
+        exchange then really reduces the position (and sends that fill's events), and the
+        trader flattens what is left. Breaches start `pace` seconds apart (random), so the
+        system under test stays inside the gateway's 200 calls a minute.
+        """
+        sim = self._sim()
+        rng = random.Random(seed)
+        latencies: list[float] = []
+        pairs: list[tuple[float, float]] = []
+        timeouts = 0
+        log = sim.event_log
+        next_start = time.monotonic()
+        for i in range(n):
+            account_id, contract_id = targets[i % len(targets)]
+            await asyncio.sleep(max(0.0, next_start - time.monotonic()))
+            next_start = time.monotonic() + rng.uniform(*pace)
+            self._forget()
+            events = self._held(
+                lambda a=account_id, c=contract_id: sim.submit_order(a, c, OrderSide.BID, lots)
+            )
+            accepted, fill = events[:1], events[1:]
+            self._send(accepted)
+            await asyncio.sleep(rng.uniform(*accept))
+            self._send(fill)
+            sent = next(
+                (at for at, _, target, _ in reversed(log) if target == "GatewayUserPosition"),
+                None,
+            )
+            if sent is None:
+                raise RuntimeError(f"nobody is subscribed to positions of {account_id}")
+            try:
+                request = await sim.wait_for_request(
+                    PARTIAL_CLOSE,
+                    functools.partial(_is_close_of, account_id=account_id, contract_id=contract_id),
+                    timeout,
+                    since=sent,
+                )
+                latencies.append(request.received - sent)
+                pairs.append((sent, request.received))
+            except TimeoutError:
+                timeouts += 1
+            # The trader flattens what is left (riskman's close has been answered by now: the
+            # simulator records a request once it has answered it).
+            if sim.positions(account_id) and any(
+                p.contract_id == contract_id for p in sim.positions(account_id)
+            ):
+                self._send(self._held(lambda a=account_id, c=contract_id: sim.close_position(a, c)))
+        self._forget()
+        return {"latencies": latencies, "pairs": pairs, "timeouts": timeouts}
+
+    def _held(self, act: Any) -> list[UserEvent]:
+        """Run `act` on the exchange and return the user events it made instead of sending
+        them (the benchmark sends them itself, in the gateway's order and timing)."""
+        exchange = self._sim()._exchange
+        held: list[UserEvent] = []
+        emit = exchange._emit
+        exchange._emit = held.append
+        try:
+            act()
+        finally:
+            exchange._emit = emit
+        return held
+
+    def _send(self, events: list[UserEvent]) -> None:
+        """Queue `events` back to back (one burst: the hub writes them in one frame), the
+        events of a fill in the gateway's order, each kind's own events in exchange order."""
+        sim = self._sim()
+        opened = [e for e in events if e.target == "GatewayUserOrder" and not _is_fill(e)]
+        rest = [e for e in events if e not in opened]
+        rest.sort(key=lambda e: GATEWAY_ORDER.index(e.target))
+        for event in opened + rest:
+            sim._on_user_event(event)
+
     # --- quote throughput ---------------------------------------------------------------
 
     async def cmd_quote_load(
@@ -292,6 +392,10 @@ class SimDriver:
             "lags": lags,
             "unfinished": unfinished,
         }
+
+
+def _is_fill(event: UserEvent) -> bool:
+    return getattr(event.payload, "fill_volume", 0) > 0
 
 
 def _is_close_of(request: RecordedRequest, account_id: int, contract_id: str) -> bool:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import MODE_NAMES, Options
+from .common import MODE_NAMES, Options, is_floor
 from .harness import API_KEY, Bench, BenchError, Child, base_rules, step, table, write_config
 
 RUNS = 5
@@ -31,7 +31,7 @@ def run(opts: Options) -> str:
         account = info["account_ids"][0]
         with step(f"start: riskman --no-ui ×{runs}"):
             rows["cli"] = [cli_once(bench, info, account, f"start-cli-{i}") for i in range(runs)]
-        for mode in [m for m in opts.modes if m != "floor"]:
+        for mode in [m for m in opts.modes if not is_floor(m)]:
             with step(f"start: {MODE_NAMES[mode]} ×{runs}"):
                 rows[mode] = [
                     sut_once(bench, info, account, mode, f"start-{mode}-{i}") for i in range(runs)

@@ -7,14 +7,19 @@ Modes:
 - ``ui``: riskman inside the Textual app (`riskman.tui.app.RiskmanApp` with the real
   `RuntimeSource`), run with Textual's headless driver at 160x48: the app composes, lays out
   and renders every refresh; only the final write of escape codes to a terminal is skipped.
-- ``floor``: the least a client can do: a raw WebSocket reader (``websockets``) on the user
-  hub that parses each frame and, for a position over the max-contracts limit, POSTs the
-  partial close at once through a keep-alive ``httpx.AsyncClient``. No state, no rules, no
-  database, no logging: the physical limit of Python + asyncio + httpx on this machine.
+- ``floor``: the least a client can do: one WebSocket on the user hub (aiohttp), subscribed to
+  the same events as riskman, that parses every record and, for a position over the
+  max-contracts limit, POSTs the partial close at once through one keep-alive
+  ``aiohttp.ClientSession``. No state, no rules, no database, no logging: the physical limit of
+  Python + asyncio on this machine.
+- ``floor-httpx``: the same, posting through a keep-alive ``httpx.AsyncClient`` (riskman's
+  HTTP client): the difference from ``floor`` is the HTTP client's own cost.
 
-One change to riskman for the benchmark: the client-side REST limiter (180 calls / 61 s, the
-gateway allows 200 / 60 s) is widened, or a thousand closes in a few seconds would wait for
-the window. The limiter still runs on every call.
+One change to riskman for the push benchmarks (throughput, scale): the client-side REST limiter
+(180 calls / 61 s, the gateway allows 200 / 60 s) is widened, or a thousand closes in a few
+seconds would wait for the window; the limiter still runs on every call. The latency benchmark
+paces its breaches inside the gateway's budget and runs riskman's limiter as shipped
+(``--real-limit``).
 """
 
 from __future__ import annotations
@@ -72,8 +77,9 @@ class GcPauses:
 class Sut:
     """What every mode answers: armed times, counters, profiling, stop."""
 
-    def __init__(self, mode: str, config: Path, trace: int | None) -> None:
+    def __init__(self, mode: str, config: Path, trace: int | None, widen: bool = True) -> None:
         self.mode = mode
+        self.widen = widen
         self.config = config
         self.times: dict[str, float] = {"import_began": IMPORT_BEGAN}
         self.armed = asyncio.Event()
@@ -88,7 +94,7 @@ class Sut:
             from .trace import Tracer
 
             self.tracer = Tracer(trace)
-            self.tracer.install(floor=mode == "floor")
+            self.tracer.install(floor=mode.startswith("floor"))
 
     async def cmd_wait_armed(self, timeout: float = 60.0) -> dict[str, float]:
         async with asyncio.timeout(timeout):
@@ -150,7 +156,9 @@ class Sut:
 # --- riskman ----------------------------------------------------------------------------------
 
 
-def _widen_rate_limit() -> None:
+def _widen_rate_limit(sut: Sut) -> None:
+    if not sut.widen:
+        return
     import riskman.gateway.rest as rest
 
     rest.DEFAULT_LIMIT = BENCH_LIMIT
@@ -193,7 +201,7 @@ async def run_headless(sut: Sut) -> None:
     from riskman.runtime import Runtime
 
     sut.times["imported"] = time.monotonic()
-    _widen_rate_limit()
+    _widen_rate_limit(sut)
     settings = load_config(sut.config)
     setup_logging("text", "INFO")
     runtime = Runtime(settings)
@@ -216,7 +224,7 @@ async def run_ui(sut: Sut) -> None:
     from riskman.tui.source import RuntimeSource
 
     sut.times["imported"] = time.monotonic()
-    _widen_rate_limit()
+    _widen_rate_limit(sut)
     settings = load_config(sut.config)
     runtime = Runtime(settings)
     app = RiskmanApp(settings, sut.config, RuntimeSource(runtime), cursor_blink=False)
@@ -242,12 +250,75 @@ async def run_ui(sut: Sut) -> None:
         await runtime.stop()
 
 
-# --- the floor --------------------------------------------------------------------------------
+# --- the floors -------------------------------------------------------------------------------
+
+
+class FloorClient:
+    """The floor's HTTP side: POST a JSON body on one keep-alive connection."""
+
+    async def start(self, base_url: str) -> None: ...
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        raise NotImplementedError
+
+    async def close(self) -> None: ...
+
+
+class AiohttpFloor(FloorClient):
+    def __init__(self) -> None:
+        self.session: Any = None
+
+    async def start(self, base_url: str) -> None:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession(
+            base_url=base_url,
+            connector=aiohttp.TCPConnector(limit=8, keepalive_timeout=60.0),
+            timeout=aiohttp.ClientTimeout(total=10.0),
+        )
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        async with self.session.post(path, data=body, headers=headers) as reply:
+            data: bytes = await reply.read()
+            return data
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class HttpxFloor(FloorClient):
+    def __init__(self) -> None:
+        self.client: Any = None
+
+    async def start(self, base_url: str) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=10.0,
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=60.0),
+        )
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        reply = await self.client.post(path, content=body, headers=headers)
+        return bytes(reply.content)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+FLOOR_CLIENTS: dict[str, type[FloorClient]] = {
+    "floor": AiohttpFloor,
+    "floor-httpx": HttpxFloor,
+}
+USER_SUBSCRIPTIONS = ("SubscribeOrders", "SubscribePositions", "SubscribeTrades")
 
 
 async def run_floor(sut: Sut) -> None:
-    import httpx
-    import websockets
+    """One WebSocket on the user hub (aiohttp's, for both floors), subscribed to the same
+    events riskman subscribes to, and one keep-alive HTTP client (aiohttp's or httpx's): the
+    floors differ in the HTTP client only, so its cost shows on its own."""
+    import aiohttp
 
     sut.times["imported"] = time.monotonic()
     config = json.loads(sut.config.read_text())
@@ -255,58 +326,76 @@ async def run_floor(sut: Sut) -> None:
     accounts: list[int] = config["accounts"]
     limit: int = config["rules"]["max_contracts"]["limit"]
     began = time.monotonic()
-    async with httpx.AsyncClient(
-        base_url=gateway["api_url"],
-        timeout=10.0,
-        limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=60.0),
-    ) as http:
+    http = FLOOR_CLIENTS[sut.mode]()
+    await http.start(gateway["api_url"])
+    try:
         reply = await http.post(
             "/api/Auth/loginKey",
-            json={
-                "userName": gateway["username"],
-                "apiKey": os.environ["RISKMAN_GATEWAY__API_KEY"],
-            },
+            json.dumps(
+                {
+                    "userName": gateway["username"],
+                    "apiKey": os.environ["RISKMAN_GATEWAY__API_KEY"],
+                }
+            ).encode(),
+            {"Content-Type": "application/json"},
         )
-        token = reply.json()["token"]
+        token = json.loads(reply)["token"]
         sut.times["logged_in"] = time.monotonic()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         url = gateway["user_hub_url"].replace("http", "ws", 1) + f"?access_token={token}"
-        async with websockets.connect(url, compression=None, ping_interval=None) as ws:
-            await ws.send('{"protocol":"json","version":1}\x1e')
-            await ws.recv()
-            for i, account_id in enumerate(accounts):
+        async with (
+            aiohttp.ClientSession() as hub_session,
+            hub_session.ws_connect(url, autoping=True, compress=0) as ws,
+        ):
+            await ws.send_str('{"protocol":"json","version":1}\x1e')
+            await ws.receive()
+            calls: list[tuple[str, list[int]]] = [("SubscribeAccounts", [])]
+            calls += [(m, [a]) for a in accounts for m in USER_SUBSCRIPTIONS]
+            for i, (target, arguments) in enumerate(calls):
                 invocation = {
                     "type": 1,
                     "invocationId": str(i),
-                    "target": "SubscribePositions",
-                    "arguments": [account_id],
+                    "target": target,
+                    "arguments": arguments,
                 }
-                await ws.send(json.dumps(invocation) + "\x1e")
-            pending = {str(i) for i in range(len(accounts))}
+                await ws.send_str(json.dumps(invocation) + "\x1e")
+            pending = {str(i) for i in range(len(calls))}
             sut.times["engine_ready"] = began
             reader = asyncio.create_task(_floor_loop(sut, ws, http, headers, limit, pending))
             stop = asyncio.create_task(sut.stopping.wait())
             await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
             reader.cancel()
             stop.cancel()
+    finally:
+        await http.close()
 
 
 async def _floor_loop(
-    sut: Sut, ws: Any, http: Any, headers: dict[str, str], limit: int, pending: set[str]
+    sut: Sut,
+    ws: Any,
+    http: FloorClient,
+    headers: dict[str, str],
+    limit: int,
+    pending: set[str],
 ) -> None:
+    import aiohttp
+
     tracer = sut.tracer
-    async for message in ws:
+    async for frame in ws:
+        if frame.type is not aiohttp.WSMsgType.TEXT:
+            continue
+        message: str = frame.data
         if tracer is not None and tracer.is_breach_frame(message):
             tracer.records.append({"loop": time.monotonic()})
         for record in message.split("\x1e"):
             if not record:
                 continue
-            frame = json.loads(record)
-            kind = frame.get("type")
-            if kind == 1 and frame.get("target") == "GatewayUserPosition":
-                argument = frame["arguments"][0]
+            item = json.loads(record)
+            kind = item.get("type")
+            if kind == 1:
+                argument = item["arguments"][0]
                 data = argument.get("data", argument)
-                if data["size"] > limit:
+                if item.get("target") == "GatewayUserPosition" and data["size"] > limit:
                     body = {
                         "accountId": data["accountId"],
                         "contractId": data["contractId"],
@@ -316,12 +405,12 @@ async def _floor_loop(
                         tracer.mark("post")
                     await http.post(
                         "/api/Position/partialCloseContract",
-                        content=json.dumps(body),
-                        headers=headers,
+                        json.dumps(body).encode(),
+                        headers,
                     )
                     sut.counts["closes"] += 1
             elif kind == 3 and pending:
-                pending.discard(frame.get("invocationId"))
+                pending.discard(item.get("invocationId"))
                 if not pending:
                     sut.times["armed"] = time.monotonic()
                     sut.armed.set()
@@ -329,12 +418,12 @@ async def _floor_loop(
 
 # --- main -------------------------------------------------------------------------------------
 
-MODES = {"headless": run_headless, "ui": run_ui, "floor": run_floor}
+MODES = {"headless": run_headless, "ui": run_ui, "floor": run_floor, "floor-httpx": run_floor}
 
 
 async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    sut = Sut(args.mode, Path(args.config), args.trace)
+    sut = Sut(args.mode, Path(args.config), args.trace, widen=not args.real_limit)
     # The orchestrator stops us over the control connection (or by going away).
     loop.add_signal_handler(signal.SIGINT, lambda: None)
     control = ControlServer(f"sut-{args.mode}", sut, loop, sut.stopping.set)
@@ -355,6 +444,11 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument(
         "--trace", type=int, default=None, help="time the stages of breaches of this size"
+    )
+    parser.add_argument(
+        "--real-limit",
+        action="store_true",
+        help="keep riskman's REST limiter as shipped (the benchmark paces its breaches)",
     )
     asyncio.run(_main(parser.parse_args()))
 

@@ -18,7 +18,7 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from .common import MODE_NAMES, Options, breach_price, start_armed
+from .common import MODE_NAMES, Options, breach_price, is_floor, start_armed
 from .harness import Bench, Distribution, base_rules, ms, step, table
 
 LAG_LIMIT = 0.100
@@ -43,7 +43,7 @@ def throughput_rules() -> dict[str, Any]:
 def run(opts: Options) -> str:
     rates = QUICK_RATES if opts.quick else RATES
     seconds = 3.0 if opts.quick else SECONDS
-    modes = [m for m in opts.modes if m != "floor"]
+    modes = [m for m in opts.modes if not is_floor(m)]
     steps: dict[str, list[dict[str, Any]]] = {}
     with Bench(keep=opts.keep) as bench:
         sim, info = bench.start_sim(accounts=1, contracts=20)

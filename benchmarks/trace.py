@@ -1,18 +1,20 @@
-"""Where a breach's time goes: timestamps at each stage of riskman's path, for one kind of
-event (a `GatewayUserPosition` over the max-contracts limit), in a diagnostic run only
-(``python -m benchmarks latency --trace``; the wrappers cost a few microseconds).
+"""Where a breach's time goes: timestamps at each stage of riskman's path, for the burst of
+a fill over the max-contracts limit (order update, trade, position update, account update in
+one frame), in a diagnostic run only (``python -m benchmarks breakdown``; the wrappers cost a
+few microseconds).
 
 The stages, in order, all on `time.monotonic()` (the same clock as the simulator's):
 
     recv      signalrcore's receive thread has the WebSocket frame (`_Socket.on_message`)
     loop      the event loop runs the frame (`SignalRCoreTransport._on_item`)
-    feed      the feed gets the decoded invocation (`GatewayFeed._on_user_event`)
-    submit    the parsed event is handed to the engine (`Engine.submit`)
-    route     the router takes it off the queue (`EventRouter.handle`)
+    feed      the feed gets the burst's first decoded invocation (`GatewayFeed._on_user_event`)
+    submit    the parsed position update is handed to the engine (`Engine.submit`)
+    route     the router takes the burst's first event off the queue (`EventRouter.handle`)
+    position  the router takes the position update (after the events before it in the burst)
     dispatch  rules and plan done, actions dispatched (`EventRouter.dispatch`)
     rest      the action task calls the REST client (`RestClient.partial_close_contract`)
-    post      the client hands the request to httpx (`httpx.AsyncClient.post`)
-    wire      httpcore writes the request's first bytes to the socket
+    post      the client hands the request to its HTTP client (`httpx.AsyncClient.post`)
+    wire      the request's first bytes go to the socket (the loop transport's `write`)
 """
 
 from __future__ import annotations
@@ -23,7 +25,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-STAGES = ("recv", "loop", "feed", "submit", "route", "dispatch", "rest", "post", "wire")
+STAGES = (
+    "recv",
+    "loop",
+    "feed",
+    "submit",
+    "route",
+    "position",
+    "dispatch",
+    "rest",
+    "post",
+    "wire",
+)
 
 
 STALL = 0.001
@@ -58,9 +71,13 @@ class Tracer:
     def is_breach_frame(self, raw: Any) -> bool:
         return isinstance(raw, str) and "GatewayUserPosition" in raw and self._marker in raw
 
-    def mark(self, stage: str) -> None:
-        if self.records and stage not in self.records[-1]:
-            self.records[-1][stage] = time.monotonic()
+    def mark(self, stage: str, after: str | None = None) -> None:
+        """Stamp `stage` on the current breach, once (and only once `after` is stamped)."""
+        if not self.records:
+            return
+        record = self.records[-1]
+        if stage not in record and (after is None or after in record):
+            record[stage] = time.monotonic()
 
     def install(self, floor: bool = False) -> None:
         """Wrap riskman's stages (for the floor, which marks its own, only the socket write),
@@ -78,7 +95,6 @@ class Tracer:
         asyncio.Handle._run = timed_run  # type: ignore[method-assign,assignment]
 
         import httpx
-        from httpcore._backends.anyio import AnyIOStream
 
         from riskman.engine.engine import Engine
         from riskman.engine.ports import PositionEvent
@@ -88,14 +104,18 @@ class Tracer:
         from riskman.gateway.rest import RestClient
 
         tracer = self
-        before_write = AnyIOStream.write
+        # Both HTTP clients (httpcore through anyio, and aiohttp) write through the loop's
+        # socket transport; signalrcore's hub socket is written on its own thread, not here.
+        from asyncio import selector_events
 
-        async def traced_write(stream: Any, buffer: bytes, timeout: float | None = None) -> None:
-            if tracer.records and "post" in tracer.records[-1]:
-                tracer.mark("wire")
-            await before_write(stream, buffer, timeout)
+        transport_class = selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+        before_write = transport_class.write
 
-        AnyIOStream.write = traced_write  # type: ignore[method-assign,assignment]
+        def traced_write(transport: Any, data: Any) -> None:
+            tracer.mark("wire", after="post")
+            before_write(transport, data)
+
+        transport_class.write = traced_write
         if floor:
             return
 
@@ -111,13 +131,15 @@ class Tracer:
 
         _Socket.on_message = traced_on_message  # type: ignore[method-assign,assignment]
 
-        def before(cls: Any, name: str, stage: str, when: Callable[..., bool]) -> None:
+        def before(
+            cls: Any, name: str, stage: str, when: Callable[..., bool], after: str | None = None
+        ) -> None:
             original = getattr(cls, name)
 
             @functools.wraps(original)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 if when(*args, **kwargs):
-                    tracer.mark(stage)
+                    tracer.mark(stage, after)
                 return original(*args, **kwargs)
 
             setattr(cls, name, wrapper)
@@ -125,19 +147,17 @@ class Tracer:
         before(
             SignalRCoreTransport, "_on_item", "loop", lambda _s, item: tracer.is_breach_frame(item)
         )
-        before(
-            GatewayFeed,
-            "_on_user_event",
-            "feed",
-            lambda _s, event: event.target == "GatewayUserPosition",
-        )
+        before(GatewayFeed, "_on_user_event", "feed", lambda *a, **k: True, after="loop")
         before(Engine, "submit", "submit", lambda _s, event: is_breach_event(event))
-        before(EventRouter, "handle", "route", lambda _s, event: is_breach_event(event))
-        before(EventRouter, "dispatch", "dispatch", lambda *a, **k: True)
-        before(RestClient, "partial_close_contract", "rest", lambda *a, **k: True)
+        # (the later wrapper runs first: "route" is stamped before "position" on one event)
+        before(EventRouter, "handle", "position", lambda _s, event: is_breach_event(event))
+        before(EventRouter, "handle", "route", lambda *a, **k: True, after="submit")
+        before(EventRouter, "dispatch", "dispatch", lambda *a, **k: True, after="position")
+        before(RestClient, "partial_close_contract", "rest", lambda *a, **k: True, after="dispatch")
         before(
             httpx.AsyncClient,
             "post",
             "post",
             lambda _s, url, *a, **k: str(url).endswith("partialCloseContract"),
+            after="rest",
         )
