@@ -22,6 +22,8 @@ riskman demo                              the terminal on the embedded simulator
 riskman sim [--port N] [--seed S]         the simulator alone
 riskman check-config [--config PATH]      validate and print the effective config
 riskman set-admin-password [--config PATH]
+riskman status [--config PATH] [--json]   is the engine running and armed? (exit 0/1/3)
+riskman service install|uninstall|status  the guard as a systemd service (as root)
 """
 
 
@@ -57,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     password = sub.add_parser("set-admin-password", help="set the admin password")
     _config_arg(password)
+
+    status = sub.add_parser("status", help="ask the running engine (exit 0 armed, 1 not, 3 none)")
+    _config_arg(status)
+    status.add_argument("--json", action="store_true", help="print the API's JSON answer")
     return parser
 
 
@@ -146,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.config)
     if command == "set-admin-password":
         return set_admin_password(args.config)
+    if command == "status":
+        from riskman.control.status import run_status
+
+        settings = _load(args.config)
+        if settings is None:
+            return EXIT_CONFIG
+        return run_status(settings, as_json=args.json)
     if command == "sim":
         from riskman.sim.cli import main as sim_main
 

@@ -463,6 +463,14 @@ class AdminConfig(Strict):
     """Salted scrypt hash of the admin password; default: admin.hash beside the database."""
 
 
+class ControlConfig(Strict):
+    socket: Path | None = None
+    """The control API's Unix socket; default: riskman.sock beside the database (see
+    riskman.control.paths for the short fallback when that path is too long)."""
+    group: str | None = None
+    """Group given to the socket (mode 0660), so a trader in it can reach the engine."""
+
+
 class EnforcementConfig(Strict):
     verify_after: Seconds = 2.0
     """After a close, how long to wait for the gateway to confirm before re-reading it."""
@@ -492,6 +500,7 @@ class Settings(BaseSettings):
     quotes: QuotesConfig = Field(default_factory=QuotesConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     enforcement: EnforcementConfig = Field(default_factory=EnforcementConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
 
     config_path: ClassVar[Path | None] = None
 
@@ -709,6 +718,8 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
     settings.database = _resolve(base, settings.database)
     if settings.admin.password_file is not None:
         settings.admin.password_file = _resolve(base, settings.admin.password_file)
+    if settings.control.socket is not None:
+        settings.control.socket = _resolve(base, settings.control.socket)
     problems = []
     if settings.gateway.api_key_file is not None:
         settings.gateway.api_key_file = _resolve(base, settings.gateway.api_key_file)

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from riskman.config import Settings
+from riskman.control.lockfile import EngineLock, EngineRunning
+from riskman.control.paths import lock_path, socket_path
+from riskman.control.server import ControlServer, SocketInUse
 from riskman.engine.clock import Clock, SystemClock
 from riskman.engine.engine import Engine
 from riskman.gateway.errors import AuthError, GatewayError, GatewayUnavailable, RateLimited
@@ -49,6 +52,7 @@ class Runtime:
         clock: Clock | None = None,
         rule_classes: Sequence[type[Rule]] | None = None,
         start_wait: float | None = None,
+        control: bool = True,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -62,6 +66,11 @@ class Runtime:
         self.feed: GatewayFeed | None = None
         self.times = StartTimes()
         self._freezer: asyncio.Task[None] | None = None
+        self.socket = socket_path(settings)
+        """Where the control API answers (with `control`)."""
+        self._control_wanted = control
+        self.control: ControlServer | None = None
+        self._lock: EngineLock | None = None
 
     async def start(self) -> Engine:
         """Log in, open the engine, connect the hubs. Raises StartError with the reason."""
@@ -71,6 +80,15 @@ class Runtime:
             raise StartError(
                 "no gateway username: set gateway.username or RISKMAN_GATEWAY__USERNAME"
             )
+        # One engine per database, checked before anything else (before the login).
+        lock = EngineLock(lock_path(self.settings))
+        try:
+            lock.acquire(self.socket)
+        except EngineRunning as exc:
+            raise StartError(str(exc)) from None
+        except OSError as exc:
+            raise StartError(f"cannot lock {lock.path}: {exc.strerror}") from None
+        self._lock = lock
         self.rest = RestClient(self.settings.gateway, key, clock=self.clock)
         try:
             # The database first: a corrupt or unusable file is reported at once, not after
@@ -78,6 +96,8 @@ class Runtime:
             self.engine = await Engine.open(
                 self.settings, self.rest, clock=self.clock, rule_classes=self._rule_classes
             )
+            if self._control_wanted:
+                await self._serve_control(self.engine)
             await self._login()
             self.times.logged_in = time.monotonic() - began
             await self.engine.start()
@@ -117,14 +137,23 @@ class Runtime:
             self.times.armed = (self.times.engine_ready or 0.0) + time.monotonic() - began
         return True
 
+    @property
+    def phase(self) -> str:
+        """starting (logging in, restoring state) or running (routing events)."""
+        return "running" if self.engine is not None and self.engine.started else "starting"
+
     async def stop(self) -> None:
         """Stop everything, flushing state; safe to call more than once."""
         feed, engine, rest = self.feed, self.engine, self.rest
+        control, lock = self.control, self._lock
         self.feed = self.engine = self.rest = None
+        self.control = self._lock = None
         if self._freezer is not None:
             self._freezer.cancel()
             self._freezer = None
         try:
+            if control is not None:
+                await control.stop()
             if feed is not None:
                 await feed.stop()
         finally:
@@ -132,10 +161,28 @@ class Runtime:
                 if engine is not None:
                     await engine.close()
             finally:
-                if rest is not None:
-                    await rest.aclose()
+                try:
+                    if rest is not None:
+                        await rest.aclose()
+                finally:
+                    if lock is not None:
+                        lock.release()
 
     # --- internals -----------------------------------------------------------------------
+
+    async def _serve_control(self, engine: Engine) -> None:
+        control = ControlServer(self.settings, engine, self.socket, phase=lambda: self.phase)
+        try:
+            await control.start()
+        except SocketInUse as exc:
+            raise StartError(str(exc)) from None
+        except ValueError as exc:
+            raise StartError(str(exc)) from None
+        except OSError as exc:
+            raise StartError(
+                f"cannot open the control socket {self.socket}: {exc.strerror or exc}"
+            ) from None
+        self.control = control
 
     async def _freeze_heap_when_armed(self, feed: GatewayFeed) -> None:
         """Take everything alive once armed (modules, config, the screens, the restored state)

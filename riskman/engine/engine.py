@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +64,9 @@ from riskman.storage.db import Database, to_db_time
 log = logging.getLogger(__name__)
 
 Listener = Callable[[EngineChange], None]
+AUDIT_CALLER: ContextVar[int | None] = ContextVar("riskman_audit_caller", default=None)
+"""The uid an admin change is audited under: the control API sets its caller's (from
+SO_PEERCRED) around each admin call; otherwise the change is this process's own."""
 LOG_KEEP = 500
 HISTORY_KEEP = 720
 HISTORY_EVERY = 5.0
@@ -349,10 +354,19 @@ class Engine:
     async def audit(
         self, action: str, target: str, *, old: str | None, new: str | None, reason: str = ""
     ) -> None:
+        uid = AUDIT_CALLER.get()
         await self.db.execute(
-            "INSERT INTO admin_audit (ts, action, target, old_value, new_value, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (to_db_time(self.clock.now()), action, target, old, new, reason),
+            "INSERT INTO admin_audit (ts, action, target, old_value, new_value, reason, uid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                to_db_time(self.clock.now()),
+                action,
+                target,
+                old,
+                new,
+                reason,
+                os.getuid() if uid is None else uid,
+            ),
         )
 
     async def apply_settings(self, settings: Settings) -> None:

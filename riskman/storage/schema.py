@@ -137,6 +137,10 @@ CREATE TABLE admin_throttle (
     2: """
 ALTER TABLE trades ADD COLUMN by_riskman INTEGER NOT NULL DEFAULT 0;
 """,
+    # Who made an admin change: the uid of the local process (the control API's caller).
+    3: """
+ALTER TABLE admin_audit ADD COLUMN uid INTEGER;
+""",
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

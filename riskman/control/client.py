@@ -1,0 +1,208 @@
+"""The control API's client: httpx over the engine's Unix socket, and its WebSocket stream.
+
+Used by `riskman status` and by the attached terminal. Every failure to reach the engine is
+`NotAnswering` (one line: what and where); an answer the engine refused is `ApiError` with
+its HTTP status and message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import unix_connect
+from websockets.exceptions import WebSocketException
+
+from riskman.config import Settings
+from riskman.control import wire
+from riskman.control.paths import socket_path
+from riskman.engine.snapshot import EngineSnapshot
+
+TIMEOUT = 5.0
+
+
+class NotAnswering(Exception):
+    """No engine answers on the socket (none runs, or it hangs)."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, data: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.data = dict(data or {})
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One message of the stream: the engine's snapshot and the news since the last one."""
+
+    seq: int
+    snapshot: EngineSnapshot
+    changes: list[Any] = field(default_factory=list)
+
+
+class ControlClient:
+    """An async client of one engine's control API (use `async with`, or call `aclose()`)."""
+
+    def __init__(self, path: Path, *, timeout: float = TIMEOUT) -> None:
+        self.path = path
+        self.token: str | None = None
+        self._http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(path)),
+            base_url="http://riskman",
+            timeout=timeout,
+        )
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, timeout: float = TIMEOUT) -> ControlClient:
+        return cls(socket_path(settings), timeout=timeout)
+
+    async def __aenter__(self) -> ControlClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    async def request(self, method: str, url: str, *, json_body: Any = None, **params: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                json=json_body,
+                params={k: v for k, v in params.items() if v is not None},
+                headers=headers,
+            )
+        except (httpx.TransportError, OSError) as exc:
+            raise NotAnswering(f"no riskman engine answers on {self.path} ({_why(exc)})") from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"error": response.text[:200]}
+        if response.status_code >= 400:
+            message = data.get("error") if isinstance(data, Mapping) else None
+            raise ApiError(response.status_code, str(message or response.reason_phrase), data)
+        return data
+
+    # --- read-only -------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/status")
+        return result
+
+    async def log(self, since: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/log", since=since, limit=limit)
+        return result
+
+    async def snapshot(self) -> EngineSnapshot:
+        return wire.snapshot_from_json(json.dumps(await self.request("GET", "/v1/snapshot")))
+
+    @asynccontextmanager
+    async def stream(self) -> AsyncIterator[AsyncIterator[Frame]]:
+        """`async with client.stream() as frames: async for frame in frames: ...`; the
+        iteration ends when the engine closes the stream; NotAnswering when it cannot open."""
+        try:
+            connection = await unix_connect(
+                str(self.path), "ws://riskman/v1/stream", open_timeout=TIMEOUT, max_size=None
+            )
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            raise NotAnswering(f"no riskman engine answers on {self.path} ({_why(exc)})") from None
+
+        async def frames() -> AsyncIterator[Frame]:
+            try:
+                async for message in connection:
+                    data = json.loads(message)
+                    yield Frame(
+                        seq=int(data["seq"]),
+                        snapshot=wire.SNAPSHOT.validate_python(data["snapshot"]),
+                        changes=[wire.change_from_json(item) for item in data["changes"]],
+                    )
+            except WebSocketException:
+                return
+
+        try:
+            yield frames()
+        finally:
+            await connection.close()
+
+    # --- admin -----------------------------------------------------------------------------
+
+    async def login(self, password: str) -> None:
+        """Open an admin session (ApiError 401: wrong password, 429: throttled)."""
+        data = await self.request("POST", "/v1/admin/login", json_body={"password": password})
+        self.token = str(data["token"])
+
+    async def logout(self) -> None:
+        if self.token is not None:
+            try:
+                await self.request("POST", "/v1/admin/logout")
+            finally:
+                self.token = None
+
+    async def audit(self, limit: int | None = None) -> list[dict[str, Any]]:
+        data = await self.request("GET", "/v1/admin/audit", limit=limit)
+        return list(data["records"])
+
+    async def rules(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/admin/rules")
+        return result
+
+    async def set_rules(
+        self, rules: Mapping[str, Any], *, account: int | None = None
+    ) -> dict[str, Any]:
+        body: Any = dict(rules) if account is None else {"account": account, "rules": rules}
+        result: dict[str, Any] = await self.request("PUT", "/v1/admin/rules", json_body=body)
+        return result
+
+    async def accounts(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/admin/accounts")
+        return result
+
+    async def set_accounts(self, accounts: list[int]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "PUT", "/v1/admin/accounts", json_body={"accounts": accounts}
+        )
+        return result
+
+    async def lockouts(self) -> list[dict[str, Any]]:
+        data = await self.request("GET", "/v1/admin/lockouts")
+        return list(data["lockouts"])
+
+    async def clear_lockout(self, lock_id: int, reason: str) -> list[int]:
+        data = await self.request(
+            "POST", f"/v1/admin/lockouts/{lock_id}/clear", json_body={"reason": reason}
+        )
+        return [int(i) for i in data["cleared"]]
+
+    async def schedule(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/admin/schedule")
+        return result
+
+    async def set_schedule(self, **changes: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("PUT", "/v1/admin/schedule", json_body=changes)
+        return result
+
+    async def set_password(self, password: str) -> None:
+        await self.request("POST", "/v1/admin/password", json_body={"password": password})
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) or "No such file" in str(exc):
+        return "no socket file"
+    if isinstance(exc, ConnectionRefusedError) or "Connection refused" in str(exc):
+        return "connection refused"
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
+        return "permission denied: is this user in the socket's group?"
+    return str(exc) or type(exc).__name__

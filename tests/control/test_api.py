@@ -1,0 +1,292 @@
+"""The control API through its real Unix socket: a real engine (FakeGateway), uvicorn, httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from riskman.config import Settings, load_config
+from riskman.control.client import ApiError, ControlClient, NotAnswering
+from riskman.control.paths import MAX_SOCKET_PATH, socket_path
+from riskman.control.server import SocketInUse, bind_socket
+from riskman.engine.clock import FakeClock
+from riskman.engine.lockouts import LockoutChange, Unlock
+from riskman.engine.ports import PositionEvent
+from tests.control.conftest import PASSWORD, ServedFactory
+from tests.fakes import ES, T0, FakeGateway, position, settle
+
+
+async def test_status_lists_accounts_with_integer_ids_and_pending_list(
+    served: ServedFactory,
+) -> None:
+    engine, _server, client = await served({"accounts": [1001]})
+    await engine.lockouts.set_lockout(
+        1001, "test lock", T0 + timedelta(hours=1), rule="RULE-003", unlock=Unlock.TIME
+    )
+
+    status = await client.status()
+
+    assert status["armed"] is False
+    assert status["pid"] == os.getpid()
+    assert status["phase"] == "running"
+    assert status["pending"] == []
+    assert set(status["hubs"]) == {"user", "market"}
+    [account] = status["accounts"]
+    assert account["id"] == 1001 and isinstance(account["id"], int)
+    assert account["status"] == "LOCKED"
+    assert account["realized"] == "0" and account["total"] == "0"
+    assert account["locks"][0]["rule"] == "RULE-003"
+    assert account["locks"][0]["until"] == (T0 + timedelta(hours=1)).isoformat()
+    assert account["trades"] == {"minute": 0, "hour": 0, "session": 0}
+
+
+async def test_socket_is_mode_0660_and_a_stale_file_is_replaced(
+    served: ServedFactory, tmp_path: Path
+) -> None:
+    # A socket file left by a killed engine: bound once, never closed by its owner.
+    settings = load_config(_config(tmp_path))
+    path = socket_path(settings)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))
+    dead.close()
+    assert path.exists()
+
+    _engine, server, client = await served()
+
+    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
+    assert (await client.status())["pid"] == os.getpid()
+
+
+def _config(tmp_path: Path) -> Path:
+    from tests.control.conftest import write_config
+
+    return write_config(tmp_path, {})
+
+
+async def test_a_socket_another_process_answers_on_is_not_taken(tmp_path: Path) -> None:
+    path = tmp_path / "x.sock"
+    first = bind_socket(path, None)
+    try:
+        with pytest.raises(SocketInUse, match="another process answers"):
+            bind_socket(path, None)
+    finally:
+        first.close()
+
+
+def test_a_socket_path_too_long_becomes_a_short_one_found_the_same_way(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    settings = Settings(database=deep / "riskman.db")
+    path = socket_path(settings)
+    assert len(str(path)) <= MAX_SOCKET_PATH
+    assert path == socket_path(Settings(database=deep / "riskman.db"))
+    other = Settings(database=tmp_path / ("f" * 120) / "riskman.db")
+    assert socket_path(other) != path
+
+
+async def test_log_since_id_returns_only_newer_records(
+    served: ServedFactory, gateway: FakeGateway
+) -> None:
+    engine, _server, client = await served(
+        {"rules": {"max_contracts": {"enabled": True, "limit": 1, "action": "close_all"}}}
+    )
+    pos = position(1001, ES, 3)
+    gateway.set_position(pos)
+    engine.submit(PositionEvent(pos))
+    await settle(engine)
+
+    first = await client.log()
+    assert sorted(r["action"] for r in first["records"]) == ["close", "flatten"]
+    assert {r["rule"] for r in first["records"]} == {"RULE-001"}
+    assert first["records"][0]["account"] == 1001
+    assert (await client.log(since=first["last"]))["records"] == []
+    assert (await client.log(since=0))["records"] == first["records"]
+    newest = first["records"][-1]
+    assert (await client.log(since=newest["id"] - 1))["records"] == [newest]
+
+
+async def test_stream_sends_snapshots_and_the_news_of_a_lock(served: ServedFactory) -> None:
+    engine, _server, client = await served({"accounts": [1001]})
+    async with client.stream() as frames:
+        iterator = aiter(frames)
+        first = await asyncio.wait_for(anext(iterator), 5)
+        assert first.snapshot.account(1001) is not None
+        await engine.lockouts.set_lockout(
+            1001, "streamed", T0 + timedelta(hours=1), rule="RULE-003"
+        )
+        async with asyncio.timeout(5):
+            while True:
+                frame = await anext(iterator)
+                view = frame.snapshot.account(1001)
+                if view is not None and view.status == "LOCKED":
+                    break
+        news = [c for c in frame.changes if isinstance(c, LockoutChange)]
+        assert news and news[0].lockout.reason == "streamed"
+        # The stream carries the snapshot the screens use, losslessly.
+        assert frame.snapshot.accounts[0].locks[0].reason == "streamed"
+
+
+async def test_admin_calls_without_a_valid_token_are_refused(served: ServedFactory) -> None:
+    _engine, _server, client = await served()
+    for call in (client.audit(), client.rules(), client.lockouts(), client.set_password("x" * 9)):
+        with pytest.raises(ApiError) as refused:
+            await call
+        assert refused.value.status == 401
+    client.token = "forged"
+    with pytest.raises(ApiError) as refused:
+        await client.set_rules({"max_contracts": {"limit": 1}})
+    assert refused.value.status == 401
+
+
+async def test_login_throttle_answers_429_after_three_wrong_tries_even_to_the_right_one(
+    served: ServedFactory, clock: FakeClock
+) -> None:
+    _engine, _server, client = await served()
+    for _ in range(3):
+        with pytest.raises(ApiError) as wrong:
+            await client.login("wrong password")
+        assert wrong.value.status == 401
+    with pytest.raises(ApiError) as throttled:
+        await client.login(PASSWORD)
+    assert throttled.value.status == 429
+    assert throttled.value.data["retry_after"] == 30
+    await clock.advance(31)
+    await client.login(PASSWORD)
+    assert client.token
+
+
+async def test_admin_edits_write_apply_and_audit_with_the_callers_uid(
+    served: ServedFactory,
+) -> None:
+    engine, _server, client = await served({"accounts": [1001]})
+    await client.login(PASSWORD)
+
+    answer = await client.set_rules({"daily_realized_loss": {"enabled": True, "limit": 300}})
+    assert "rules.daily_realized_loss.limit" in answer["changed"]
+    assert str(engine.settings.rules.daily_realized_loss.limit) == "300"
+    config = type(engine.settings).config_path
+    assert config is not None and "limit: 300" in config.read_text()
+
+    answer = await client.set_rules({"max_contracts": {"limit": 2}}, account=1001)
+    assert engine.settings.rules_for(1001).max_contracts.limit == 2
+
+    audit = await client.audit()
+    assert audit[0]["uid"] == os.getuid()
+    assert {r["target"] for r in audit} >= {
+        "rules.daily_realized_loss.limit",
+        "accounts.0.rules.max_contracts.limit",
+    }
+
+
+async def test_an_invalid_edit_is_a_clear_4xx_and_changes_nothing(served: ServedFactory) -> None:
+    engine, _server, client = await served()
+    await client.login(PASSWORD)
+    config = type(engine.settings).config_path
+    assert config is not None
+    before = config.read_text()
+    with pytest.raises(ApiError) as bad:
+        await client.set_rules({"daily_realized_loss": {"limit": "lots"}})
+    assert bad.value.status == 422
+    assert "daily_realized_loss" in str(bad.value.data["problems"])
+    assert config.read_text() == before
+    # A body that is not JSON, an unknown field, a bad path parameter: 4xx, engine alive.
+    raw = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=str(client.path)), base_url="http://riskman"
+    )
+    async with raw:
+        headers = {"Authorization": f"Bearer {client.token}"}
+        answer = await raw.put("/v1/admin/rules", content=b"{not json", headers=headers)
+        assert answer.status_code == 400
+        answer = await raw.post("/v1/admin/login", json={"password": 1, "extra": 2})
+        assert answer.status_code == 422
+        answer = await raw.get("/v1/log", params={"since": "yesterday"})
+        assert answer.status_code == 400
+        answer = await raw.post("/v1/admin/lockouts/abc/clear", headers=headers, json={})
+        assert answer.status_code == 404
+    assert (await client.status())["pid"] == os.getpid()
+
+
+async def test_clear_a_lockout_through_the_api_needs_a_reason(served: ServedFactory) -> None:
+    engine, _server, client = await served({"accounts": [1001]})
+    lock = await engine.lockouts.set_lockout(
+        1001, "too much", T0 + timedelta(hours=2), rule="RULE-003"
+    )
+    assert lock is not None
+    await client.login(PASSWORD)
+    [listed] = await client.lockouts()
+    assert listed["id"] == lock.id and listed["account"] == 1001
+    with pytest.raises(ApiError) as refused:
+        await client.clear_lockout(lock.id, "")
+    assert refused.value.status == 422
+    assert await client.clear_lockout(lock.id, "agreed with my coach") == [lock.id]
+    assert not engine.lockouts.is_locked_out(1001)
+    audit = await client.audit()
+    assert audit[0]["action"] == "clear_lockout"
+    assert audit[0]["reason"] == "agreed with my coach"
+
+
+async def test_answers_never_echo_a_password_or_another_token(served: ServedFactory) -> None:
+    _engine, _server, client = await served()
+    await client.login(PASSWORD)
+    first = client.token
+    other = ControlClient(client.path)
+    async with other:
+        await other.login(PASSWORD)
+        new_password = "another long secret"
+        await other.set_password(new_password)
+        seen = json.dumps(
+            [
+                await other.audit(),
+                await other.rules(),
+                await other.accounts(),
+                await other.schedule(),
+                await other.status(),
+            ]
+        )
+    assert PASSWORD not in seen and new_password not in seen
+    assert first is not None and first not in seen
+    # The password change ended the other session.
+    with pytest.raises(ApiError) as ended:
+        await client.audit()
+    assert ended.value.status == 401
+
+
+async def test_a_client_says_clearly_when_nothing_answers(tmp_path: Path) -> None:
+    async with ControlClient(tmp_path / "none.sock") as client:
+        with pytest.raises(NotAnswering, match="no socket file"):
+            await client.status()
+        with pytest.raises(NotAnswering):
+            async with client.stream():
+                pass
+
+
+async def test_the_server_stops_cleanly_with_a_stream_open(served: ServedFactory) -> None:
+    _engine, server, client = await served()
+    async with client.stream() as frames:
+        iterator = aiter(frames)
+        await asyncio.wait_for(anext(iterator), 5)
+        await asyncio.wait_for(server.stop(), 5)
+        with pytest.raises(StopAsyncIteration):
+            async with asyncio.timeout(5):
+                while True:
+                    await anext(iterator)
+    assert not server.path.exists()
+
+
+def test_control_server_never_imports_textual() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, riskman.control.server, riskman.control.client, riskman.headless; "
+        "print('textual' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
