@@ -359,6 +359,14 @@ class MaxLossLimit(Rule):
         return self
 
 
+class TrailingDailyLoss(Rule):
+    """RULE-016: TopstepX's trailing Personal Daily Loss Limit."""
+
+    limit: PositiveMoney = Decimal(1000)
+    trail: Literal["realized", "equity"] = "realized"
+    """What the day's high follows: the balance, or balance + open P&L."""
+
+
 # TopstepX counts these micros as a tenth of a mini (RULE-015).
 DEFAULT_MICROS = ("MNQ", "MES", "M2K", "MYM", "MCLE", "MGC")
 
@@ -401,6 +409,7 @@ class Rules(Strict):
     daily_realized_profit: DailyRealizedProfit = _off(DailyRealizedProfit)
     max_loss_limit: MaxLossLimit = _off(MaxLossLimit)
     contract_weights: ContractWeights = _off(ContractWeights)
+    trailing_daily_loss: TrailingDailyLoss = _off(TrailingDailyLoss)
 
 
 RULE_KEYS: tuple[str, ...] = tuple(Rules.model_fields)

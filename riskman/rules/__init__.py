@@ -17,6 +17,7 @@ from riskman.rules.session_block_outside import SessionBlockOutside
 from riskman.rules.symbol_blocks import SymbolBlocks
 from riskman.rules.trade_frequency_limit import TradeFrequencyLimit
 from riskman.rules.trade_management import TradeManagement
+from riskman.rules.trailing_daily_loss import TrailingDailyLoss
 
 ALL_RULES: tuple[type[Rule], ...] = (
     MaxContracts,
@@ -33,5 +34,6 @@ ALL_RULES: tuple[type[Rule], ...] = (
     TradeManagement,
     DailyRealizedProfit,
     MaxLossLimit,
+    TrailingDailyLoss,
 )
 """RULE-015 (contract weights) is an option of RULE-001/002, not a rule of its own."""

@@ -1,0 +1,100 @@
+"""RULE-016..021 end to end: the trader trades at the simulated broker, riskman hears it on the
+real SignalR hubs, and what riskman does is checked where it lands: in the requests the
+simulator received and in the simulator's positions and orders.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from riskman.engine.lockouts import Unlock
+from riskman.gateway.models import OrderSide, OrderType
+from riskman.rules.base import Rule
+from riskman.rules.trailing_daily_loss import TrailingDailyLoss
+from riskman.runtime import Runtime
+from riskman.sim import Simulator
+from tests.e2e.conftest import (
+    ES,
+    MES,
+    MNQ,
+    RuntimeFactory,
+    bodies,
+    buy,
+    engine_of,
+    eventually,
+    gate_closes_new_position,
+    held_by,
+    logged,
+    mark,
+    quiet,
+    seen,
+    sell,
+    sim_positions,
+    wait_close,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def limit_buy(sim: Simulator, account_id: int, contract_id: str, price: str, size: int = 1) -> int:
+    """A resting entry order well below the market (it does not fill)."""
+    return sim.submit_order(
+        account_id, contract_id, OrderSide.BID, size, OrderType.LIMIT, limit_price=price
+    )
+
+
+def working_ids(sim: Simulator, account_id: int) -> set[int]:
+    return {order.id for order in sim.open_orders(account_id)}
+
+
+def rule_of(runtime: Runtime, rule_id: str) -> Rule:
+    return next(rule for rule in engine_of(runtime).rules if rule.id == rule_id)
+
+
+async def wait_cancel(sim: Simulator, account_id: int, order_id: int, since: float) -> None:
+    request = await sim.wait_for_request(
+        "Order/cancel",
+        lambda r: r.body == {"accountId": account_id, "orderId": order_id},
+        timeout=10,
+        since=since,
+    )
+    assert request.response is not None and request.response["success"] is True
+    await eventually(lambda: order_id not in working_ids(sim, account_id))
+
+
+# --- RULE-016 trailing_daily_loss ------------------------------------------------------------
+
+
+async def test_trailing_daily_loss_floor_rises_with_the_balance_then_flattens_and_locks(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"trailing_daily_loss": {"limit": 100, "trail": "realized"}})
+    account = sim.account_ids[0]
+    sim.set_balance(account, "50000")
+    rule = rule_of(runtime, "RULE-016")
+    assert isinstance(rule, TrailingDailyLoss)
+    await eventually(lambda: rule.high(account) == Decimal(50000), what="the day's first high")
+    sim.set_price(ES, "6650")
+    buy(sim, account, ES, 1)  # 6650.25
+    sim.set_price(ES, "6660")
+    sell(sim, account, ES, 1)  # +$487.50 less fees: the day's high rises to ~$50,485
+    await seen(runtime, account, ES, 0)
+    await quiet(runtime)
+    assert held_by(runtime, account, "RULE-016") is None
+    entry = limit_buy(sim, account, MES, "6600")
+    buy(sim, account, ES, 1)  # 6660.25
+    await seen(runtime, account, ES, 1)
+    since = mark()
+    sim.set_price(ES, "6652")  # -$103 open: below the risen floor, well above the start
+    await wait_close(sim, account, ES, since)
+    await wait_cancel(sim, account, entry, since)
+    lock = held_by(runtime, account, "RULE-016")
+    assert lock is not None and lock.unlock is Unlock.RESET
+    record = await logged(runtime, "RULE-016", "flatten", target="account")
+    assert "trailing daily loss floor" in record.reason
+    await gate_closes_new_position(sim, runtime, account, MNQ)
+    assert bodies(sim, "Position/partialCloseContract", since) == []
+    assert sim_positions(sim, account) == {}
+    assert Decimal(sim.balance(account)) > Decimal(50000)  # locked while still up on the day
