@@ -9,6 +9,7 @@ import signal
 import sys
 
 from riskman.config import Settings
+from riskman.control.sdnotify import Notifier
 from riskman.runtime import Runtime, StartError
 from riskman.storage.db import DatabaseError
 
@@ -27,6 +28,10 @@ async def run_headless(settings: Settings, stop: asyncio.Event | None = None) ->
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     runtime = Runtime(settings)
+    notifier = Notifier()
+    # The watchdog pings from the first moment: a long login retry is not a hang.
+    notifier.start_watchdog()
+    notifier.status("starting: logging in")
     try:
         try:
             engine = await runtime.start()
@@ -41,12 +46,16 @@ async def run_headless(settings: Settings, stop: asyncio.Event | None = None) ->
             sum(rule.enabled(0) for rule in engine.rules),
             settings.database,
         )
-        armed = asyncio.create_task(_announce_armed(runtime))
+        armed = asyncio.create_task(_announce_armed(runtime, notifier))
         await stop.wait()
         armed.cancel()
         log.info("stopping: flushing state")
+        notifier.stopping()
     finally:
-        await runtime.stop()
+        try:
+            await runtime.stop()
+        finally:
+            notifier.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
@@ -54,8 +63,9 @@ async def run_headless(settings: Settings, stop: asyncio.Event | None = None) ->
     return EXIT_OK
 
 
-async def _announce_armed(runtime: Runtime) -> None:
+async def _announce_armed(runtime: Runtime, notifier: Notifier) -> None:
     if await runtime.wait_armed():
         log.info(
             "armed: logged in, subscribed and reconciled in %.2f s", runtime.times.armed or 0.0
         )
+        notifier.ready(f"armed: enforcing; control API on {runtime.socket}")
