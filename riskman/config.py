@@ -367,6 +367,21 @@ class TrailingDailyLoss(Rule):
     """What the day's high follows: the balance, or balance + open P&L."""
 
 
+class WeeklyLimits(Rule):
+    """RULE-017: the trading week (from Sunday's daily reset) P&L and trade count."""
+
+    loss: PositiveMoney | None = None
+    profit: PositiveMoney | None = None
+    trades: PositiveInt | None = None
+    include_unrealized: bool = True
+
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> WeeklyLimits:
+        if self.enabled and self.loss is None and self.profit is None and self.trades is None:
+            raise ValueError("set loss, profit or trades (or disable the rule)")
+        return self
+
+
 # TopstepX counts these micros as a tenth of a mini (RULE-015).
 DEFAULT_MICROS = ("MNQ", "MES", "M2K", "MYM", "MCLE", "MGC")
 
@@ -410,6 +425,7 @@ class Rules(Strict):
     max_loss_limit: MaxLossLimit = _off(MaxLossLimit)
     contract_weights: ContractWeights = _off(ContractWeights)
     trailing_daily_loss: TrailingDailyLoss = _off(TrailingDailyLoss)
+    weekly_limits: WeeklyLimits = _off(WeeklyLimits)
 
 
 RULE_KEYS: tuple[str, ...] = tuple(Rules.model_fields)

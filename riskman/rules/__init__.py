@@ -18,6 +18,7 @@ from riskman.rules.symbol_blocks import SymbolBlocks
 from riskman.rules.trade_frequency_limit import TradeFrequencyLimit
 from riskman.rules.trade_management import TradeManagement
 from riskman.rules.trailing_daily_loss import TrailingDailyLoss
+from riskman.rules.weekly_limits import WeeklyLimits
 
 ALL_RULES: tuple[type[Rule], ...] = (
     MaxContracts,
@@ -35,5 +36,6 @@ ALL_RULES: tuple[type[Rule], ...] = (
     DailyRealizedProfit,
     MaxLossLimit,
     TrailingDailyLoss,
+    WeeklyLimits,
 )
 """RULE-015 (contract weights) is an option of RULE-001/002, not a rule of its own."""

@@ -6,19 +6,22 @@ simulator received and in the simulator's positions and orders.
 from __future__ import annotations
 
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from riskman.engine.lockouts import Unlock
+from riskman.engine.lockouts import LockKind, Unlock
 from riskman.gateway.models import OrderSide, OrderType
 from riskman.rules.base import Rule
 from riskman.rules.trailing_daily_loss import TrailingDailyLoss
+from riskman.rules.weekly_limits import TRADES_LOCK, WeeklyLimits
 from riskman.runtime import Runtime
 from riskman.sim import Simulator
 from tests.e2e.conftest import (
     ES,
     MES,
     MNQ,
+    RTY,
     RuntimeFactory,
     bodies,
     buy,
@@ -36,6 +39,8 @@ from tests.e2e.conftest import (
 )
 
 pytestmark = pytest.mark.e2e
+
+CHICAGO = ZoneInfo("America/Chicago")
 
 
 def limit_buy(sim: Simulator, account_id: int, contract_id: str, price: str, size: int = 1) -> int:
@@ -98,3 +103,54 @@ async def test_trailing_daily_loss_floor_rises_with_the_balance_then_flattens_an
     assert bodies(sim, "Position/partialCloseContract", since) == []
     assert sim_positions(sim, account) == {}
     assert Decimal(sim.balance(account)) > Decimal(50000)  # locked while still up on the day
+
+
+# --- RULE-017 weekly_limits ------------------------------------------------------------------
+
+
+async def test_weekly_loss_flattens_cancels_and_locks_until_the_weeks_first_reset(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"weekly_limits": {"loss": 50}})
+    account = sim.account_ids[0]
+    sim.set_price(ES, "6650")
+    sim.set_price(MES, "6650")
+    buy(sim, account, MNQ, 1)
+    entry = limit_buy(sim, account, MES, "6600")
+    await seen(runtime, account, MNQ, 1)
+    since = mark()
+    buy(sim, account, ES, 1)  # 6650.25
+    sim.set_price(ES, "6648")
+    sell(sim, account, ES, 1)  # -$112.50 and fees
+    await wait_close(sim, account, MNQ, since)
+    await wait_cancel(sim, account, entry, since)
+    lock = held_by(runtime, account, "RULE-017")
+    assert lock is not None and lock.unlock is Unlock.RESET and lock.until is not None
+    rule = rule_of(runtime, "RULE-017")
+    assert isinstance(rule, WeeklyLimits)
+    assert lock.until == rule.week_end()
+    assert lock.until.astimezone(CHICAGO).weekday() == 6  # Sunday's reset
+    record = await logged(runtime, "RULE-017", "flatten", target="account")
+    assert "weekly P&L" in record.reason
+    await gate_closes_new_position(sim, runtime, account, MNQ)
+
+
+async def test_weekly_trade_count_starts_a_cooldown_that_keeps_open_positions(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"weekly_limits": {"trades": 2}})
+    account = sim.account_ids[0]
+    sim.set_price(MES, "6650")
+    buy(sim, account, ES, 1)
+    buy(sim, account, MNQ, 1)
+    await seen(runtime, account, MNQ, 1)
+    entry = limit_buy(sim, account, MES, "6600")
+    since = mark()
+    buy(sim, account, RTY, 1)  # the third trade of the week
+    await wait_cancel(sim, account, entry, since)
+    lock = held_by(runtime, account, TRADES_LOCK)
+    assert lock is not None and lock.kind is LockKind.COOLDOWN
+    await wait_close(sim, account, RTY, since)  # opened in the cooldown: the gate closes it
+    await quiet(runtime)
+    assert {c: p.size for c, p in sim_positions(sim, account).items()} == {ES: 1, MNQ: 1}
+    assert held_by(runtime, account, "RULE-017") is None
