@@ -100,17 +100,17 @@ class WeeklyLimits(Rule):
         if cfg.trades is not None and isinstance(trigger, TradeTrigger):
             trades = self.trades(account_id)
             if trades > cfg.trades and not self._held(account_id, TRADES_LOCK):
-                reason = f"{trades} trades this week (limit {cfg.trades})"
+                why = f"{trades} trades this week (limit {cfg.trades})"
                 intents += [
                     _renamed(intent, TRADES_LOCK)
-                    for intent in self.cooldown(account_id, reason, self.week_end())
+                    for intent in self.cooldown(account_id, why, self.week_end())
                 ]
         if (cfg.loss is None and cfg.profit is None) or self._held(account_id, self.id):
             return intents
         if isinstance(trigger, QuoteTrigger) and not cfg.include_unrealized:
             return intents
         value, _ = self.pnl(account_id)
-        reason: str | None = None
+        reason = None
         if cfg.loss is not None and value <= -cfg.loss:
             reason = f"weekly P&L {money(value)} reached the {money(-cfg.loss)} limit"
         elif cfg.profit is not None and value >= cfg.profit:
