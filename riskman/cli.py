@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="ask the running engine (exit 0 armed, 1 not, 3 none)")
     _config_arg(status)
     status.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+    service = sub.add_parser(
+        "service", help="install | uninstall | status of the guard (systemd, as root)"
+    )
+    service.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -152,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.config)
     if command == "set-admin-password":
         return set_admin_password(args.config)
+    if command == "service":
+        from riskman.service import main as service_main
+
+        return service_main(args.args)
     if command == "status":
         from riskman.control.status import run_status
 
