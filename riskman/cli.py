@@ -24,6 +24,7 @@ riskman check-config [--config PATH]      validate and print the effective confi
 riskman set-admin-password [--config PATH]
 riskman status [--config PATH] [--json]   is the engine running and armed? (exit 0/1/3)
 riskman service install|uninstall|status  the guard as a systemd service (as root)
+riskman notify-test [--config PATH]       send a test notification to every URL
 """
 
 
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         "service", help="install | uninstall | status of the guard (systemd, as root)"
     )
     service.add_argument("args", nargs=argparse.REMAINDER)
+
+    notify = sub.add_parser("notify-test", help="send a test notification to every URL")
+    _config_arg(notify)
     return parser
 
 
@@ -148,6 +152,33 @@ async def _audit_password(settings: Settings, what: str) -> None:
         await db.close()
 
 
+def notify_test(path: Path) -> int:
+    """Send one test message to each notification URL; say per URL whether it went through."""
+    from riskman.notify import send_test
+
+    settings = _load(path)
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        urls = settings.notify_urls()
+    except OSError as exc:
+        print(f"riskman: cannot read notify.urls_file: {exc.strerror}", file=sys.stderr)
+        return 1
+    if not urls:
+        print(
+            "riskman: no notification URL: set notify.urls or notify.urls_file in "
+            f"{path} (see README, 'Notifications')",
+            file=sys.stderr,
+        )
+        return 1
+    results = asyncio.run(send_test(urls, settings.notify.timeout))
+    for label, ok, why in results:
+        print(f"{label}: {'delivered' if ok else 'FAILED: ' + why}")
+    failed = sum(not ok for _, ok, _ in results)
+    print(f"{len(results) - failed} of {len(results)} delivered")
+    return 0 if not failed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -168,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings is None:
             return EXIT_CONFIG
         return run_status(settings, as_json=args.json)
+    if command == "notify-test":
+        return notify_test(args.config)
     if command == "sim":
         from riskman.sim.cli import main as sim_main
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -502,6 +502,53 @@ class EnforcementConfig(Strict):
     max_attempts: PositiveInt = 5
 
 
+NotifyEvent = Literal[
+    "lockout",
+    "cooldown",
+    "unlock",
+    "action_failed",
+    "not_armed",
+    "stale_feed",
+    "warning",
+    "pending_change",
+    "daily_summary",
+]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+
+
+class WarningsConfig(Strict):
+    at: list[Annotated[int, BeforeValidator(_no_bool), Field(gt=0, lt=100)]] = Field(
+        default_factory=lambda: [50, 75, 90], max_length=10
+    )
+    """Percent of a money limit (daily loss, max-loss distance, profit target) that warns once
+    per trading day and account."""
+
+    @field_validator("at")
+    @classmethod
+    def _sorted_unique(cls, values: list[int]) -> list[int]:
+        return sorted(set(values))
+
+
+class NotifyConfig(Strict):
+    urls: list[SecretStr] = Field(default_factory=list, max_length=50)
+    """Apprise URLs (ntfy://, discord://, tgram://, json:// ...); they may carry tokens, so
+    they are hidden everywhere riskman prints or logs."""
+    urls_file: Path | None = None
+    """A file of mode 0600 with one Apprise URL a line (# comments allowed)."""
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    min_interval: Seconds = 10.0
+    """At most one message per event kind and account this often; the rest are summarised."""
+    retries: NonNegativeInt = 3
+    timeout: Seconds = 10.0
+    """How long one delivery attempt may take."""
+
+
+class ConsistencyConfig(Strict):
+    max_day_share: Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=1)] | None = None
+    """The best day's largest share of the total profit (Topstep's consistency target, e.g.
+    0.5); shown with a bar, and a warning when today would break it."""
+
+
 class Settings(BaseSettings):
     """The effective configuration."""
 
@@ -526,6 +573,9 @@ class Settings(BaseSettings):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     enforcement: EnforcementConfig = Field(default_factory=EnforcementConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    warnings: WarningsConfig = Field(default_factory=WarningsConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
 
     config_path: ClassVar[Path | None] = None
 
@@ -576,6 +626,16 @@ class Settings(BaseSettings):
             return self.admin.password_file
         return self.database.parent / "admin.hash"
 
+    def notify_urls(self) -> list[str]:
+        """Every notification URL: `notify.urls`, then the lines of `notify.urls_file`."""
+        urls = [url.get_secret_value() for url in self.notify.urls]
+        if self.notify.urls_file is not None:
+            for line in self.notify.urls_file.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    urls.append(line)
+        return urls
+
     def api_key_value(self) -> str | None:
         """The API key: from the environment, else from api_key_file."""
         if self.gateway.api_key is not None:
@@ -587,6 +647,10 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data with every secret replaced."""
         data = self.model_dump(mode="json")
+        data["notify"]["urls"] = [
+            f"<URL {n} ({_url_scheme(url.get_secret_value())}), hidden>"
+            for n, url in enumerate(self.notify.urls, 1)
+        ]
         gateway = data["gateway"]
         if self.gateway.api_key is not None:
             gateway["api_key"] = "<set from RISKMAN_GATEWAY__API_KEY, hidden>"
@@ -609,6 +673,12 @@ class Settings(BaseSettings):
         if cls.config_path is not None:
             sources.append(YamlFileSource(settings_cls, cls.config_path))
         return tuple(sources)
+
+
+def _url_scheme(url: str) -> str:
+    """Only the scheme of a URL: everything after it may be a token."""
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme}://" if sep and scheme.isalnum() else "?"
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -753,6 +823,12 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
                 check_private_file(settings.gateway.api_key_file, "api_key_file")
             except ValueError as exc:
                 problems.append(f"{config_path}: gateway.api_key_file: {exc}")
+    if settings.notify.urls_file is not None:
+        settings.notify.urls_file = _resolve(base, settings.notify.urls_file)
+        try:
+            check_private_file(settings.notify.urls_file, "urls_file")
+        except ValueError as exc:
+            problems.append(f"{config_path}: notify.urls_file: {exc}")
     if not settings.holidays_file.exists():
         problems.append(f"{config_path}: holidays_file: {settings.holidays_file} does not exist")
     else:

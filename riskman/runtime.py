@@ -21,6 +21,7 @@ from riskman.engine.engine import Engine
 from riskman.gateway.errors import AuthError, GatewayError, GatewayUnavailable, RateLimited
 from riskman.gateway.feed import GatewayFeed
 from riskman.gateway.rest import RestClient
+from riskman.notify import Notifier
 from riskman.rules.base import Rule
 
 log = logging.getLogger("riskman")
@@ -64,6 +65,7 @@ class Runtime:
         self.rest: RestClient | None = None
         self.engine: Engine | None = None
         self.feed: GatewayFeed | None = None
+        self.notifier: Notifier | None = None
         self.times = StartTimes()
         self._freezer: asyncio.Task[None] | None = None
         self.socket = socket_path(settings)
@@ -101,6 +103,9 @@ class Runtime:
             await self._login()
             self.times.logged_in = time.monotonic() - began
             await self.engine.start()
+            self.notifier = Notifier.for_engine(self.engine)
+            if self.notifier is not None:
+                self.notifier.start()
             self.times.engine_ready = time.monotonic() - began
             if not self.settings.account_ids:
                 await self._guard_active_accounts()
@@ -144,9 +149,9 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop everything, flushing state; safe to call more than once."""
-        feed, engine, rest = self.feed, self.engine, self.rest
+        feed, engine, rest, notifier = self.feed, self.engine, self.rest, self.notifier
         control, lock = self.control, self._lock
-        self.feed = self.engine = self.rest = None
+        self.feed = self.engine = self.rest = self.notifier = None
         self.control = self._lock = None
         if self._freezer is not None:
             self._freezer.cancel()
@@ -156,6 +161,8 @@ class Runtime:
                 await control.stop()
             if feed is not None:
                 await feed.stop()
+            if notifier is not None:
+                await notifier.stop()
         finally:
             try:
                 if engine is not None:

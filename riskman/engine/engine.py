@@ -23,6 +23,7 @@ from riskman.engine.actions import EnforcementActions, EnforcementRecord
 from riskman.engine.clock import Clock, SystemClock
 from riskman.engine.contracts import ContractCache
 from riskman.engine.durable import DurableWriter
+from riskman.engine.limit_warnings import LimitWarnings
 from riskman.engine.lockouts import LockKind, LockoutChange, LockoutManager, Unlock
 from riskman.engine.pnl import PnlTracker
 from riskman.engine.ports import (
@@ -160,6 +161,16 @@ class Engine:
         self._pending_quotes: dict[str, QuoteEvent] = {}
         self._consumer: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
+        self.warnings = LimitWarnings(
+            settings=lambda: self.settings,
+            rules=self.rules,
+            clock=self.clock,
+            db=db,
+            trading_day=lambda: self.resets.trading_day(),
+            accounts=lambda: sorted({a.id for a in self.state.accounts() if self.is_guarded(a.id)}),
+            publish=self._publish,
+        )
+        self.subscribe(self.warnings.on_change)
         self._log: deque[EnforcementRecord] = deque(maxlen=LOG_KEEP)
         self._health: dict[str, FeedHealth] = {}
         self._history: dict[int, deque[float]] = {}
@@ -215,6 +226,7 @@ class Engine:
                 await rule.restore()
             except Exception:
                 log.exception("%s could not restore its state", rule.id)
+        await self.warnings.restore()
         await self.resets.start()
         self.writer.start()
         self._consumer = asyncio.get_running_loop().create_task(
@@ -226,6 +238,7 @@ class Engine:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop routing, give in-flight enforcement `grace` seconds, persist everything."""
         self.resets.stop()
+        self.warnings.close()
         if self._consumer is not None:
             self._consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -153,4 +153,25 @@ class Breach:
     reason: str
 
 
-EngineChange = EnforcementRecord | LockoutChange | FeedHealth | AccountChanged | ResetDone | Breach
+@dataclass(frozen=True, slots=True)
+class LimitWarning:
+    """A money limit crossed a warning threshold (`warnings.at`), once per day and account."""
+
+    account_id: int
+    rule: str
+    threshold: int
+    """Percent of the limit."""
+    used: float
+    text: str
+    at: datetime
+
+
+EngineChange = (
+    EnforcementRecord
+    | LockoutChange
+    | FeedHealth
+    | AccountChanged
+    | ResetDone
+    | Breach
+    | LimitWarning
+)

@@ -141,6 +141,42 @@ ALTER TABLE trades ADD COLUMN by_riskman INTEGER NOT NULL DEFAULT 0;
     3: """
 ALTER TABLE admin_audit ADD COLUMN uid INTEGER;
 """,
+    # Warnings before a limit (fired once per day), breach reports, the daily history.
+    4: """
+CREATE TABLE limit_warnings (
+    trading_day  TEXT    NOT NULL,
+    account_id   INTEGER NOT NULL,
+    rule         TEXT    NOT NULL,
+    threshold    INTEGER NOT NULL,
+    ts           TEXT    NOT NULL,
+    value        TEXT    NOT NULL,
+    PRIMARY KEY (trading_day, account_id, rule, threshold)
+);
+
+CREATE TABLE breach_reports (
+    id           INTEGER PRIMARY KEY,
+    ts           TEXT    NOT NULL,
+    trading_day  TEXT    NOT NULL,
+    account_id   INTEGER NOT NULL,
+    rule         TEXT    NOT NULL,
+    payload      TEXT    NOT NULL
+);
+CREATE INDEX breach_reports_by_day ON breach_reports (trading_day, account_id);
+
+CREATE TABLE daily_history (
+    account_id   INTEGER NOT NULL,
+    trading_day  TEXT    NOT NULL,
+    realized     TEXT    NOT NULL,
+    fees         TEXT    NOT NULL,
+    trades       INTEGER NOT NULL,
+    breaches     INTEGER NOT NULL,
+    locks        INTEGER NOT NULL,
+    actions      INTEGER NOT NULL,
+    balance      TEXT,
+    stored       TEXT    NOT NULL,
+    PRIMARY KEY (account_id, trading_day)
+);
+""",
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

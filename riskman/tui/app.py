@@ -33,7 +33,7 @@ from riskman.engine.actions import EnforcementRecord
 from riskman.engine.clock import Clock, SystemClock
 from riskman.engine.engine import Engine
 from riskman.engine.lockouts import LockoutChange
-from riskman.engine.snapshot import EngineChange, EngineSnapshot
+from riskman.engine.snapshot import EngineChange, EngineSnapshot, LimitWarning
 from riskman.runtime import Runtime, StartError
 from riskman.storage.db import DatabaseError
 from riskman.tui.commands import BindingCommands
@@ -103,7 +103,9 @@ class RiskmanApp(App[int]):
         self._drawn_at = float("-inf")
         self._spacing = 0.0
         """The least time between two redraws (see LOOP_SHARE)."""
-        self._news: deque[LockoutChange | EnforcementRecord] = deque(maxlen=NEWS_KEEP)
+        self._news: deque[LockoutChange | EnforcementRecord | LimitWarning] = deque(
+            maxlen=NEWS_KEEP
+        )
         self._unsubscribe: Any = None
 
     def get_default_screen(self) -> Screen[Any]:
@@ -143,8 +145,10 @@ class RiskmanApp(App[int]):
     def _on_change(self, change: EngineChange) -> None:
         # Called synchronously inside the engine: O(1) only, never a redraw from here.
         self._dirty = True
-        if (isinstance(change, LockoutChange) and change.cleared_by is None) or (
-            isinstance(change, EnforcementRecord) and not change.ok
+        if (
+            (isinstance(change, LockoutChange) and change.cleared_by is None)
+            or (isinstance(change, EnforcementRecord) and not change.ok)
+            or isinstance(change, LimitWarning)
         ):
             self._news.append(change)
 
@@ -184,7 +188,15 @@ class RiskmanApp(App[int]):
         dashboard and the log show them all)."""
         for _ in range(min(NEWS_PER_TICK, len(self._news))):
             change = self._news.popleft()
-            if isinstance(change, LockoutChange):
+            if isinstance(change, LimitWarning):
+                self.bell()
+                self.notify(
+                    change.text,
+                    title=f"Warning · account {change.account_id} · {change.threshold}%",
+                    severity="warning",
+                    timeout=10,
+                )
+            elif isinstance(change, LockoutChange):
                 lock = change.lockout
                 kind = "COOLDOWN" if lock.kind.value == "cooldown" else "LOCKED"
                 self.notify(

@@ -1,0 +1,152 @@
+"""Warnings before a money limit: at `warnings.at` percent (50, 75, 90 by default) of the
+daily loss limit (RULE-003), of the distance to the maximum loss floor (RULE-014) and of the
+daily profit target (RULE-013), once per threshold, trading day and account.
+
+The check is not part of enforcement: an account change only marks the account, and the
+check runs a moment later on the loop (coalesced), reading the rules' own status. What fired
+is stored (deferred write), so a restart does not warn again the same day.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+
+from riskman.config import Settings
+from riskman.engine.clock import Clock, TimerHandle
+from riskman.engine.snapshot import AccountChanged, EngineChange, LimitWarning, ResetDone
+from riskman.rules.base import Rule
+from riskman.storage.db import Database, to_db_time
+
+log = logging.getLogger("riskman.warnings")
+
+WATCHED = ("daily_realized_loss", "max_loss_limit", "daily_realized_profit")
+"""The money limits that warn, by rule key."""
+CHECK_DELAY = 0.2
+"""Seconds between an account change and its check (changes meanwhile are coalesced)."""
+
+_WHAT = {
+    "daily_realized_loss": "of the daily loss limit used",
+    "max_loss_limit": "of the way to the maximum loss floor",
+    "daily_realized_profit": "of the daily profit target reached",
+}
+
+
+class LimitWarnings:
+    def __init__(
+        self,
+        *,
+        settings: Callable[[], Settings],
+        rules: Sequence[Rule],
+        clock: Clock,
+        db: Database,
+        trading_day: Callable[[], date],
+        accounts: Callable[[], Sequence[int]],
+        publish: Callable[[EngineChange], None],
+    ) -> None:
+        self._settings = settings
+        self._rules = {rule.key: rule for rule in rules if rule.key in WATCHED}
+        self._clock = clock
+        self._db = db
+        self._trading_day = trading_day
+        self._accounts = accounts
+        self._publish = publish
+        self._fired: set[tuple[date, int, str, int]] = set()
+        self._dirty: set[int] = set()
+        self._scheduled: TimerHandle | None = None
+        self.enabled = False
+        """Set once the engine has started (restored what fired today)."""
+
+    async def restore(self) -> None:
+        day = self._trading_day()
+        rows = await self._db.fetchall(
+            "SELECT account_id, rule, threshold FROM limit_warnings WHERE trading_day = ?",
+            (day.isoformat(),),
+        )
+        for row in rows:
+            self._fired.add((day, row["account_id"], row["rule"], row["threshold"]))
+        self.enabled = True
+
+    def close(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        self.enabled = False
+
+    def on_change(self, change: EngineChange) -> None:
+        """The engine's listener: remember which account to look at; check a moment later."""
+        if not self.enabled:
+            return
+        if isinstance(change, AccountChanged):
+            if change.account_id is None:
+                self._dirty.update(self._accounts())
+            else:
+                self._dirty.add(change.account_id)
+        elif isinstance(change, ResetDone):
+            day = self._trading_day()
+            self._fired = {key for key in self._fired if key[0] >= day}
+            return
+        else:
+            return
+        if self._scheduled is None:
+            self._scheduled = self._clock.call_at(
+                self._clock.now() + timedelta(seconds=CHECK_DELAY), self.check_now
+            )
+
+    def check_now(self) -> list[LimitWarning]:
+        """Check the marked accounts (tests call it directly)."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        dirty, self._dirty = self._dirty, set()
+        fired: list[LimitWarning] = []
+        for account_id in sorted(dirty):
+            try:
+                fired.extend(self._check(account_id))
+            except Exception:
+                log.exception("warning check failed for account %s", account_id)
+        return fired
+
+    def _check(self, account_id: int) -> list[LimitWarning]:
+        thresholds = self._settings().warnings.at
+        if not thresholds:
+            return []
+        day = self._trading_day()
+        fired = []
+        for key, rule in self._rules.items():
+            if not rule.enabled(account_id) or rule.locked_by_me(account_id):
+                continue
+            status = rule.status(account_id)
+            # A stale price is left out of the rule's value: what is known still warns.
+            if status.used is None:
+                continue
+            percent = status.used * 100
+            crossed = [t for t in thresholds if percent >= t]
+            new = [t for t in crossed if (day, account_id, rule.id, t) not in self._fired]
+            if not new:
+                continue
+            top = max(new)
+            for threshold in new:
+                self._fired.add((day, account_id, rule.id, threshold))
+                self._db.defer(
+                    "INSERT OR IGNORE INTO limit_warnings (trading_day, account_id, rule, "
+                    "threshold, ts, value) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        day.isoformat(),
+                        account_id,
+                        rule.id,
+                        threshold,
+                        to_db_time(self._clock.now()),
+                        status.value,
+                    ),
+                )
+            text = (
+                f"{rule.id} {rule.title}: {top}% {_WHAT[key]} "
+                f"({status.value}, limit {status.limit})"
+            )
+            warning = LimitWarning(account_id, rule.id, top, status.used, text, self._clock.now())
+            log.warning("account=%s %s", account_id, text)
+            self._publish(warning)
+            fired.append(warning)
+        return fired
