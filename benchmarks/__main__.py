@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import MODES, Options
+from .common import MODES, OPTIONAL_MODES, Options
 from .harness import machine_line
 
 README = Path(__file__).resolve().parent / "README.md"
@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--modes",
         default=",".join(MODES),
-        help="systems to measure, comma-separated (" + ", ".join(MODES) + ")",
+        help="systems to measure, comma-separated ("
+        + ", ".join(MODES + OPTIONAL_MODES)
+        + "; streamed: headless with 3 attached stream clients, latency only)",
     )
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     parser.add_argument(
@@ -95,7 +97,7 @@ def main(argv: list[str]) -> int:
         quick=args.quick,
         keep=args.keep,
         profile_dir=args.profile,
-        modes=tuple(m for m in MODES if m in modes),
+        modes=tuple(m for m in MODES + OPTIONAL_MODES if m in modes),
     )
     print(f"riskman benchmarks: {', '.join(names)}\n_{machine_line()}_\n", flush=True)
     began = time.monotonic()

@@ -12,10 +12,13 @@ from typing import Any
 from .harness import Bench, Child, write_config
 
 MODES = ("floor", "floor-httpx", "headless", "ui")
+OPTIONAL_MODES = ("streamed",)
+"""Measured when asked for (`--modes headless,streamed`): the latency benchmark only."""
 MODE_NAMES = {
     "floor": "floor (aiohttp WebSocket + aiohttp HTTP)",
     "floor-httpx": "floor, httpx (aiohttp WebSocket + httpx HTTP)",
     "headless": "riskman headless",
+    "streamed": "riskman headless + 3 attached stream clients",
     "ui": "riskman + Textual app",
 }
 

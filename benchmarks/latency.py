@@ -21,11 +21,12 @@ accounts, where the event pattern matters less than the pace.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from .common import MODE_NAMES, Options, contract_price, is_floor, start_armed
-from .harness import Bench, Child, Distribution, base_rules, mb, ms, step, table
+from .harness import Bench, BenchError, Child, Distribution, base_rules, mb, ms, step, table
 
 LIMIT = 1
 LOTS = 2
@@ -33,6 +34,35 @@ CONTRACT = "CON.F.US.MNQ.Z26"
 PACE = (0.4, 0.6)
 TARGETS = {"headless": 1.5, "ui": 2.0, "attached": 1.6}
 """riskman ÷ the aiohttp floor, at p50 and at p99, in the same run (issue 16)."""
+STREAM_CLIENTS = 3
+STREAMED_TARGET = 1.1
+"""p99 with STREAM_CLIENTS attached ÷ p99 headless alone (issue 12)."""
+
+
+def attach_stream_clients(bench: Bench, name: str, count: int) -> list[Child]:
+    """`count` processes following the engine's snapshot stream, each streaming already."""
+    config = bench.dir / name / "riskman.yaml"
+    clients = [
+        bench.spawn(
+            f"stream-{i}", ["benchmarks.streamclient", "--config", str(config)], connect=False
+        )
+        for i in range(count)
+    ]
+    deadline = time.monotonic() + 60
+    while not all("first frame" in client.log_tail() for client in clients):
+        for client in clients:
+            if client.proc.poll() is not None:
+                raise BenchError(f"{client.role} exited\n{client.log_tail()}")
+        if time.monotonic() > deadline:
+            raise BenchError("the stream clients did not get a first frame in 60 s")
+        time.sleep(0.1)
+    return clients
+
+
+def detach(bench: Bench, clients: list[Child]) -> None:
+    for client in clients:
+        client.proc.terminate()
+        bench.discard(client)
 
 
 def latency_rules() -> dict[str, Any]:
@@ -92,7 +122,13 @@ def run(opts: Options) -> str:
         for round_no in range(rounds):
             for mode in opts.modes:
                 with step(f"latency: {MODE_NAMES[mode]}, round {round_no + 1}/{rounds}"):
-                    sut, _ = start_flat(bench, sim, info, mode, f"latency-{mode}-{round_no}")
+                    name = f"latency-{mode}-{round_no}"
+                    sut, _ = start_flat(bench, sim, info, mode, name)
+                    clients = (
+                        attach_stream_clients(bench, name, STREAM_CLIENTS)
+                        if mode == "streamed"
+                        else []
+                    )
                     profile = None
                     if opts.profile_dir is not None and round_no == 0:
                         opts.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +146,7 @@ def run(opts: Options) -> str:
                     timeouts[mode] += result["timeouts"]
                     loads[mode].extend(result["load"])
                     rss[mode] = sut.rss_kb()
+                    detach(bench, clients)
                     bench.discard(sut)
         bench.discard(sim)
     return render(results, timeouts, rss, loads)
@@ -168,6 +205,15 @@ def render(
         "measurement (2 cores; above ~1 the systems compete for a core). RSS: resident memory "
         "of the system under test after the run."
     )
+    streamed, headless = summaries.get("streamed"), summaries.get("headless")
+    if streamed is not None and headless is not None:
+        ratio = streamed["p99"] / headless["p99"]
+        verdict = "met" if ratio <= STREAMED_TARGET else "NOT met"
+        notes += (
+            f" With {STREAM_CLIENTS} attached stream clients (separate processes following the "
+            f"control API's snapshot stream) p99 is {ratio:.2f}× headless alone (target "
+            f"≤ {STREAMED_TARGET:g}×: {verdict})."
+        )
     return table(
         "Latency: fill to enforcement (max-contracts breach, gateway event order)",
         [

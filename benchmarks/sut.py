@@ -418,7 +418,14 @@ async def _floor_loop(
 
 # --- main -------------------------------------------------------------------------------------
 
-MODES = {"headless": run_headless, "ui": run_ui, "floor": run_floor, "floor-httpx": run_floor}
+MODES = {
+    "headless": run_headless,
+    # The same engine; the benchmark attaches stream clients to its control socket.
+    "streamed": run_headless,
+    "ui": run_ui,
+    "floor": run_floor,
+    "floor-httpx": run_floor,
+}
 
 
 async def _main(args: argparse.Namespace) -> None:
