@@ -382,6 +382,14 @@ class WeeklyLimits(Rule):
         return self
 
 
+class NoAveragingDown(Rule):
+    """RULE-018: an addition at a worse price than the average entry is cut back."""
+
+
+class NoFlip(Rule):
+    """RULE-019: one fill that turns a long into a short (or back) is cut back to flat."""
+
+
 # TopstepX counts these micros as a tenth of a mini (RULE-015).
 DEFAULT_MICROS = ("MNQ", "MES", "M2K", "MYM", "MCLE", "MGC")
 
@@ -426,6 +434,8 @@ class Rules(Strict):
     contract_weights: ContractWeights = _off(ContractWeights)
     trailing_daily_loss: TrailingDailyLoss = _off(TrailingDailyLoss)
     weekly_limits: WeeklyLimits = _off(WeeklyLimits)
+    no_averaging_down: NoAveragingDown = _off(NoAveragingDown)
+    no_flip: NoFlip = _off(NoFlip)
 
 
 RULE_KEYS: tuple[str, ...] = tuple(Rules.model_fields)

@@ -12,6 +12,8 @@ from riskman.rules.max_contracts import MaxContracts
 from riskman.rules.max_contracts_per_instrument import MaxContractsPerInstrument
 from riskman.rules.max_loss_limit import MaxLossLimit
 from riskman.rules.max_unrealized_profit import MaxUnrealizedProfit
+from riskman.rules.no_averaging_down import NoAveragingDown
+from riskman.rules.no_flip import NoFlip
 from riskman.rules.no_stop_loss_grace import NoStopLossGrace
 from riskman.rules.session_block_outside import SessionBlockOutside
 from riskman.rules.symbol_blocks import SymbolBlocks
@@ -37,5 +39,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     MaxLossLimit,
     TrailingDailyLoss,
     WeeklyLimits,
+    NoAveragingDown,
+    NoFlip,
 )
 """RULE-015 (contract weights) is an option of RULE-001/002, not a rule of its own."""

@@ -154,3 +154,54 @@ async def test_weekly_trade_count_starts_a_cooldown_that_keeps_open_positions(
     await quiet(runtime)
     assert {c: p.size for c, p in sim_positions(sim, account).items()} == {ES: 1, MNQ: 1}
     assert held_by(runtime, account, "RULE-017") is None
+
+
+# --- RULE-018 no_averaging_down --------------------------------------------------------------
+
+
+async def test_an_addition_below_the_average_entry_is_cut_back(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"no_averaging_down": {}})
+    account = sim.account_ids[0]
+    sim.set_price(MNQ, "24500")
+    buy(sim, account, MNQ, 2)
+    await seen(runtime, account, MNQ, 2)
+    sim.set_price(MNQ, "24510")
+    buy(sim, account, MNQ, 1)  # above the average: allowed
+    await seen(runtime, account, MNQ, 3)
+    await quiet(runtime)
+    assert bodies(sim, "Position/partialCloseContract") == []
+    since = mark()
+    sim.set_price(MNQ, "24490")
+    buy(sim, account, MNQ, 2)  # below the average: averaging down
+    request = await sim.wait_for_request("Position/partialCloseContract", timeout=10, since=since)
+    assert request.body == {"accountId": account, "contractId": MNQ, "size": 2}
+    await eventually(lambda: sim_positions(sim, account)[MNQ].size == 3)
+    await logged(runtime, "RULE-018", "reduce", target=MNQ)
+    await quiet(runtime)
+    assert len(bodies(sim, "Position/partialCloseContract", since)) == 1
+    assert bodies(sim, "Position/closeContract", since) == []
+
+
+# --- RULE-019 no_flip ------------------------------------------------------------------------
+
+
+async def test_one_fill_that_flips_a_long_into_a_short_is_cut_back_to_flat(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"no_flip": {}})
+    account = sim.account_ids[0]
+    buy(sim, account, ES, 2)
+    await seen(runtime, account, ES, 2)
+    since = mark()
+    sell(sim, account, ES, 3)  # long 2 -> short 1 in one fill
+    await wait_close(sim, account, ES, since)
+    await logged(runtime, "RULE-019", "close", target=ES)
+    # Opening the other side afterwards, with a new order, is allowed.
+    sell(sim, account, ES, 1)
+    await seen(runtime, account, ES, 1)
+    await quiet(runtime)
+    assert sim_positions(sim, account)[ES].size == 1
+    assert len(bodies(sim, "Position/closeContract", since)) == 1
+    assert held_by(runtime, account, "RULE-019") is None
