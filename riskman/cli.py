@@ -137,8 +137,8 @@ async def _audit_password(settings: Settings, what: str) -> None:
     db = await Database.open(settings.database)
     try:
         await db.execute(
-            "INSERT INTO admin_audit (ts, action, target, old_value, new_value, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO admin_audit (ts, action, target, old_value, new_value, reason, uid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 to_db_time(datetime.now(UTC)),
                 "password",
@@ -146,6 +146,7 @@ async def _audit_password(settings: Settings, what: str) -> None:
                 None,
                 f"{what} (command line)",
                 "",
+                os.getuid(),
             ),
         )
     finally:

@@ -130,7 +130,12 @@ def status_json(
 ) -> dict[str, Any]:
     """`GET /v1/status`. `guarded` says per listed account whether the engine guards it;
     `unguarded` adds accounts the gateway reports that riskman does not guard."""
-    accounts = [account_json(v, guarded.get(v.account_id, True)) for v in snapshot.accounts]
+    # Not armed (logging in, hub down or reconnecting): nothing enforces from the live stream,
+    # so no account is guarded right now.
+    accounts = [
+        account_json(v, snapshot.armed and guarded.get(v.account_id, True))
+        for v in snapshot.accounts
+    ]
     listed = {v.account_id for v in snapshot.accounts}
     for account_id, name in unguarded:
         if account_id not in listed:

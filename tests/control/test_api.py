@@ -41,7 +41,8 @@ async def test_status_lists_accounts_with_integer_ids_and_pending_list(
     assert set(status["hubs"]) == {"user", "market"}
     [account] = status["accounts"]
     assert account["id"] == 1001 and isinstance(account["id"], int)
-    assert account["status"] == "LOCKED"
+    # Not armed (no hub here): nothing enforces, so the account is not guarded right now.
+    assert account["status"] == "NOT GUARDED"
     assert account["realized"] == "0" and account["total"] == "0"
     assert account["locks"][0]["rule"] == "RULE-003"
     assert account["locks"][0]["until"] == (T0 + timedelta(hours=1)).isoformat()
@@ -69,6 +70,21 @@ def _config(tmp_path: Path) -> Path:
     from tests.control.conftest import write_config
 
     return write_config(tmp_path, {})
+
+
+def test_the_socket_gets_the_configured_group(tmp_path: Path) -> None:
+    import grp
+
+    group = grp.getgrgid(os.getgid()).gr_name
+    path = tmp_path / "g.sock"
+    sock = bind_socket(path, group)
+    try:
+        assert os.stat(path).st_gid == os.getgid()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+    finally:
+        sock.close()
+    with pytest.raises(ValueError, match=r"control\.group: no group named"):
+        bind_socket(tmp_path / "h.sock", "no-such-group-riskman")
 
 
 async def test_a_socket_another_process_answers_on_is_not_taken(tmp_path: Path) -> None:
