@@ -182,14 +182,20 @@ class ScheduleBody(Body):
 # --- sessions ----------------------------------------------------------------------------------
 
 
+SESSION_MAX = 3600.0
+"""However busy, an admin session ends an hour after its login."""
+
+
 @dataclass
 class Session:
     uid: int | None
     expires: float
+    ends: float
 
 
 class Sessions:
-    """Short-lived admin tokens: each ends after `idle` seconds without a call."""
+    """Short-lived admin tokens: each ends after `idle` seconds without a call, and at the
+    latest SESSION_MAX after the login."""
 
     def __init__(self, idle: Callable[[], float], monotonic: Callable[[], float]) -> None:
         self._idle = idle
@@ -200,7 +206,8 @@ class Sessions:
         self._drop_expired()
         token = secrets.token_urlsafe(32)
         idle = self._idle()
-        self._tokens[token] = Session(uid, self._now() + idle)
+        now = self._now()
+        self._tokens[token] = Session(uid, now + idle, now + SESSION_MAX)
         return token, idle
 
     def check(self, token: str) -> Session | None:
@@ -208,10 +215,10 @@ class Sessions:
         if session is None:
             return None
         now = self._now()
-        if session.expires <= now:
+        if session.expires <= now or session.ends <= now:
             del self._tokens[token]
             return None
-        session.expires = now + self._idle()
+        session.expires = min(session.ends, now + self._idle())
         return session
 
     def revoke(self, token: str) -> None:
@@ -381,6 +388,9 @@ class ControlServer:
             ws_ping_interval=None,
         )
         config.load()
+        # uvicorn's start/stop chatter ("Waiting for connections to close") is not riskman's
+        # news; its warnings and errors still reach the log.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -226,6 +227,40 @@ async def test_an_invalid_edit_is_a_clear_4xx_and_changes_nothing(served: Served
         assert answer.status_code == 400
         answer = await raw.post("/v1/admin/lockouts/abc/clear", headers=headers, json={})
         assert answer.status_code == 404
+    assert (await client.status())["pid"] == os.getpid()
+
+
+async def test_a_session_ends_after_the_idle_time_and_at_the_latest_after_an_hour() -> None:
+    from riskman.control.server import SESSION_MAX, Sessions
+
+    now = [0.0]
+    sessions = Sessions(lambda: 300.0, lambda: now[0])
+    token, idle = sessions.issue(1000)
+    assert idle == 300.0
+    for _ in range(int(SESSION_MAX // 200) - 1):
+        now[0] += 200  # busy: every call within the idle time
+        assert sessions.check(token) is not None
+    now[0] = SESSION_MAX
+    assert sessions.check(token) is None
+    token, _ = sessions.issue(1000)
+    now[0] += 301
+    assert sessions.check(token) is None
+
+
+async def test_garbage_on_the_socket_is_refused_and_the_engine_answers_on(
+    served: ServedFactory,
+) -> None:
+    _engine, server, client = await served()
+    for junk in (b"\x00\xffnot http\r\n\r\n", b"GET /v1/status HTTP/1.1\r\nHost: \xff\r\n", b""):
+        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        writer.write(junk)
+        await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(reader.read(), 5)
+    with pytest.raises(ApiError) as missing:
+        await client.request("GET", "/v1/nothing-here")
+    assert missing.value.status == 404
     assert (await client.status())["pid"] == os.getpid()
 
 
