@@ -219,21 +219,22 @@ async def run_headless(sut: Sut) -> None:
 
 async def run_ui(sut: Sut) -> None:
     from riskman.config import load_config
+    from riskman.control.inprocess import InProcessControl, RuntimeSource
     from riskman.runtime import Runtime
     from riskman.tui.app import RiskmanApp
-    from riskman.tui.source import RuntimeSource
 
     sut.times["imported"] = time.monotonic()
     _widen_rate_limit(sut)
     settings = load_config(sut.config)
     runtime = Runtime(settings)
-    app = RiskmanApp(settings, sut.config, RuntimeSource(runtime), cursor_blink=False)
+    control = InProcessControl(RuntimeSource(runtime), sut.config)
+    app = RiskmanApp(settings, sut.config, control, cursor_blink=False)
     began = time.monotonic()
     sut.extra["redraws"] = lambda: app.redraws
 
     async def watch() -> None:
         # Polls only until the app has started its engine (before anything is measured).
-        while app.engine is None:
+        while control.engine is None:
             if app.phase == "failed":
                 sut.error = app.start_error
                 return

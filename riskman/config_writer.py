@@ -84,6 +84,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def to_text(value: Any) -> str:
+    """A value as the admin types it (the file's own YAML spelling, in flow style)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = True
+    yaml.width = 4096
+    buffer = io.StringIO()
+    yaml.dump(value, buffer)
+    return buffer.getvalue().strip().removesuffix("...").strip()
+
+
 def _get(data: Any, path: KeyPath) -> Any:
     for part in path:
         if isinstance(data, Mapping) and part in data:  # noqa: SIM114 (two types for mypy)

@@ -29,7 +29,7 @@ from riskman.runtime import Runtime
 from riskman.sim.simulator import Simulator
 
 if TYPE_CHECKING:
-    from riskman.tui.app import RiskmanApp
+    from riskman.tui.demo_panel import DemoApp
 
 
 DEMO_PASSWORD = "riskman-demo"
@@ -287,11 +287,11 @@ async def _demo(folder: Path, seed: int | None, *, keep: bool) -> int:
 @contextlib.asynccontextmanager
 async def demo_session(
     folder: Path, *, seed: int | None = None, keep: bool = False
-) -> AsyncIterator[RiskmanApp]:
+) -> AsyncIterator[DemoApp]:
     """The simulator running, the demo folder written, and the app ready to run (not started:
     its engine connects when it mounts). Everything is stopped on the way out."""
-    from riskman.tui.app import RiskmanApp
-    from riskman.tui.source import RuntimeSource
+    from riskman.control.inprocess import InProcessControl, RuntimeSource
+    from riskman.tui.demo_panel import DemoApp
 
     sim = Simulator(
         seed=seed if seed is not None else random.randrange(1, 1_000_000),
@@ -310,7 +310,8 @@ async def demo_session(
         known = await asyncio.to_thread(store.verify, DEMO_PASSWORD)
         runtime = Runtime(settings, api_key=sim.api_key, start_wait=10)
         desk = DemoDesk(sim, runtime, folder, keep=keep, password=DEMO_PASSWORD if known else None)
-        yield RiskmanApp(settings, config_path, RuntimeSource(runtime), demo=desk)
+        control = InProcessControl(RuntimeSource(runtime), config_path)
+        yield DemoApp(settings, config_path, control, desk)
     finally:
         if desk is not None:
             await desk.stop()

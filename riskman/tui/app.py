@@ -1,9 +1,10 @@
-"""The trader terminal: the Textual app with the engine running inside its event loop.
+"""The trader terminal: the Textual app, on the engine's one interface (`Control`).
 
-The app owns one engine source (a connected `Runtime`), started in a worker on mount. The engine
-tells the app that something changed through a listener that only sets a flag (it runs inside
-the engine and must cost nothing); a fixed-rate timer rebuilds the screens from
-`engine.snapshot()` when the flag is set, and at least once a second (quote ages, stale feeds
+The app owns one `Control`: the engine inside its event loop (`InProcessControl`, started in a
+worker on mount) or an engine it attached to (`AttachedControl`). The control tells the app that
+something changed through a listener that only sets a flag (in-process it runs inside the
+engine and must cost nothing); a fixed-rate timer rebuilds the screens from
+`control.snapshot()` when the flag is set, and at least once a second (quote ages, stale feeds
 and session changes move with time alone). A burst of events therefore costs one redraw, and a
 redraw updates only what is on screen (the tab in view, the cards scrolled into view), in
 place, without a layout of the screen unless something changed size.
@@ -27,23 +28,17 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import Screen
 
-from riskman.admin import AdminGuard, PasswordError, PasswordStore
-from riskman.config import Settings
-from riskman.engine.actions import EnforcementRecord
+from riskman.config import ConfigError, Settings, load_config
+from riskman.control.interface import Control, ControlError, Notice, Session
 from riskman.engine.clock import Clock, SystemClock
-from riskman.engine.engine import Engine
-from riskman.engine.lockouts import LockoutChange
-from riskman.engine.snapshot import EngineChange, EngineSnapshot, LimitWarning
-from riskman.runtime import Runtime, StartError
-from riskman.storage.db import DatabaseError
+from riskman.engine.snapshot import EngineSnapshot
 from riskman.tui.commands import BindingCommands
 from riskman.tui.modals import ConfirmQuit, PasswordModal
-from riskman.tui.source import EngineSource, RuntimeSource
 from riskman.tui.trader import LiveScreen, TraderScreen
 from styles import APP_CSS
 
 if TYPE_CHECKING:
-    from riskman.demo import DemoDesk
+    pass
 
 log = logging.getLogger("riskman.tui")
 
@@ -75,21 +70,18 @@ class RiskmanApp(App[int]):
         self,
         settings: Settings,
         config_path: Path,
-        source: EngineSource,
+        control: Control,
         *,
         clock: Clock | None = None,
-        demo: DemoDesk | None = None,
         cursor_blink: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.config_path = config_path
-        self.source = source
+        self.control = control
+        """The engine, through its one interface (in this process, or attached)."""
         self.clock: Clock = clock or SystemClock()
-        self.demo = demo
         self.cursor_blink = cursor_blink
-        self.engine: Engine | None = None
-        self.guard: AdminGuard | None = None
         self.phase = "connecting"
         """connecting, running, failed or stopping."""
         self.start_error = ""
@@ -97,15 +89,14 @@ class RiskmanApp(App[int]):
         """Where the logs go (set by `run_app`), to point at from an error."""
         self.snapshot: EngineSnapshot | None = None
         self.admin_unlocked = False
+        self.admin_session: Session | None = None
         self.last_input = self.clock.now()
         self.redraws = 0
         self._dirty = True
         self._drawn_at = float("-inf")
         self._spacing = 0.0
         """The least time between two redraws (see LOOP_SHARE)."""
-        self._news: deque[LockoutChange | EnforcementRecord | LimitWarning] = deque(
-            maxlen=NEWS_KEEP
-        )
+        self._news: deque[Notice] = deque(maxlen=NEWS_KEEP)
         self._unsubscribe: Any = None
 
     def get_default_screen(self) -> Screen[Any]:
@@ -122,17 +113,15 @@ class RiskmanApp(App[int]):
         self.phase = "connecting"
         self._show_phase()
         try:
-            engine = await self.source.start()
-        except (StartError, DatabaseError) as exc:
+            await self.control.start()
+        except ControlError as exc:
             self._failed(str(exc))
             return
         except Exception as exc:
             log.exception("riskman could not start")
             self._failed(f"{type(exc).__name__}: {exc}")
             return
-        self.engine = engine
-        self.guard = AdminGuard(PasswordStore(self.settings.password_file), engine.db, self.clock)
-        self._unsubscribe = engine.subscribe(self._on_change)
+        self._unsubscribe = self.control.subscribe(self._on_change)
         self.phase = "running"
         self.mark_dirty()
         self.redraw()
@@ -142,23 +131,18 @@ class RiskmanApp(App[int]):
         self.start_error = reason
         self._show_phase()
 
-    def _on_change(self, change: EngineChange) -> None:
+    def _on_change(self, notice: Notice | None) -> None:
         # Called synchronously inside the engine: O(1) only, never a redraw from here.
         self._dirty = True
-        if (
-            (isinstance(change, LockoutChange) and change.cleared_by is None)
-            or (isinstance(change, EnforcementRecord) and not change.ok)
-            or isinstance(change, LimitWarning)
-        ):
-            self._news.append(change)
+        if notice is not None:
+            self._news.append(notice)
 
     def mark_dirty(self) -> None:
         self._dirty = True
 
     def redraw(self) -> None:
         """Rebuild the screens from a fresh snapshot, if something changed (the timer)."""
-        engine = self.engine
-        if engine is None or self.phase not in ("running", "stopping"):
+        if self.phase not in ("running", "stopping"):
             return
         started = time.monotonic()
         since = started - self._drawn_at
@@ -167,11 +151,13 @@ class RiskmanApp(App[int]):
         self._dirty = False
         self._drawn_at = started
         try:
-            snapshot = engine.snapshot()
+            snapshot = self.control.snapshot()
         except Exception:
             # The guard keeps running without a screen update; say so rather than crash.
             log.exception("snapshot failed")
             self.notify("The screen could not be updated (see the log).", severity="error")
+            return
+        if snapshot is None:
             return
         self.snapshot = snapshot
         self.redraws += 1
@@ -187,31 +173,12 @@ class RiskmanApp(App[int]):
         """Toasts for new locks and failed actions: a few per redraw, the rest summed up (the
         dashboard and the log show them all)."""
         for _ in range(min(NEWS_PER_TICK, len(self._news))):
-            change = self._news.popleft()
-            if isinstance(change, LimitWarning):
+            notice = self._news.popleft()
+            if notice.bell:
                 self.bell()
-                self.notify(
-                    change.text,
-                    title=f"Warning · account {change.account_id} · {change.threshold}%",
-                    severity="warning",
-                    timeout=10,
-                )
-            elif isinstance(change, LockoutChange):
-                lock = change.lockout
-                kind = "COOLDOWN" if lock.kind.value == "cooldown" else "LOCKED"
-                self.notify(
-                    lock.reason,
-                    title=f"{kind} · account {lock.account_id} · {lock.rule}",
-                    severity="error",
-                    timeout=8,
-                )
-            else:
-                self.notify(
-                    f"{change.action} {change.target}: {change.result} {change.detail}".strip(),
-                    title=f"Enforcement problem · account {change.account_id} · {change.rule}",
-                    severity="error",
-                    timeout=12,
-                )
+            self.notify(
+                notice.text, title=notice.title, severity=notice.severity, timeout=notice.timeout
+            )
         if self._news:
             self.notify(
                 f"{len(self._news)} more: see the dashboard and the enforcement log.",
@@ -224,11 +191,13 @@ class RiskmanApp(App[int]):
             if isinstance(screen, TraderScreen) and screen.ready:
                 screen.show_phase()
 
-    async def apply_settings(self, settings: Settings) -> None:
-        """Use a saved configuration at once (admin)."""
-        if self.engine is not None:
-            await self.engine.apply_settings(settings)
-        self.settings = settings
+    async def settings_saved(self) -> None:
+        """The admin saved the configuration: read it again (off the event loop) for what the
+        screens show (the timezone, the idle lock)."""
+        try:
+            self.settings = await asyncio.to_thread(load_config, self.config_path)
+        except (ConfigError, OSError):
+            log.warning("the saved configuration could not be read again", exc_info=True)
         self.mark_dirty()
 
     # --- input, admin and quitting -----------------------------------------------------------
@@ -246,35 +215,44 @@ class RiskmanApp(App[int]):
             return isinstance(self.screen, TraderScreen)
         return True
 
-    def action_admin(self) -> None:
-        if self.engine is None or self.guard is None:
+    async def action_admin(self) -> None:
+        if self.phase != "running":
             self.notify("The admin screens open once riskman is running.", severity="warning")
             return
         try:
-            first_run = self.guard.store.load() is None
-        except PasswordError as exc:
-            self.notify(str(exc), title="Admin password file", severity="error", timeout=15)
+            state = await self.control.admin_state()
+        except ControlError as exc:
+            self.notify(str(exc), title="Admin password", severity="error", timeout=15)
             return
-        modal = PasswordModal(
-            self.guard, self.clock, self.settings.zone, self.engine.audit, first_run=first_run
-        )
+        modal = PasswordModal(self.control, self.clock, self.settings.zone, state)
         self.push_screen(modal, self._admin_answer)
 
-    def _admin_answer(self, ok: bool | None) -> None:
-        if ok:
-            self.unlock_admin()
+    def _admin_answer(self, session: Session | None) -> None:
+        if session is not None:
+            self.run_worker(self.unlock_admin(session), group="admin", exclusive=True)
 
-    def unlock_admin(self) -> None:
-        from riskman.tui.admin import AdminScreen
+    async def unlock_admin(self, session: Session) -> None:
+        """Open the admin screens with what they show from their first frame."""
+        from riskman.tui.admin import AdminData, AdminScreen
 
+        try:
+            rules = await self.control.get_rules(session)
+            schedule = await self.control.get_schedule(session)
+        except ControlError as exc:
+            self.notify(str(exc), title="Admin", severity="error")
+            return
+        self.admin_session = session
         self.admin_unlocked = True
         self.last_input = self.clock.now()
-        self.push_screen(AdminScreen())
+        self.push_screen(AdminScreen(AdminData(session, rules, schedule)))
 
     def lock_admin(self, why: str) -> None:
         from riskman.tui.admin import AdminScreen
 
         self.admin_unlocked = False
+        session, self.admin_session = self.admin_session, None
+        if session is not None:
+            self.run_worker(self.control.logout(session), group="logout", exit_on_error=False)
         if any(isinstance(screen, AdminScreen) for screen in self.screen_stack):
             while not isinstance(self.screen, AdminScreen):
                 self.pop_screen()
@@ -298,9 +276,11 @@ class RiskmanApp(App[int]):
     async def on_unmount(self) -> None:
         # The last thing the app does on every way out (a crash and the tests' exit included):
         # stop the engine inside this event loop, flushing its state.
-        if self.demo is not None:
-            await self.demo.stop()
-        await self.source.stop()
+        await self.before_stop()
+        await self.control.stop()
+
+    async def before_stop(self) -> None:
+        """What an app built on this one stops before the engine (nothing here)."""
 
     @work(exclusive=True, group="stop", exit_on_error=False)
     async def stop_and_exit(self) -> None:
@@ -308,12 +288,11 @@ class RiskmanApp(App[int]):
         self.phase = "stopping"
         self._show_phase()
         self.workers.cancel_group(self, "engine")
-        if self.demo is not None:
-            await self.demo.stop()
+        await self.before_stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
         try:
-            await self.source.stop()
+            await self.control.stop()
         except Exception:
             log.exception("stopping riskman failed")
         code = EXIT_START if failed else 0
@@ -342,7 +321,7 @@ async def run_app(app: RiskmanApp) -> int:
         for signum in hooked:
             loop.remove_signal_handler(signum)
         try:
-            await app.source.stop()
+            await app.control.stop()
         finally:
             logging.getLogger().removeHandler(handler)
             stream.close()
@@ -354,5 +333,9 @@ async def run_app(app: RiskmanApp) -> int:
 
 def run_terminal(settings: Settings, config_path: Path) -> int:
     """`riskman [--config PATH]`: the trader terminal with the engine inside."""
-    app = RiskmanApp(settings, config_path, RuntimeSource(Runtime(settings)))
+    from riskman.control.inprocess import InProcessControl, RuntimeSource
+    from riskman.runtime import Runtime
+
+    control = InProcessControl(RuntimeSource(Runtime(settings)), config_path)
+    app = RiskmanApp(settings, config_path, control)
     return asyncio.run(run_app(app))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import datetime, tzinfo
 from typing import ClassVar
 
@@ -14,11 +12,17 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from riskman.admin import FREE_TRIES, MIN_LENGTH, AdminGuard, PasswordError
+from riskman.control.interface import (
+    AdminState,
+    Control,
+    ControlError,
+    Invalid,
+    LoginRequest,
+    PasswordChange,
+    Session,
+)
 from riskman.engine.clock import Clock
 from widgets.formatting import clock_time, countdown
-
-Audit = Callable[..., Awaitable[None]]
 
 
 def no_blink(screen: ModalScreen[object] | object) -> None:
@@ -63,34 +67,33 @@ class ConfirmQuit(ModalScreen[bool]):
         self.dismiss(quit_now)
 
 
-class PasswordModal(ModalScreen[bool]):
-    """The admin password: verified against the salted hash, throttled by `AdminGuard`.
+class PasswordModal(ModalScreen[Session | None]):
+    """The admin password: checked by the engine (salted hash, throttled).
 
-    On the first run (no password set yet) it asks for a new one, twice. Dismisses with True
-    once the admin screens may open.
+    On the first run (no password set yet) it asks for a new one, twice. Dismisses with the
+    admin session once the admin screens may open (None: cancelled).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(
-        self, guard: AdminGuard, clock: Clock, zone: tzinfo, audit: Audit, *, first_run: bool
-    ) -> None:
+    def __init__(self, control: Control, clock: Clock, zone: tzinfo, state: AdminState) -> None:
         super().__init__()
-        self.guard = guard
+        self.control = control
         self.clock = clock
         self.zone = zone
-        self.audit = audit
-        self.first_run = first_run
+        self.state = state
+        self.first_run = not state.password_set
         self.locked_until: datetime | None = None
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
+        tries, shortest = self.state.free_tries, self.state.min_length
         with Vertical(id="dialog"):
             if self.first_run:
                 yield Label("Create the admin password", classes="title")
                 yield Static(
                     "No admin password is set yet. The admin screens change your rules and "
-                    f"clear lockouts: choose a password of at least {MIN_LENGTH} characters "
+                    f"clear lockouts: choose a password of at least {shortest} characters "
                     "that you will not type on a bad day (a coach can keep it). Only a salted "
                     "hash is stored.",
                     classes="message",
@@ -100,7 +103,7 @@ class PasswordModal(ModalScreen[bool]):
             else:
                 yield Label("Admin password", classes="title")
                 yield Static(
-                    f"The admin screens change rules and clear lockouts. After {FREE_TRIES} "
+                    f"The admin screens change rules and clear lockouts. After {tries} "
                     "wrong passwords they lock, for longer after each further mistake.",
                     classes="message",
                 )
@@ -111,10 +114,8 @@ class PasswordModal(ModalScreen[bool]):
     async def on_mount(self) -> None:
         no_blink(self)
         self._timer = self.set_interval(1.0, self._tick, pause=True)
-        if not self.first_run:
-            until = await self.guard.locked_until()
-            if until is not None:
-                self._lock(until)
+        if not self.first_run and self.state.locked_until is not None:
+            self._lock(self.state.locked_until)
 
     @property
     def feedback(self) -> str:
@@ -145,35 +146,31 @@ class PasswordModal(ModalScreen[bool]):
             second.focus()
             return
         try:
-            await asyncio.to_thread(self.guard.store.set, first.value)
-        except PasswordError as exc:
+            answer = await self.control.create_password(PasswordChange(password=first.value))
+        except ControlError as exc:
             first.value = second.value = ""
-            self._say(f"Not set: {exc}.")
+            self._say(exc.text() if isinstance(exc, Invalid) else f"Not set: {exc}.")
             first.focus()
             return
-        await self.audit("password", "admin password", old=None, new="set", reason="first run")
-        self.dismiss(True)
+        self.dismiss(answer.session)
 
     async def _check(self, password: str) -> None:
         field = self.query_one("#password", Input)
         field.value = ""
         field.disabled = True
-        attempt = await self.guard.try_password(password)
-        if attempt.ok:
-            self.dismiss(True)
+        try:
+            attempt = await self.control.login(LoginRequest(password=password))
+        except ControlError as exc:
+            self._say(str(exc))
+            field.disabled = False
+            return
+        if attempt.session is not None:
+            self.dismiss(attempt.session)
             return
         if attempt.locked_until is not None:
-            if attempt.failures >= FREE_TRIES:
-                await self.audit(
-                    "admin_locked",
-                    "admin screens",
-                    old=None,
-                    new=f"locked until {attempt.locked_until.isoformat()}",
-                    reason=f"{attempt.failures} wrong passwords in a row",
-                )
             self._lock(attempt.locked_until)
             return
-        left = FREE_TRIES - attempt.failures
+        left = self.state.free_tries - attempt.failures
         self._say(
             f"Wrong password. {left} more wrong password{'s' if left != 1 else ''} and the "
             "admin screens lock."
@@ -207,4 +204,4 @@ class PasswordModal(ModalScreen[bool]):
         )
 
     def action_cancel(self) -> None:
-        self.dismiss(False)
+        self.dismiss(None)

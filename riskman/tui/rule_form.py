@@ -9,7 +9,6 @@ field for numbers, durations and times, and a YAML flow text for lists and maps 
 
 from __future__ import annotations
 
-import io
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from riskman.config import HHMM, CooldownDuration, PositiveMoney, Seconds, TimeZoneName
-from riskman.config_writer import NULL
+from riskman.config_writer import NULL, to_text
 
 Path = tuple[str, ...]
 Kind = Literal["bool", "choice", "text", "yaml"]
@@ -129,19 +128,6 @@ def _yaml() -> YAML:
     yaml.default_flow_style = True
     yaml.width = 4096
     return yaml
-
-
-def to_text(value: Any) -> str:
-    """A value as the admin types it (the file's own YAML spelling)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    buffer = io.StringIO()
-    _yaml().dump(value, buffer)
-    return buffer.getvalue().strip().removesuffix("...").strip()
 
 
 def parse_text(text: str) -> Any:

@@ -60,14 +60,14 @@ class TraderScreen(LiveScreen):
         Binding("p", "show_tab('positions')", "Positions", tooltip="Positions and orders"),
         Binding("r", "show_tab('rules')", "Rules", tooltip="Each rule, its limit, % used"),
         Binding("l", "show_tab('log')", "Log", tooltip="Every enforcement action"),
-        Binding("b", "demo_order('buy')", "Buy 1", tooltip="Demo: buy 1 contract at the broker"),
-        Binding("s", "demo_order('sell')", "Sell 1", tooltip="Demo: sell 1 contract"),
-        Binding("i", "demo_instrument", "Instrument", tooltip="Demo: trade the next instrument"),
-        Binding("f", "demo_flatten", "Flatten", tooltip="Demo: close everything at the broker"),
-        Binding("t", "demo_script", "Scripted trader", tooltip="Demo: a trader on tilt"),
     ]
 
     def compose(self) -> ComposeResult:
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        """Everything but the footer (a screen built on this one adds its own below)."""
         yield StatusStrip("", id="status")
         yield Banner(id="banner")
         with TabbedContent(initial="dashboard", id="tabs"):
@@ -89,12 +89,6 @@ class TraderScreen(LiveScreen):
                 yield LiveTable(RULE_COLUMNS, id="rules-table")
             with TabPane("Enforcement log", id="log"):
                 yield LiveTable(LOG_COLUMNS, id="log-table", wrap=True)
-        demo = self.riskman.demo
-        if demo is not None:
-            from riskman.tui.demo_panel import DemoPanel
-
-            yield DemoPanel(demo, id="demo")
-        yield Footer()
 
     def on_mount(self) -> None:
         self._rows: dict[tuple[str, int], tuple[AccountView, Palette, list[Row]]] = {}
@@ -116,30 +110,6 @@ class TraderScreen(LiveScreen):
             self.show_snapshot(app.snapshot)
         else:
             self.show_phase()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action.startswith("demo_"):
-            return self.riskman.demo is not None
-        return True
-
-    async def action_demo_order(self, side: str) -> None:
-        from riskman.gateway.models import OrderSide
-
-        desk = self.riskman.demo
-        if desk is not None:
-            self.run_worker(desk.order(OrderSide.BID if side == "buy" else OrderSide.ASK))
-
-    def action_demo_instrument(self) -> None:
-        if self.riskman.demo is not None:
-            self.riskman.demo.next_instrument()
-
-    def action_demo_flatten(self) -> None:
-        if self.riskman.demo is not None:
-            self.run_worker(self.riskman.demo.flatten())
-
-    def action_demo_script(self) -> None:
-        if self.riskman.demo is not None:
-            self.riskman.demo.toggle_script()
 
     def action_show_tab(self, tab: str) -> None:
         # Focus moves into the new tab (arrows then scroll it). It must: a focused widget left
@@ -165,8 +135,8 @@ class TraderScreen(LiveScreen):
         elif app.phase == "stopping":
             banner.say(["Stopping riskman: flushing state…"], "warning")
         else:
-            strip.show_text(f"Connecting to {app.source.where}…")
-            banner.say([f"CONNECTING to {app.source.where}… nothing is enforced yet."], "warning")
+            strip.show_text(f"Connecting to {app.control.where}…")
+            banner.say([f"CONNECTING to {app.control.where}… nothing is enforced yet."], "warning")
 
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
         app = self.riskman

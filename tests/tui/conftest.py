@@ -14,6 +14,8 @@ from textual.pilot import Pilot
 
 from riskman.admin import PasswordStore
 from riskman.config import Settings, load_config
+from riskman.control.inprocess import InProcessControl
+from riskman.control.interface import LoginRequest
 from riskman.engine.clock import FakeClock
 from riskman.engine.engine import Engine
 from riskman.engine.ports import (
@@ -194,14 +196,8 @@ def make_app(
     settings: Settings, config_path: Path, seed: Seed | None = trading_day, **kwargs: Any
 ) -> RiskmanApp:
     clock = FakeClock(T0)
-    app = RiskmanApp(
-        settings,
-        config_path,
-        FactorySource(settings, clock, seed),
-        clock=clock,
-        cursor_blink=False,
-        **kwargs,
-    )
+    control = InProcessControl(FactorySource(settings, clock, seed), config_path, clock=clock)
+    app = RiskmanApp(settings, config_path, control, clock=clock, cursor_blink=False, **kwargs)
     app.animation_level = "none"  # tab underlines would slide: slower tests, unsteady snapshots
     return app
 
@@ -228,3 +224,27 @@ async def running(pilot: Pilot[Any]) -> RiskmanApp:
     await until(pilot, lambda: app.snapshot is not None)
     await pilot.pause()
     return app
+
+
+def engine_of(app: RiskmanApp) -> Engine:
+    """The engine inside an embedded terminal (tests look at it directly)."""
+    control = app.control
+    assert isinstance(control, InProcessControl) and control.engine is not None
+    return control.engine
+
+
+def source_of(app: RiskmanApp) -> FactorySource:
+    control = app.control
+    assert isinstance(control, InProcessControl)
+    source = control.source
+    assert isinstance(source, FactorySource)
+    return source
+
+
+async def open_admin(pilot: Pilot[Any], password: str = PASSWORD) -> None:
+    """Log in through the interface (no dialog) and open the admin screens."""
+    app = pilot.app
+    assert isinstance(app, RiskmanApp)
+    answer = await app.control.login(LoginRequest(password=password))
+    assert answer.session is not None
+    await app.unlock_admin(answer.session)

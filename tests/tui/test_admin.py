@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, OptionList, Select, Switch
 from riskman.admin import PasswordStore
 from riskman.config import Settings, load_config
 from riskman.tui.admin import AdminScreen
+from riskman.tui.admin.rules_tab import RulesTab
 from riskman.tui.app import RiskmanApp
 from riskman.tui.modals import PasswordModal
 from riskman.tui.trader import TraderScreen
@@ -23,6 +24,7 @@ from tests.tui.conftest import (
     CONFIG,
     PASSWORD,
     SIZE,
+    engine_of,
     make_app,
     running,
     text_of,
@@ -34,8 +36,7 @@ from widgets.tables import KeyedTable
 
 
 async def audit_rows(app: RiskmanApp, action: str) -> list[Any]:
-    assert app.engine is not None
-    return await app.engine.db.fetchall(
+    return await engine_of(app).db.fetchall(
         "SELECT target, old_value, new_value, reason FROM admin_audit WHERE action = ? ORDER BY id",
         (action,),
     )
@@ -137,8 +138,7 @@ async def test_edit_a_limit_saves_the_file_with_its_comments_and_the_engine_uses
         assert field.value == "300"
         field.value = "250"
         await pilot.press("ctrl+s")
-        assert app.engine is not None
-        await until(pilot, lambda: app.engine.settings.rules.daily_realized_loss.limit == 250)
+        await until(pilot, lambda: engine_of(app).settings.rules.daily_realized_loss.limit == 250)
         text = text_of(config_path)
         assert "    limit: 250   # keep this comment\n" in text
         assert text.startswith("# riskman test configuration: these comments must survive")
@@ -160,7 +160,7 @@ async def test_an_invalid_value_is_refused_with_the_reason_and_the_file_is_untou
         await running(pilot)
         screen = await unlock(pilot)
         screen.query_one("#f-max_contracts--limit", Input).value = "-2"
-        await screen.show_rule("daily_realized_loss")
+        await screen.query_one(RulesTab).show_rule("daily_realized_loss")
         screen.query_one("#f-daily_realized_loss--limit", Input).value = "lots"
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -182,7 +182,7 @@ async def test_every_rule_key_of_the_config_has_an_editor(app: RiskmanApp) -> No
         await running(pilot)
         screen = await unlock(pilot)
         for key in RULE_KEYS:
-            await screen.show_rule(key)
+            await screen.query_one(RulesTab).show_rule(key)
             for spec in rule_fields(type(getattr(Rules(), key))):
                 assert screen.query(f"#{widget_id(key, spec.path)}"), f"{key}.{spec.key}"
 
@@ -200,11 +200,10 @@ async def test_clearing_a_lockout_needs_a_reason_and_is_audited(app: RiskmanApp)
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert "reason is required" in str(screen.query_one("#locks-problems").render())
-        assert app.engine is not None
-        assert app.engine.lockouts.is_locked_out(ACC_B)
+        assert engine_of(app).lockouts.is_locked_out(ACC_B)
         screen.query_one("#clear-reason", Input).value = "coach approved: data error"
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: not app.engine.lockouts.is_locked_out(ACC_B))
+        await until(pilot, lambda: not engine_of(app).lockouts.is_locked_out(ACC_B))
         rows = await audit_rows(app, "clear_lockout")
         assert len(rows) == 1 and rows[0]["reason"] == "coach approved: data error"
         assert rows[0]["target"].startswith(f"account {ACC_B} RULE-003")
@@ -290,8 +289,7 @@ async def test_guarded_accounts_are_saved_and_applied(app: RiskmanApp, config_pa
         await until(pilot, lambda: accounts.option_count == 2)
         accounts.select(ACC_B)
         await pilot.press("ctrl+s")
-        assert app.engine is not None
-        await until(pilot, lambda: app.engine.guarded == {ACC_B})
+        await until(pilot, lambda: engine_of(app).guarded == {ACC_B})
         assert "accounts: [1002]" in text_of(config_path)
 
 
@@ -310,7 +308,7 @@ async def test_reset_time_and_a_holiday_are_saved_and_applied(
         screen.query_one("#holiday-name", Input).value = "New Year's Eve"
         await pilot.press("f8")  # with a closing time: an early close
         await pilot.press("ctrl+s")
-        engine = app.engine
+        engine = engine_of(app)
         assert engine is not None
         await until(pilot, lambda: engine.calendar.early_close(date(2026, 12, 31)) is not None)
         assert 'daily_reset: "16:00"' in text_of(config_path)
@@ -327,11 +325,12 @@ async def test_clearing_an_optional_limit_writes_null_so_the_default_does_not_co
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
         screen = await unlock(pilot)
-        await screen.show_rule("trade_frequency_limit")
+        await screen.query_one(RulesTab).show_rule("trade_frequency_limit")
         screen.query_one("#f-trade_frequency_limit--per_hour", Input).value = ""
         await pilot.press("ctrl+s")
-        assert app.engine is not None
-        await until(pilot, lambda: app.engine.settings.rules.trade_frequency_limit.per_hour is None)
+        await until(
+            pilot, lambda: engine_of(app).settings.rules.trade_frequency_limit.per_hour is None
+        )
         assert "    per_hour: null\n" in text_of(config_path)
         rows = await audit_rows(app, "config")
         assert [(r["old_value"], r["new_value"]) for r in rows] == [("10", "null")]
@@ -385,13 +384,13 @@ async def test_one_account_gets_its_own_limit_written_under_its_entry_and_enforc
         await running(pilot)
         screen = await unlock(pilot)
         await choose_scope(pilot, screen, str(ACC_B))
-        await screen.show_rule("daily_realized_loss")
+        await screen.query_one(RulesTab).show_rule("daily_realized_loss")
         field = screen.query_one("#f-daily_realized_loss--limit", Input)
         assert field.value == "300"  # what account B runs now: the global limit
         assert "account 1002" in str(screen.query_one("#form-daily_realized_loss").title)
         field.value = "200"
         await pilot.press("ctrl+s")
-        engine = app.engine
+        engine = engine_of(app)
         assert engine is not None
         await until(
             pilot, lambda: engine.settings.rules_for(ACC_B).daily_realized_loss.limit == 200
@@ -410,7 +409,7 @@ async def test_one_account_gets_its_own_limit_written_under_its_entry_and_enforc
         assert "own daily_realized_loss" in hint
         # The global scope still shows (and edits) the global value.
         await choose_scope(pilot, screen, "global")
-        await screen.show_rule("daily_realized_loss")
+        await screen.query_one(RulesTab).show_rule("daily_realized_loss")
         assert screen.query_one("#f-daily_realized_loss--limit", Input).value == "300"
         # The trader's rules table reads B against its own limit.
         await trader_rule_limit_reads(pilot, f"{ACC_B}|RULE-003", "-$200.00")
@@ -428,7 +427,7 @@ async def test_an_account_goes_back_to_the_global_rules(
         assert drop.disabled  # nothing of its own yet
         screen.query_one("#f-max_contracts--limit", Input).value = "2"
         await pilot.press("ctrl+s")
-        engine = app.engine
+        engine = engine_of(app)
         assert engine is not None
         await until(pilot, lambda: engine.settings.rules_for(ACC_A).max_contracts.limit == 2)
         assert not drop.disabled

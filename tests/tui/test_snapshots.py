@@ -17,9 +17,18 @@ from textual.pilot import Pilot
 from riskman.config import load_config
 from riskman.engine.engine import Engine
 from riskman.tui.admin import AdminScreen
+from riskman.tui.admin.rules_tab import RulesTab
 from riskman.tui.app import RiskmanApp
 from riskman.tui.modals import PasswordModal
-from tests.tui.conftest import SIZE, FactorySource, make_app, running, until, write_config
+from tests.tui.conftest import (
+    SIZE,
+    FactorySource,
+    make_app,
+    open_admin,
+    running,
+    until,
+    write_config,
+)
 
 Compare = Callable[..., bool]
 
@@ -44,7 +53,7 @@ async def _running(pilot: Pilot[Any]) -> None:
 
 async def _admin(pilot: Pilot[Any]) -> None:
     app = await running(pilot)
-    app.unlock_admin()
+    await open_admin(pilot)
     await until(pilot, lambda: isinstance(app.screen, AdminScreen) and app.screen.ready)
     await until(pilot, lambda: app.redraws > 1)
     await pilot.pause()
@@ -84,7 +93,7 @@ def test_admin_rules(snap_compare: Compare, snap_app: RiskmanApp) -> None:
         await _admin(pilot)
         screen = pilot.app.screen
         assert isinstance(screen, AdminScreen)
-        await screen.show_rule("trade_frequency_limit")
+        await screen.query_one(RulesTab).show_rule("trade_frequency_limit")
         await pilot.pause()
 
     assert snap_compare(snap_app, terminal_size=SIZE, run_before=before)
@@ -107,5 +116,5 @@ class SlowSource(FactorySource):
 
 
 def test_connecting(snap_compare: Compare, snap_app: RiskmanApp) -> None:
-    snap_app.source = SlowSource(snap_app.settings, snap_app.clock)  # type: ignore[arg-type]
+    snap_app.control.source = SlowSource(snap_app.settings, snap_app.clock)  # type: ignore[attr-defined]
     assert snap_compare(snap_app, terminal_size=SIZE)

@@ -14,7 +14,17 @@ from riskman.runtime import StartError
 from riskman.tui.app import EXIT_START, RiskmanApp
 from riskman.tui.modals import ConfirmQuit
 from tests.fakes import MNQ, quote
-from tests.tui.conftest import ACC_A, ACC_B, SIZE, FactorySource, make_app, running, until
+from tests.tui.conftest import (
+    ACC_A,
+    ACC_B,
+    SIZE,
+    FactorySource,
+    engine_of,
+    make_app,
+    running,
+    source_of,
+    until,
+)
 from widgets.account_card import AccountCard
 from widgets.health import Banner
 from widgets.live_table import LiveTable
@@ -106,7 +116,7 @@ async def test_rules_table_lists_every_rule_with_limit_value_and_percent_used(
         await running(pilot)
         await pilot.press("r")
         table = app.screen.query_one("#rules-table", LiveTable)
-        engine = app.engine
+        engine = engine_of(app)
         assert engine is not None
         assert len(table.keys) == 2 * len(engine.rules)
         loss = [str(c) for c in table.cells(f"{ACC_B}|RULE-003")]
@@ -133,7 +143,7 @@ async def test_a_burst_of_quotes_costs_a_few_redraws_and_the_screen_shows_the_la
 ) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
-        engine = app.engine
+        engine = engine_of(app)
         assert engine is not None
         before = app.redraws
         for tick in range(2000):
@@ -150,7 +160,7 @@ async def test_live_tables_update_cells_in_place_and_keep_the_cursor(app: Riskma
         await pilot.press("r")
         table = app.screen.query_one("#rules-table", LiveTable)
         table.move_cursor(row=3)
-        engine = app.engine
+        engine = engine_of(app)
         assert engine is not None
         keys = table.keys
         untouched = table.cells(f"{ACC_B}|RULE-001")  # B holds no MNQ: its rows stay
@@ -167,7 +177,7 @@ async def test_live_tables_update_cells_in_place_and_keep_the_cursor(app: Riskma
 async def test_a_stale_feed_is_shown_loudly(app: RiskmanApp) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
-        engine = app.engine
+        engine = engine_of(app)
         assert engine is not None
         banner = app.screen.query_one(Banner)
         assert not banner.has_class("-shown")
@@ -190,8 +200,7 @@ async def test_quitting_asks_first_and_no_keeps_riskman_running(app: RiskmanApp)
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running)
         assert app.return_code == 0
-        source = app.source
-        assert isinstance(source, FactorySource) and source.stopped
+        assert source_of(app).stopped
 
 
 class FailingSource(FactorySource):
@@ -203,7 +212,7 @@ async def test_a_start_error_is_shown_with_its_reason_and_quit_exits_non_zero(
     settings, config_path
 ) -> None:
     app = make_app(settings, config_path)
-    app.source = FailingSource(settings, app.clock)  # type: ignore[arg-type]
+    app.control.source = FailingSource(settings, app.clock)  # type: ignore[attr-defined]
     async with app.run_test(size=SIZE) as pilot:
         banner = app.screen.query_one(Banner)
         await until(pilot, lambda: "CANNOT CONNECT" in banner.text)

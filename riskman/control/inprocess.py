@@ -1,0 +1,653 @@
+"""The interface implemented on an engine in this process (embedded terminal, demo, and the
+headless engine behind its control server).
+
+Everything the screens used to do themselves happens here, on the engine's side: the admin
+password and its throttle (`AdminGuard`), writing the configuration file (`config_writer`,
+in a thread: file reads and writes never run on the event loop the engine shares), applying it
+to the engine, and the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import types
+import typing
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from riskman.admin import FREE_TRIES, MIN_LENGTH, AdminGuard, PasswordError, PasswordStore
+from riskman.calendar import HolidayCalendar
+from riskman.config import ConfigError, Rules, Settings, read_yaml
+from riskman.config_writer import NULL, KeyPath, to_text, update_config, update_holidays
+from riskman.control.interface import (
+    AccountChoice,
+    AccountRules,
+    AccountsPut,
+    AccountsState,
+    AdminState,
+    AuditEntry,
+    CannotStart,
+    Cleared,
+    ClearLocks,
+    ConfigChange,
+    Control,
+    ControlError,
+    EngineInfo,
+    Holiday,
+    Invalid,
+    Listener,
+    LockEntry,
+    LogEntry,
+    LoginAnswer,
+    LoginRequest,
+    Notice,
+    PasswordChange,
+    RuleName,
+    RulesPut,
+    RulesState,
+    SaveResult,
+    SchedulePut,
+    ScheduleState,
+    Session,
+    Unauthorized,
+    Unavailable,
+)
+from riskman.engine.actions import EnforcementRecord
+from riskman.engine.clock import Clock, SystemClock
+from riskman.engine.engine import Engine
+from riskman.engine.lockouts import LockoutChange
+from riskman.engine.snapshot import EngineChange, EngineSnapshot, LimitWarning
+from riskman.runtime import Runtime, StartError
+from riskman.storage.db import DatabaseError, from_db_time
+
+CONTRACT_WEIGHTS = RuleName(
+    key="contract_weights", id="RULE-015", title="Contract weights (option of 001/002)"
+)
+
+
+class EngineSource(Protocol):
+    """Where the in-process engine comes from: a connected `Runtime` in production and in the
+    demo; tests give an engine built on the FakeGateway through the same small interface."""
+
+    @property
+    def where(self) -> str:
+        """What is being connected to, for the "connecting…" line."""
+        ...
+
+    async def start(self) -> Engine:
+        """Connect and return the running engine; raise StartError with one clear line."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop everything and flush state; safe to call more than once."""
+        ...
+
+
+class RuntimeSource:
+    """The real thing: log in, open the engine, connect the hubs."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @property
+    def where(self) -> str:
+        return f"the gateway at {self.runtime.settings.gateway.api_url}"
+
+    async def start(self) -> Engine:
+        return await self.runtime.start()
+
+    async def stop(self) -> None:
+        await self.runtime.stop()
+
+
+class RunningEngine:
+    """An engine someone else started and stops (the headless daemon's)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def where(self) -> str:
+        return "the running engine"
+
+    async def start(self) -> Engine:
+        return self.engine
+
+    async def stop(self) -> None:
+        return None
+
+
+class InProcessControl(Control):
+    mode = "embedded"
+
+    def __init__(
+        self,
+        source: EngineSource,
+        config_path: Path,
+        *,
+        clock: Clock | None = None,
+        password_file: Path | None = None,
+    ) -> None:
+        self.source = source
+        self.config_path = config_path
+        self.clock: Clock = clock or SystemClock()
+        self._password_file = password_file
+        self.engine: Engine | None = None
+        self.guard: AdminGuard | None = None
+        self._info: EngineInfo | None = None
+        self._listeners: list[Listener] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self._sessions: dict[str, datetime] = {}
+        """Token -> when it was last used."""
+
+    @classmethod
+    def of_engine(cls, engine: Engine, config_path: Path) -> InProcessControl:
+        """The interface on an engine that is already running (started and stopped by its
+        owner): call `start()` to take it up."""
+        return cls(RunningEngine(engine), config_path, clock=engine.clock)
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return self.source.where
+
+    @property
+    def info(self) -> EngineInfo | None:
+        return self._info
+
+    async def start(self) -> None:
+        try:
+            engine = await self.source.start()
+        except (StartError, DatabaseError) as exc:
+            raise CannotStart(str(exc)) from exc
+        self.engine = engine
+        store = PasswordStore(self._password_file or engine.settings.password_file)
+        self.guard = AdminGuard(store, engine.db, self.clock)
+        self._unsubscribe = engine.subscribe(self._on_change)
+        self._info = EngineInfo(
+            pid=os.getpid(), started=self.clock.now(), config=str(self.config_path)
+        )
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._sessions.clear()
+        await self.source.stop()
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise Unavailable("riskman is not running yet")
+        return self.engine
+
+    # --- views ----------------------------------------------------------------------------
+
+    def snapshot(self) -> EngineSnapshot | None:
+        return None if self.engine is None else self.engine.snapshot()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _on_change(self, change: EngineChange) -> None:
+        # Called synchronously inside the engine: O(1) only.
+        notice = notice_of(change)
+        for listener in list(self._listeners):
+            listener(notice)
+
+    async def log_since(self, since: int = 0, limit: int = 500) -> list[LogEntry]:
+        engine = self._engine()
+        await engine.writer.idle()
+        rows = await engine.db.fetchall(
+            "SELECT id, ts, account_id, rule, action, target, reason, result, detail, latency_ms"
+            " FROM enforcement_log WHERE id > ? ORDER BY id LIMIT ?",
+            (since, max(1, min(limit, 5000))),
+        )
+        return [
+            LogEntry(
+                id=row["id"],
+                at=from_db_time(row["ts"]) or self.clock.now(),
+                account_id=row["account_id"],
+                rule=row["rule"],
+                action=row["action"],
+                target=row["target"],
+                reason=row["reason"],
+                result=row["result"],
+                detail=row["detail"] or "",
+                latency_ms=row["latency_ms"],
+            )
+            for row in rows
+        ]
+
+    # --- the admin session ----------------------------------------------------------------
+
+    def _guard(self) -> AdminGuard:
+        self._engine()
+        assert self.guard is not None
+        return self.guard
+
+    def _idle_lock(self) -> float:
+        return float(self._engine().settings.admin.idle_lock)
+
+    def _check(self, session: Session) -> Engine:
+        engine = self._engine()
+        now = self.clock.now()
+        used = self._sessions.get(session.token)
+        if used is None or now - used > timedelta(seconds=self._idle_lock()):
+            self._sessions.pop(session.token, None)
+            raise Unauthorized("no admin session: log in with the admin password")
+        self._sessions[session.token] = now
+        return engine
+
+    def _open_session(self) -> Session:
+        token = secrets.token_urlsafe(24)
+        now = self.clock.now()
+        self._sessions[token] = now
+        return Session(token=token, expires=now + timedelta(seconds=self._idle_lock()))
+
+    async def admin_state(self) -> AdminState:
+        guard = self._guard()
+        try:
+            stored = await asyncio.to_thread(guard.store.load)
+        except PasswordError as exc:
+            raise ControlError(str(exc)) from None
+        return AdminState(
+            password_set=stored is not None,
+            locked_until=await guard.locked_until(),
+            idle_lock=self._idle_lock(),
+            free_tries=FREE_TRIES,
+            min_length=MIN_LENGTH,
+        )
+
+    async def login(self, request: LoginRequest) -> LoginAnswer:
+        guard = self._guard()
+        try:
+            attempt = await guard.try_password(request.password)
+        except PasswordError as exc:
+            raise ControlError(str(exc)) from None
+        if attempt.ok:
+            return LoginAnswer(session=self._open_session())
+        if attempt.locked_until is not None and attempt.failures >= FREE_TRIES:
+            await self._engine().audit(
+                "admin_locked",
+                "admin screens",
+                old=None,
+                new=f"locked until {attempt.locked_until.isoformat()}",
+                reason=f"{attempt.failures} wrong passwords in a row",
+            )
+        return LoginAnswer(failures=attempt.failures, locked_until=attempt.locked_until)
+
+    async def create_password(self, request: PasswordChange) -> LoginAnswer:
+        guard = self._guard()
+        if await asyncio.to_thread(guard.store.exists):
+            raise Unauthorized("an admin password is already set: log in with it")
+        try:
+            await asyncio.to_thread(guard.store.set, request.password)
+        except PasswordError as exc:
+            raise Invalid([], f"Not set: {exc}.") from None
+        await self._engine().audit(
+            "password", "admin password", old=None, new="set", reason="first run"
+        )
+        return LoginAnswer(session=self._open_session())
+
+    async def logout(self, session: Session) -> None:
+        self._sessions.pop(session.token, None)
+
+    async def change_password(self, session: Session, request: PasswordChange) -> None:
+        engine = self._check(session)
+        try:
+            await asyncio.to_thread(self._guard().store.set, request.password)
+        except PasswordError as exc:
+            raise Invalid([], f"Not changed: {exc}.") from None
+        await engine.audit("password", "admin password", old=None, new="changed")
+
+    # --- rules ----------------------------------------------------------------------------
+
+    async def get_rules(self, session: Session) -> RulesState:
+        engine = self._check(session)
+        entries = await asyncio.to_thread(file_accounts, self.config_path)
+        return rules_state(engine, entries)
+
+    async def put_rules(self, session: Session, request: RulesPut) -> SaveResult:
+        engine = self._check(session)
+        prefix: KeyPath = ("rules",)
+        if request.account is not None:
+            entries = await asyncio.to_thread(file_accounts, self.config_path)
+            found = entries.get(request.account)
+            if found is None:
+                raise Invalid(
+                    [],
+                    f"Not saved: account {request.account} is no longer listed in "
+                    f"{self.config_path}.",
+                )
+            prefix = ("accounts", found[0], "rules")
+            if request.drop_own:
+                return await self._write(engine, {prefix: None})
+        elif request.drop_own:
+            raise Invalid([], "Not saved: drop_own needs an account.")
+        return await self._write(engine, rule_changes(prefix, request.rules))
+
+    # --- accounts -------------------------------------------------------------------------
+
+    async def get_accounts(self, session: Session) -> AccountsState:
+        engine = self._check(session)
+        configured = set(engine.settings.account_ids)
+        names: dict[int, str] = {}
+        problem = ""
+        try:
+            for account in await engine.gateway.search_accounts(only_active=False):
+                names[account.id] = account.name
+        except Exception as exc:  # the gateway may be down: the configured ids still show
+            problem = f"Could not list the profile's accounts from the gateway: {exc}"
+        snapshot = engine.snapshot()
+        for view in snapshot.accounts:
+            names.setdefault(view.account_id, view.name)
+        for account_id in configured:
+            names.setdefault(account_id, "(not listed by the gateway)")
+        return AccountsState(
+            guard_all=not configured,
+            accounts=[
+                AccountChoice(id=account_id, name=name, guarded=account_id in configured)
+                for account_id, name in sorted(names.items())
+            ],
+            problem=problem,
+        )
+
+    async def put_accounts(self, session: Session, request: AccountsPut) -> SaveResult:
+        engine = self._check(session)
+        if request.guard_all:
+            wanted: list[Any] = []
+        else:
+            if not request.ids:
+                raise Invalid(
+                    [],
+                    "Select at least one account, or switch on “Guard every active account”.",
+                )
+            # Keep each kept account's own entry (it may carry per-account rules).
+            entries = await asyncio.to_thread(file_accounts, self.config_path)
+            wanted = [entries.get(account_id, (0, account_id))[1] for account_id in request.ids]
+        return await self._write(engine, {("accounts",): wanted})
+
+    # --- schedule -------------------------------------------------------------------------
+
+    async def get_schedule(self, session: Session) -> ScheduleState:
+        engine = self._check(session)
+        settings = engine.settings
+        calendar = await asyncio.to_thread(HolidayCalendar.load, settings.holidays_file)
+        return ScheduleState(
+            daily_reset=settings.daily_reset.strftime("%H:%M"),
+            timezone=settings.timezone,
+            holidays_file=settings.holidays_file.name,
+            holidays=[holiday_of(h.day, h.name, h.early_close) for h in calendar],
+        )
+
+    async def put_schedule(self, session: Session, request: SchedulePut) -> SaveResult:
+        engine = self._check(session)
+        settings = engine.settings
+        changes: dict[KeyPath, Any] = {}
+        if request.daily_reset is not None and request.daily_reset != (
+            settings.daily_reset.strftime("%H:%M")
+        ):
+            changes[("daily_reset",)] = request.daily_reset
+        if request.timezone is not None and request.timezone != settings.timezone:
+            changes[("timezone",)] = request.timezone
+        result = SaveResult()
+        if changes:
+            result = await self._write(engine, changes)
+        if request.holidays is None:
+            return result
+        wanted = {holiday_key(h) for h in request.holidays}
+        path = engine.settings.holidays_file
+        before = await asyncio.to_thread(HolidayCalendar.load, path)
+        old = {holiday_key(holiday_of(h.day, h.name, h.early_close)) for h in before}
+        if old == wanted:
+            return result
+        closed = [{"date": d, "name": n} for d, n, t in sorted(wanted) if t is None]
+        early = [
+            {"date": d, "time": time.fromisoformat(t), "name": n}
+            for d, n, t in sorted(wanted)
+            if t is not None
+        ]
+        try:
+            await asyncio.to_thread(update_holidays, path, closed, early)
+        except ConfigError as exc:
+            raise Invalid(exc.problems, "Holidays not saved (file unchanged)") from None
+        except OSError as exc:
+            raise Invalid([], f"Holidays not saved: cannot write {path}: {exc.strerror}") from None
+        engine.reload_calendar()
+        added = [holiday_text(h) for h in sorted(wanted - old)]
+        removed = [holiday_text(h) for h in sorted(old - wanted)]
+        await engine.audit(
+            "holidays",
+            str(path.name),
+            old="; ".join(removed) or "-",
+            new="; ".join(added) or "-",
+        )
+        return result.model_copy(update={"holidays_added": added, "holidays_removed": removed})
+
+    # --- lockouts -------------------------------------------------------------------------
+
+    async def lockouts(self, session: Session) -> list[LockEntry]:
+        engine = self._check(session)
+        return lock_entries(engine.snapshot(), self.clock.now())
+
+    async def clear_lockouts(self, session: Session, request: ClearLocks) -> Cleared:
+        engine = self._check(session)
+        try:
+            cleared = await engine.clear_lockout(
+                request.account, request.reason, lock_id=request.lock
+            )
+        except ValueError as exc:
+            raise Invalid([], f"Not cleared: {exc}.") from None
+        return Cleared(cleared=cleared)
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def audit(self, session: Session, limit: int = 200) -> list[AuditEntry]:
+        engine = self._check(session)
+        rows = await engine.db.fetchall(
+            "SELECT id, ts, action, target, old_value, new_value, reason FROM admin_audit "
+            "ORDER BY id DESC LIMIT ?",
+            (max(1, min(limit, 5000)),),
+        )
+        return [
+            AuditEntry(
+                id=row["id"],
+                at=from_db_time(row["ts"]),
+                action=row["action"],
+                target=row["target"],
+                old=row["old_value"] or "",
+                new=row["new_value"] or "",
+                reason=row["reason"] or "",
+            )
+            for row in rows
+        ]
+
+    # --- writing the file -----------------------------------------------------------------
+
+    async def _write(self, engine: Engine, changes: Mapping[KeyPath, Any]) -> SaveResult:
+        """Write, apply and audit `changes`; Invalid with the loader's problems when it
+        refuses them (the file untouched)."""
+        try:
+            settings, applied = await asyncio.to_thread(update_config, self.config_path, changes)
+        except ConfigError as exc:
+            raise Invalid(exc.problems) from None
+        except OSError as exc:
+            raise Invalid(
+                [], f"Not saved: cannot write {self.config_path}: {exc.strerror}"
+            ) from None
+        await engine.apply_settings(settings)
+        result = []
+        for change in applied:
+            old, new = audit_text(change.old), audit_text(change.new)
+            await engine.audit("config", change.key, old=old, new=new)
+            result.append(ConfigChange(key=change.key, old=old, new=new))
+        return SaveResult(changes=result)
+
+
+# --- helpers (engine side) --------------------------------------------------------------------
+
+
+def notice_of(change: EngineChange) -> Notice | None:
+    """A new lock, a failed action or a limit warning as a toast; None for the rest."""
+    if isinstance(change, LimitWarning):
+        return Notice(
+            f"Warning · account {change.account_id} · {change.threshold}%",
+            change.text,
+            10.0,
+            "warning",
+            bell=True,
+        )
+    if isinstance(change, LockoutChange) and change.cleared_by is None:
+        lock = change.lockout
+        kind = "COOLDOWN" if lock.kind.value == "cooldown" else "LOCKED"
+        return Notice(f"{kind} · account {lock.account_id} · {lock.rule}", lock.reason, 8.0)
+    if isinstance(change, EnforcementRecord) and not change.ok:
+        return Notice(
+            f"Enforcement problem · account {change.account_id} · {change.rule}",
+            f"{change.action} {change.target}: {change.result} {change.detail}".strip(),
+            12.0,
+        )
+    return None
+
+
+def rules_state(engine: Engine, entries: Mapping[int, tuple[int, Any]]) -> RulesState:
+    settings = engine.settings
+    names = [CONTRACT_WEIGHTS] + [
+        RuleName(key=rule.key, id=rule.id, title=rule.title) for rule in engine.rules
+    ]
+    accounts = []
+    for entry in settings.accounts:
+        raw = entries.get(entry.id)
+        own = raw[1].get("rules") if raw and isinstance(raw[1], Mapping) else None
+        accounts.append(
+            AccountRules(
+                id=entry.id,
+                own=plain(own) if isinstance(own, Mapping) else ({} if entry.rules else None),
+                effective=settings.rules_for(entry.id).model_dump(mode="json"),
+            )
+        )
+    return RulesState(rules=settings.rules.model_dump(mode="json"), accounts=accounts, names=names)
+
+
+def rule_changes(prefix: KeyPath, rules: Mapping[str, Any]) -> dict[KeyPath, Any]:
+    """A partial rules object as key path -> value, down to the rules' own fields (a field
+    that holds a mapping, like `limits: {ES: 2}`, is replaced whole). A null clears the key:
+    removed when its default is None, else written as an explicit null ("no limit")."""
+    changes: dict[KeyPath, Any] = {}
+
+    def walk(model: type[BaseModel] | None, data: Mapping[str, Any], path: KeyPath) -> None:
+        for key, value in data.items():
+            field = model.model_fields.get(key) if model is not None else None
+            sub = _bare(field.annotation) if field is not None else None
+            if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(value, Mapping):
+                walk(sub, value, (*path, key))
+            elif value is None:
+                default = None if field is None else field.get_default(call_default_factory=True)
+                changes[(*prefix, *path, key)] = None if default is None else NULL
+            else:
+                changes[(*prefix, *path, key)] = value
+
+    walk(Rules, rules, ())
+    return changes
+
+
+def _bare(annotation: Any) -> Any:
+    """The type inside `Annotated[...]` and `X | None`."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def lock_entries(snapshot: EngineSnapshot, now: datetime) -> list[LockEntry]:
+    return [
+        LockEntry(
+            account_id=view.account_id,
+            account=view.name,
+            id=lock.id,
+            rule=lock.rule,
+            kind=lock.kind,
+            reason=lock.reason,
+            until=lock.until,
+            unlock=lock.unlock,
+        )
+        for view in snapshot.accounts
+        for lock in view.locks
+        if lock.until is None or lock.until > now
+    ]
+
+
+def holiday_of(day: date, name: str, close: time | None) -> Holiday:
+    return Holiday(day=day, name=name, close=None if close is None else close.strftime("%H:%M"))
+
+
+def holiday_key(holiday: Holiday) -> tuple[date, str, str | None]:
+    return (holiday.day, holiday.name, holiday.close)
+
+
+def holiday_text(holiday: tuple[date, str, str | None]) -> str:
+    day, name, close = holiday
+    return f"{day} {name}" + (f" (closes {close})" if close else " (closed)")
+
+
+def file_accounts(path: Path) -> dict[int, tuple[int, Any]]:
+    """The file's `accounts:` as written: id -> (index in the list, raw entry), a bare id or
+    a mapping with its own `rules`. Empty when the file no longer reads (a save says why).
+    Reads the file: call it in a thread."""
+    try:
+        raw = read_yaml(path).get("accounts") or []
+    except Exception:
+        return {}
+    entries: dict[int, tuple[int, Any]] = {}
+    for index, entry in enumerate(raw):
+        entry_id: Any = entry.get("id") if isinstance(entry, Mapping) else entry
+        try:
+            entries[int(entry_id)] = (index, entry)
+        except (TypeError, ValueError):
+            continue
+    return entries
+
+
+def plain(value: Any) -> Any:
+    """A value read from the YAML file as plain data (ruamel's types -> dict, list, scalars)."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float | Decimal):
+        return float(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    return str(value)
+
+
+def audit_text(value: Any) -> str:
+    return "(not set)" if value is None else to_text(plain(value))
+
+
+__all__ = ["EngineSource", "InProcessControl", "RunningEngine", "RuntimeSource", "Settings"]

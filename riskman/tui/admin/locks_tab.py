@@ -1,0 +1,103 @@
+"""Admin · Lockouts: the active locks and cooldowns, cleared by hand with a reason."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Input, Static
+
+from riskman.control.interface import ClearLocks, ControlError
+from riskman.engine.snapshot import EngineSnapshot
+from riskman.tui.admin.base import AdminTab
+from widgets.countdowns import lock_label
+from widgets.formatting import clock_time, countdown
+from widgets.tables import KeyedTable
+
+LOCK_COLUMNS = (
+    ("account", "Account"),
+    ("kind", "Lock"),
+    ("rule", "Rule"),
+    ("reason", "Reason"),
+    ("ends", "Ends"),
+)
+
+
+class LocksTab(AdminTab):
+    def __init__(self) -> None:
+        super().__init__("Lockouts", id="admin-locks")
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="admin-pane", can_focus=False):
+            yield Static(
+                "Active lockouts and cooldowns. Clearing one lets the trader trade again at "
+                "once: a reason is required and is kept in the audit log.",
+                classes="hint",
+            )
+            yield KeyedTable(LOCK_COLUMNS, id="admin-locks-table")
+            yield Input(placeholder="Reason (required)", id="clear-reason")
+            yield Static("", id="locks-problems", classes="problems")
+            with Horizontal(classes="buttons"):
+                yield Button("Clear selected lock (ctrl+s)", id="clear-one", variant="warning")
+                yield Button(
+                    "Clear every lock of that account (f8)", id="clear-all", variant="error"
+                )
+
+    def show_snapshot(self, snapshot: EngineSnapshot) -> None:
+        app = self.riskman
+        zone = app.settings.zone
+        now = app.clock.now()
+        rows = []
+        for view in snapshot.accounts:
+            for lock in view.locks:
+                if lock.until is not None and lock.until <= now:
+                    continue
+                ends = (
+                    f"{clock_time(lock.until, zone, seconds=True)} "
+                    f"(in {countdown((lock.until - now).total_seconds())})"
+                    if lock.until is not None
+                    else lock.unlock
+                )
+                rows.append(
+                    (
+                        f"{view.account_id}|{lock.id}",
+                        (view.name, lock_label(lock), lock.rule, lock.reason, ends),
+                    )
+                )
+        self.query_one("#admin-locks-table", KeyedTable).sync(rows)
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id in ("clear-one", "clear-all"):
+            event.stop()
+            await self.clear(every=event.button.id == "clear-all")
+
+    async def save(self) -> None:
+        await self.clear(every=False)
+
+    async def clear(self, *, every: bool) -> None:
+        problems = self.query_one("#locks-problems", Static)
+        table = self.query_one("#admin-locks-table", KeyedTable)
+        if table.row_count == 0:
+            problems.update("There is no lock to clear.")
+            return
+        reason_field = self.query_one("#clear-reason", Input)
+        reason = reason_field.value.strip()
+        if not reason:
+            problems.update("A reason is required to clear a lock (it goes to the audit log).")
+            reason_field.focus()
+            return
+        key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        account, lock_id = (int(part) for part in key.split("|"))
+        request = ClearLocks(account=account, lock=None if every else lock_id, reason=reason)
+        try:
+            cleared = await self.control.clear_lockouts(self.session, request)
+        except ControlError as exc:
+            self.admin.refused(exc, problems)
+            return
+        reason_field.value = ""
+        problems.update("")
+        self.riskman.mark_dirty()
+        self.notify(
+            f"{len(cleared.cleared)} lock(s) of account {account} cleared: {reason}",
+            title="Cleared",
+        )
+        await self.admin.load_audit()
