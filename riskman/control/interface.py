@@ -12,7 +12,7 @@ commands take the `Session` that `login` handed out; without a valid one they ra
 `Throttled`, `Unavailable`); a wrong password is an answer (`LoginAnswer` without a session).
 
 The live views (`EngineSnapshot` and what it holds) are the engine's immutable dataclasses;
-`to_json` and `from_json` turn them into JSON and back, for the stream.
+`riskman.control.wire` turns them into JSON and back, for the stream.
 
 Adding a command: a method on `Control` (raising `Unavailable` by default, so an older
 implementation refuses it in one clear line), its request/answer models here, the in-process
@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
-import types
-import typing
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -511,97 +508,3 @@ def _status_word(status: str) -> Literal["OK", "COOLDOWN", "LOCKED"]:
     if status == "COOLDOWN":
         return "COOLDOWN"
     return "OK"
-
-
-def to_json(value: Any) -> Any:
-    """A view (dataclasses, pydantic models, Decimal, datetime, enums, tuples) as JSON data."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", by_alias=True)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            field.name: to_json(getattr(value, field.name)) for field in dataclasses.fields(value)
-        }
-    if isinstance(value, list | tuple):
-        return [to_json(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): to_json(item) for key, item in value.items()}
-    raise TypeError(f"cannot send a {type(value).__name__} as JSON")
-
-
-_hints: dict[type, dict[str, Any]] = {}
-
-
-def from_json(kind: Any, data: Any) -> Any:
-    """The inverse of `to_json` for the type `kind` (an annotation: a dataclass, a model,
-    `tuple[X, ...]`, `X | None`, scalars)."""
-    origin = typing.get_origin(kind)
-    if origin is typing.Union or origin is types.UnionType:
-        members = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        if data is None:
-            return None
-        errors = []
-        for member in members:
-            try:
-                return from_json(member, data)
-            except (TypeError, ValueError, KeyError) as exc:
-                errors.append(exc)
-        raise ValueError(f"no member of {kind} reads {data!r}: {errors}")
-    if origin is typing.Literal:
-        return data
-    if origin is tuple:
-        args = typing.get_args(kind)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_json(args[0], item) for item in data)
-        return tuple(from_json(arg, item) for arg, item in zip(args, data, strict=True))
-    if origin is list:
-        (arg,) = typing.get_args(kind)
-        return [from_json(arg, item) for item in data]
-    if origin is dict:
-        _, arg = typing.get_args(kind)
-        return {key: from_json(arg, item) for key, item in data.items()}
-    if kind is Any:
-        return data
-    if data is None:
-        return None
-    if isinstance(kind, type):
-        if issubclass(kind, BaseModel):
-            return kind.model_validate(data)
-        if dataclasses.is_dataclass(kind):
-            hints = _hints.get(kind)
-            if hints is None:
-                hints = _hints[kind] = typing.get_type_hints(kind)
-            return kind(
-                **{
-                    field.name: from_json(hints[field.name], data[field.name])
-                    for field in dataclasses.fields(kind)
-                    if field.init and field.name in data
-                }
-            )
-        if issubclass(kind, enum.Enum):
-            return kind(data)
-        if kind is Decimal:
-            return Decimal(str(data))
-        if kind is datetime:
-            return datetime.fromisoformat(data)
-        if kind is date:
-            return date.fromisoformat(data)
-        if kind is float:
-            return float(data)
-        if kind in (int, str, bool):
-            if not isinstance(data, kind):
-                raise TypeError(f"expected {kind.__name__}, got {data!r}")
-            return data
-    raise TypeError(f"cannot read {kind!r} from JSON")
-
-
-def snapshot_from_json(data: Any) -> EngineSnapshot:
-    snapshot: EngineSnapshot = from_json(EngineSnapshot, data)
-    return snapshot

@@ -23,9 +23,8 @@ from riskman.control.interface import (
     SchedulePut,
     Session,
     Unauthorized,
-    snapshot_from_json,
-    to_json,
 )
+from riskman.control.wire import snapshot_from_json, snapshot_to_json
 from riskman.engine.clock import FakeClock
 from tests.fakes import T0
 from tests.tui.conftest import ACC_A, ACC_B, PASSWORD, FactorySource, text_of
@@ -52,8 +51,7 @@ async def test_a_snapshot_survives_json_unchanged(control: InProcessControl) -> 
     snapshot = control.snapshot()
     assert snapshot is not None and snapshot.accounts and snapshot.log
     assert any(view.locks for view in snapshot.accounts)
-    wire = json.loads(json.dumps(to_json(snapshot)))
-    assert snapshot_from_json(wire) == snapshot
+    assert snapshot_from_json(snapshot_to_json(snapshot)) == snapshot
 
 
 async def test_admin_commands_need_a_session_that_idles_out(control: InProcessControl) -> None:

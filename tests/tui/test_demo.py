@@ -61,7 +61,8 @@ async def test_the_scripted_trader_over_trades_until_riskman_stops_him(
         assert desk.scripted
         await until(pilot, lambda: not desk.scripted, 20)
         assert "gives up" in desk.last
-        assert not first_card(app).has_class("-ok")
+        # The card follows at the next redraw (at most 0.2 s later).
+        await until(pilot, lambda: not first_card(app).has_class("-ok"))
         panel = app.screen.query_one("#demo")
         assert "gives up" in str(panel.render())
 
