@@ -6,7 +6,7 @@ from typing import Any
 
 from riskman.engine.snapshot import LimitWarning
 from riskman.tui.app import RiskmanApp
-from tests.tui.conftest import ACC_A, SIZE, running, until
+from tests.tui.conftest import ACC_A, SIZE, engine_of, running, until
 
 
 async def test_a_limit_warning_rings_the_bell_and_shows_a_toast(
@@ -16,8 +16,7 @@ async def test_a_limit_warning_rings_the_bell_and_shows_a_toast(
     monkeypatch.setattr(app, "bell", lambda: bells.append(True))
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
-        engine = app.engine
-        assert engine is not None
+        engine = engine_of(app)
         bells.clear()
         engine._publish(
             LimitWarning(
