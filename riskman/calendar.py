@@ -238,3 +238,68 @@ class SessionSchedule:
             return window.start
         following = self.current_or_next(window.end)
         return None if following is None else following.start
+
+
+# --- blackout windows (RULE-021) --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Blackout:
+    """One window in which no new exposure is allowed, [start, end) in UTC."""
+
+    start: datetime
+    end: datetime
+    reason: str
+
+
+def read_ics(path: Path, zone: ZoneInfo, around: timedelta) -> list[Blackout]:
+    """The events of an iCalendar file as blackout windows.
+
+    Times without a zone are in `zone`; an all-day event blocks its whole day(s) there; an
+    event without an end (an economic release) blocks `around` before and after it. Recurring
+    events count only at their first occurrence. Raises ValueError with the reason.
+    """
+    import icalendar
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read ({exc.strerror})") from None
+    try:
+        calendar = icalendar.Calendar.from_ical(data)
+    except Exception as exc:  # icalendar raises ValueError and others for bad files
+        raise ValueError(f"{path} is not an iCalendar file: {exc}") from None
+    windows = []
+    for event in calendar.walk("VEVENT"):
+        start_prop = event.get("DTSTART")
+        if start_prop is None:
+            continue
+        start, all_day = _ics_instant(start_prop.dt, zone)
+        end_prop = event.get("DTEND")
+        duration = event.get("DURATION")
+        if end_prop is not None:
+            end, _ = _ics_instant(end_prop.dt, zone)
+        elif duration is not None:
+            end = start + duration.dt
+        elif all_day:
+            end = _ics_instant(start_prop.dt + timedelta(days=1), zone)[0]
+        else:
+            end = start
+        if end <= start:
+            start, end = start - around, start + around
+        if end <= start:
+            continue
+        reason = str(event.get("SUMMARY") or "calendar event")
+        windows.append(Blackout(start, end, reason))
+    return sorted(windows, key=lambda w: w.start)
+
+
+def _ics_instant(value: Any, zone: ZoneInfo) -> tuple[datetime, bool]:
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=zone)
+        return aware.astimezone(UTC), False
+    if isinstance(value, date):
+        return local_instant(value, time(0, 0), zone), True
+    raise ValueError(f"{value!r} is not a date or date-time")

@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping
-from datetime import time
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
@@ -390,6 +390,74 @@ class NoFlip(Rule):
     """RULE-019: one fill that turns a long into a short (or back) is cut back to flat."""
 
 
+def _parse_local_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(
+        f'{value!r} is not a date-time like "2026-12-10T13:25" (quote it in YAML; add an '
+        "offset such as -06:00, or it is in the rule's timezone)"
+    )
+
+
+LocalDateTime = Annotated[
+    datetime,
+    BeforeValidator(_parse_local_datetime),
+    PlainSerializer(lambda d: d.isoformat(timespec="minutes")),
+]
+"""An ISO date-time; without an offset it is a wall time in the rule's timezone."""
+
+
+class BlackoutWindow(Strict):
+    start: LocalDateTime
+    end: LocalDateTime
+    reason: str = "blackout"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BlackoutWindow:
+        if (self.start.tzinfo is None) == (self.end.tzinfo is None) and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class WeeklyBlackout(Strict):
+    days: list[Day] = Field(min_length=1)
+    start: HHMM
+    end: HHMM
+    """Before `start`: the window ends the next day."""
+    reason: str = "blackout"
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WeeklyBlackout:
+        if self.start == self.end:
+            raise ValueError("start and end are the same time: the window would be empty")
+        return self
+
+
+class Blackouts(Rule):
+    """RULE-021: windows in which no new exposure is allowed (news, the open...)."""
+
+    windows: list[BlackoutWindow] = Field(default_factory=list)
+    weekly: list[WeeklyBlackout] = Field(default_factory=list)
+    ics_file: Path | None = None
+    """An iCalendar file (an exported economic calendar), relative to the config file."""
+    around_events: SecondsOrZero = 300.0
+    """An iCalendar event without an end blocks this long before and after it."""
+    flatten_before: Seconds | None = None
+    """Flatten this long before a window starts (none: open positions are kept)."""
+    timezone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _something_to_block(self) -> Blackouts:
+        if self.enabled and not (self.windows or self.weekly or self.ics_file):
+            raise ValueError("set windows, weekly or ics_file (or disable the rule)")
+        return self
+
+
 # TopstepX counts these micros as a tenth of a mini (RULE-015).
 DEFAULT_MICROS = ("MNQ", "MES", "M2K", "MYM", "MCLE", "MGC")
 
@@ -436,6 +504,7 @@ class Rules(Strict):
     weekly_limits: WeeklyLimits = _off(WeeklyLimits)
     no_averaging_down: NoAveragingDown = _off(NoAveragingDown)
     no_flip: NoFlip = _off(NoFlip)
+    blackouts: Blackouts = _off(Blackouts)
 
 
 RULE_KEYS: tuple[str, ...] = tuple(Rules.model_fields)
@@ -807,6 +876,33 @@ def check_private_file(path: Path, what: str) -> None:
         )
 
 
+def _check_ics_files(settings: Settings, base: Path, config_path: Path) -> list[str]:
+    """Resolve RULE-021's `ics_file`s against the config file's folder and read each once."""
+    from riskman.calendar import read_ics  # the calendar owns the file format
+
+    problems = []
+    scopes = [("rules", settings.rules)] + [
+        (f"accounts.{n}.rules", entry.rules)
+        for n, entry in enumerate(settings.accounts)
+        if entry.rules is not None
+    ]
+    for where, rules in scopes:
+        cfg = rules.blackouts
+        if cfg.ics_file is None:
+            continue
+        cfg.ics_file = _resolve(base, cfg.ics_file)
+        if not cfg.enabled:
+            continue
+        zone = ZoneInfo(cfg.timezone or settings.timezone)
+        try:
+            read_ics(cfg.ics_file, zone, timedelta(seconds=cfg.around_events))
+        except ValueError as exc:
+            problem = f"{config_path}: {where}.blackouts.ics_file: {exc}"
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
 def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
     """Load and validate the configuration; raise :class:`ConfigError` with every problem."""
     config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
@@ -839,6 +935,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
             check_private_file(settings.notify.urls_file, "urls_file")
         except ValueError as exc:
             problems.append(f"{config_path}: notify.urls_file: {exc}")
+    problems.extend(_check_ics_files(settings, base, config_path))
     if not settings.holidays_file.exists():
         problems.append(f"{config_path}: holidays_file: {settings.holidays_file} does not exist")
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from riskman.rules.auth_loss_guard import AuthLossGuard
 from riskman.rules.base import Rule
+from riskman.rules.blackouts import Blackouts
 from riskman.rules.cooldown_after_loss import CooldownAfterLoss
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from riskman.rules.daily_realized_profit import DailyRealizedProfit
@@ -41,5 +42,6 @@ ALL_RULES: tuple[type[Rule], ...] = (
     WeeklyLimits,
     NoAveragingDown,
     NoFlip,
+    Blackouts,
 )
 """RULE-015 (contract weights) is an option of RULE-001/002, not a rule of its own."""

@@ -5,6 +5,7 @@ simulator received and in the simulator's positions and orders.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -35,6 +36,7 @@ from tests.e2e.conftest import (
     seen,
     sell,
     sim_positions,
+    stop_order,
     wait_close,
 )
 
@@ -205,3 +207,50 @@ async def test_one_fill_that_flips_a_long_into_a_short_is_cut_back_to_flat(
     assert sim_positions(sim, account)[ES].size == 1
     assert len(bodies(sim, "Position/closeContract", since)) == 1
     assert held_by(runtime, account, "RULE-019") is None
+
+
+# --- RULE-021 blackouts ----------------------------------------------------------------------
+
+
+def window_from_now(start_in: float, length: float, reason: str) -> dict[str, str]:
+    now = datetime.now(UTC)
+    return {
+        "start": (now + timedelta(seconds=start_in)).isoformat(timespec="seconds"),
+        "end": (now + timedelta(seconds=start_in + length)).isoformat(timespec="seconds"),
+        "reason": reason,
+    }
+
+
+async def test_a_blackout_window_cancels_entries_and_gates_new_exposure_on_time(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"blackouts": {"windows": [window_from_now(3, 120, "FOMC")]}})
+    account = sim.account_ids[0]
+    sim.set_price(MES, "6650")
+    buy(sim, account, ES, 1)  # open before the window: kept
+    stop = stop_order(sim, account, ES, OrderSide.ASK, Decimal("6000"))
+    entry = limit_buy(sim, account, MES, "6600")
+    await seen(runtime, account, ES, 1)
+    since = mark()
+    await wait_cancel(sim, account, entry, since)  # the window starts: no timer-less wait
+    lock = held_by(runtime, account, "RULE-021")
+    assert lock is not None and lock.kind is LockKind.COOLDOWN and "FOMC" in lock.reason
+    await gate_closes_new_position(sim, runtime, account, MNQ)
+    await quiet(runtime)
+    assert sim_positions(sim, account)[ES].size == 1
+    assert stop in working_ids(sim, account)
+
+
+async def test_flatten_before_a_blackout_window(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime(
+        {"blackouts": {"windows": [window_from_now(62, 60, "CPI")], "flatten_before": "1m"}}
+    )
+    account = sim.account_ids[0]
+    buy(sim, account, ES, 1)
+    await seen(runtime, account, ES, 1)
+    since = mark()
+    await wait_close(sim, account, ES, since)
+    await logged(runtime, "RULE-021", "flatten", target="account")
+    assert held_by(runtime, account, "RULE-021") is not None
