@@ -25,6 +25,8 @@ riskman set-admin-password [--config PATH]
 riskman status [--config PATH] [--json]   is the engine running and armed? (exit 0/1/3)
 riskman service install|uninstall|status  the guard as a systemd service (as root)
 riskman notify-test [--config PATH]       send a test notification to every URL
+riskman report [--day YYYY-MM-DD] [--csv] [--config PATH]
+                                          the day's summary and breach reports
 """
 
 
@@ -72,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     notify = sub.add_parser("notify-test", help="send a test notification to every URL")
     _config_arg(notify)
+
+    report = sub.add_parser("report", help="the day's summary and breach reports")
+    _config_arg(report)
+    report.add_argument("--day", help="the trading day, YYYY-MM-DD (default: the current one)")
+    report.add_argument("--csv", action="store_true", help="CSV instead of text")
     return parser
 
 
@@ -180,6 +187,40 @@ def notify_test(path: Path) -> int:
     return 0 if not failed else 1
 
 
+def report(path: Path, day_text: str | None, as_csv: bool) -> int:
+    """Print a trading day's summary and its breach reports (reads the database only)."""
+    from datetime import UTC, date, datetime
+
+    from riskman.calendar import ResetSchedule
+    from riskman.report import SqliteReader, day_report, report_csv, report_text
+
+    settings = _load(path)
+    if settings is None:
+        return EXIT_CONFIG
+    schedule = ResetSchedule(settings.daily_reset, settings.zone)
+    if day_text is None:
+        day = schedule.trading_day(datetime.now(UTC))
+    else:
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            print(f"riskman: --day {day_text!r} is not a date YYYY-MM-DD", file=sys.stderr)
+            return 1
+    if not settings.database.exists():
+        print(
+            f"riskman: no database at {settings.database} (riskman has not run yet)",
+            file=sys.stderr,
+        )
+        return 1
+    reader = SqliteReader(settings.database)
+    try:
+        result = asyncio.run(day_report(reader, schedule, day))
+    finally:
+        reader.close()
+    print(report_csv(result) if as_csv else report_text(result, settings.zone), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -202,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_status(settings, as_json=args.json)
     if command == "notify-test":
         return notify_test(args.config)
+    if command == "report":
+        return report(args.config, args.day, args.csv)
     if command == "sim":
         from riskman.sim.cli import main as sim_main
 

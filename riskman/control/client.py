@@ -104,6 +104,18 @@ class ControlClient:
         result: dict[str, Any] = await self.request("GET", "/v1/log", since=since, limit=limit)
         return result
 
+    async def report(self, day: str | None = None) -> dict[str, Any]:
+        """A trading day's summary and breach reports (default: the current day)."""
+        result: dict[str, Any] = await self.request("GET", "/v1/report", day=day)
+        return result
+
+    async def breach_report(self, account: int, rule: str, at: str) -> dict[str, Any]:
+        """The breach report of one enforcement-log entry (`at`: its ISO time)."""
+        result: dict[str, Any] = await self.request(
+            "GET", "/v1/report/breach", account=account, rule=rule, at=at
+        )
+        return result
+
     async def snapshot(self) -> EngineSnapshot:
         return wire.snapshot_from_json(json.dumps(await self.request("GET", "/v1/snapshot")))
 

@@ -10,6 +10,7 @@ to the engine, and the audit trail.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import types
@@ -49,6 +50,8 @@ from riskman.control.interface import (
     LoginRequest,
     Notice,
     PasswordChange,
+    ReportAnswer,
+    ReportQuery,
     RuleName,
     RulesPut,
     RulesState,
@@ -231,6 +234,12 @@ class InProcessControl(Control):
             )
             for row in rows
         ]
+
+    async def breach_report(self, query: ReportQuery) -> ReportAnswer:
+        engine = self._engine()
+        record = EnforcementRecord(query.at, query.account_id, query.rule, "", "", "", "")
+        report = await engine.reports.load(record)
+        return ReportAnswer(report=None if report is None else json.loads(report.to_json()))
 
     # --- the admin session ----------------------------------------------------------------
 

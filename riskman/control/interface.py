@@ -277,6 +277,20 @@ class LogEntry(Model):
     latency_ms: float | None = None
 
 
+class ReportQuery(Model):
+    """Which enforcement-log entry's breach report."""
+
+    account_id: int
+    rule: str
+    at: datetime
+
+
+class ReportAnswer(Model):
+    report: dict[str, Any] | None = None
+    """The breach report as JSON (`riskman.engine.reports.BreachReport.to_json`); None when
+    none was kept for that entry."""
+
+
 class HubStatus(Model):
     hub: str
     state: str
@@ -409,6 +423,10 @@ class Control:
     async def log_since(self, since: int = 0, limit: int = 500) -> list[LogEntry]:
         """Enforcement log records with an id above `since`, oldest first."""
         raise Unavailable("the enforcement log is not available")
+
+    async def breach_report(self, query: ReportQuery) -> ReportAnswer:
+        """The breach report an enforcement-log entry belongs to."""
+        raise Unavailable("breach reports are not available here")
 
     # --- admin ----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
+import json
 import logging
 import os
 import secrets
@@ -41,7 +42,7 @@ from riskman.control.admin_ops import AdminOps, OpError
 from riskman.engine.actions import EnforcementRecord
 from riskman.engine.engine import AUDIT_CALLER, Engine
 from riskman.engine.lockouts import LockoutChange
-from riskman.engine.snapshot import Breach, EngineChange, ResetDone
+from riskman.engine.snapshot import Breach, EngineChange, LimitWarning, ResetDone
 from riskman.storage.db import from_db_time
 
 log = logging.getLogger("riskman.control")
@@ -240,6 +241,7 @@ _CHANGE_KINDS: dict[type[Any], str] = {
     LockoutChange: "lockout",
     ResetDone: "reset",
     Breach: "breach",
+    LimitWarning: "warning",
 }
 
 
@@ -445,6 +447,8 @@ class ControlServer:
             Route("/v1/status", self.get_status, methods=["GET"]),
             Route("/v1/log", self.get_log, methods=["GET"]),
             Route("/v1/snapshot", self.get_snapshot, methods=["GET"]),
+            Route("/v1/report", self.get_report, methods=["GET"]),
+            Route("/v1/report/breach", self.get_breach, methods=["GET"]),
             WebSocketRoute("/v1/stream", self.stream_ws),
             Route("/v1/admin/login", self.login, methods=["POST"]),
             Route("/v1/admin/logout", admin(self.logout), methods=["POST"]),
@@ -495,6 +499,42 @@ class ControlServer:
         return Response(
             wire.snapshot_to_json(self.engine.snapshot()), media_type="application/json"
         )
+
+    async def get_report(self, request: Request) -> Response:
+        """A trading day's summary and breach reports (`?day=YYYY-MM-DD`, default today)."""
+        from datetime import date
+
+        from riskman.calendar import ResetSchedule
+        from riskman.report import day_report
+
+        engine = self.engine
+        text = request.query_params.get("day")
+        try:
+            day = engine.resets.trading_day() if text is None else date.fromisoformat(text)
+        except ValueError:
+            raise HTTPException(400, f"day {text!r} is not a date YYYY-MM-DD") from None
+        await engine.db.flush()
+        schedule = ResetSchedule(engine.settings.daily_reset, engine.settings.zone)
+        report = await day_report(engine.db, schedule, day)
+        pending = [r for r in engine.reports.open_reports() if r.trading_day == day]
+        data = report.as_json()
+        data["open"] = [json.loads(r.to_json()) for r in pending]
+        return JSONResponse(data)
+
+    async def get_breach(self, request: Request) -> Response:
+        """The breach report of one log entry: `?account=ID&rule=RULE-003&at=ISO-TIME`."""
+        params = request.query_params
+        try:
+            account = int(params["account"])
+            at = datetime.fromisoformat(params["at"])
+            rule = params["rule"]
+        except (KeyError, ValueError):
+            raise HTTPException(400, "give account, rule and at (ISO time)") from None
+        if at.tzinfo is None:
+            raise HTTPException(400, "at needs a timezone") from None
+        record = EnforcementRecord(at, account, rule, "", "", "", "")
+        report = await self.engine.reports.load(record)
+        return JSONResponse({"report": None if report is None else json.loads(report.to_json())})
 
     async def get_log(self, request: Request) -> Response:
         since = _int_param(request, "since", None)

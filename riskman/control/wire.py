@@ -17,7 +17,14 @@ from pydantic import TypeAdapter
 from riskman.engine.actions import EnforcementRecord
 from riskman.engine.lockouts import LockoutChange
 from riskman.engine.ports import FeedHealth
-from riskman.engine.snapshot import AccountView, Breach, EngineSnapshot, LockView, ResetDone
+from riskman.engine.snapshot import (
+    AccountView,
+    Breach,
+    EngineSnapshot,
+    LimitWarning,
+    LockView,
+    ResetDone,
+)
 
 API_VERSION = 1
 SNAPSHOT = TypeAdapter(EngineSnapshot)
@@ -38,6 +45,7 @@ CHANGES: dict[str, TypeAdapter[Any]] = {
     "lockout": TypeAdapter(LockoutChange),
     "reset": TypeAdapter(ResetDone),
     "breach": TypeAdapter(Breach),
+    "warning": TypeAdapter(LimitWarning),
 }
 """The engine's news a stream frame carries beside the snapshot (for the terminal's toasts)."""
 

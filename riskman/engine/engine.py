@@ -23,18 +23,24 @@ from riskman.engine.actions import EnforcementActions, EnforcementRecord
 from riskman.engine.clock import Clock, SystemClock
 from riskman.engine.contracts import ContractCache
 from riskman.engine.durable import DurableWriter
+from riskman.engine.intents import ModifyStop, PlaceStop, Plan
 from riskman.engine.limit_warnings import LimitWarnings
 from riskman.engine.lockouts import LockKind, LockoutChange, LockoutManager, Unlock
 from riskman.engine.pnl import PnlTracker
 from riskman.engine.ports import (
+    AccountEvent,
     AccountSnapshot,
     FeedHealth,
     GatewayEvent,
     GatewayPort,
+    OrderEvent,
+    PositionEvent,
     QuoteEvent,
     QuoteSubscriptions,
+    TradeEvent,
 )
 from riskman.engine.quotes import QuoteTracker
+from riskman.engine.reports import BreachReports
 from riskman.engine.resets import ResetScheduler
 from riskman.engine.router import (
     CheckEvent,
@@ -47,6 +53,7 @@ from riskman.engine.router import (
 from riskman.engine.snapshot import (
     AccountChanged,
     AccountView,
+    Breach,
     EngineChange,
     EngineSnapshot,
     LockView,
@@ -154,6 +161,7 @@ class Engine:
             on_positions_changed=self._positions_changed,
             ensure_contract=self._ensure_contract,
             writer=self.writer,
+            on_plan=self._on_plan,
         )
         self.guarded: set[int] | None = set(settings.account_ids) or None
         self.quote_subscriptions: QuoteSubscriptions | None = None
@@ -171,6 +179,17 @@ class Engine:
             publish=self._publish,
         )
         self.subscribe(self.warnings.on_change)
+        self.reports = BreachReports(
+            rules=self.rules,
+            state=self.state,
+            quotes=self.quotes,
+            pnl=self.pnl,
+            lockouts=self.lockouts,
+            clock=self.clock,
+            db=db,
+            trading_day=lambda: self.resets.trading_day(),
+        )
+        self.subscribe(self.reports.on_change)
         self._log: deque[EnforcementRecord] = deque(maxlen=LOG_KEEP)
         self._health: dict[str, FeedHealth] = {}
         self._history: dict[int, deque[float]] = {}
@@ -227,6 +246,7 @@ class Engine:
             except Exception:
                 log.exception("%s could not restore its state", rule.id)
         await self.warnings.restore()
+        await self.reports.restore()
         await self.resets.start()
         self.writer.start()
         self._consumer = asyncio.get_running_loop().create_task(
@@ -251,6 +271,7 @@ class Engine:
             log.warning("enforcement still in flight at shutdown: %s", self.actions.in_flight())
         await self.actions.cancel_all_tasks()
         self.timers.cancel_all()
+        self.reports.finish_all()
         await self.lockouts.commit()
         await self.db.flush()
         self.started = False
@@ -594,6 +615,21 @@ class Engine:
     def _fire_rule_timer(self, rule_id: str, account_id: int, name: str) -> None:
         self._queue.put_nowait(TimerEvent(rule_id, account_id, name, self.clock.monotonic()))
 
+    def _on_plan(self, todo: Plan, event: object) -> None:
+        """Each (account, rule) a plan acts for is a breach: published for the reports."""
+        if not self._listeners:
+            return
+        seen: set[tuple[int, str]] = set()
+        now = self.clock.now()
+        trigger = describe_event(event)
+        for intent in [*todo.locks, *todo.actions]:
+            if isinstance(intent, ModifyStop | PlaceStop):  # RULE-012's automation
+                continue
+            key = (intent.account_id, intent.rule)
+            if key not in seen:
+                seen.add(key)
+                self._publish(Breach(intent.rule, intent.account_id, intent.reason, now, trigger))
+
     def _on_record(self, record: EnforcementRecord) -> None:
         self._log.append(record)
         self._publish(record)
@@ -691,6 +727,38 @@ class Engine:
                     row["latency_ms"],
                 )
             )
+
+
+def describe_event(event: object) -> str:
+    """What triggered a breach, in words, for its report."""
+    if isinstance(event, QuoteEvent):
+        q = event.quote
+        return (
+            f"quote {event.contract_id}: last {q.last_price}, bid {q.best_bid}, "
+            f"ask {q.best_ask} ({event.source})"
+        )
+    if isinstance(event, PositionEvent):
+        p = event.position
+        return f"position {p.contract_id}: {p.type.name} {p.size} @ {p.average_price}"
+    if isinstance(event, TradeEvent):
+        t = event.trade
+        pnl = "opening" if t.profit_and_loss is None else f"P&L {t.profit_and_loss}"
+        return (
+            f"fill {t.id} {t.contract_id}: {t.side.name} {t.size} @ {t.price}, {pnl}, fees {t.fees}"
+        )
+    if isinstance(event, OrderEvent):
+        o = event.order
+        return f"order {o.id} {o.contract_id}: {o.type.name} {o.side.name} {o.size} {o.status.name}"
+    if isinstance(event, AccountEvent):
+        a = event.account
+        return f"account {a.id}: balance {a.balance}, can trade {a.can_trade}"
+    if isinstance(event, TimerEvent):
+        return f"timer {event.name} of {event.rule}"
+    if isinstance(event, CheckEvent):
+        return f"check ({event.reason})"
+    if isinstance(event, ReconcileEvent | PositionsSnapshot):
+        return "reconcile with the gateway (REST)"
+    return type(event).__name__
 
 
 def _merge_quotes(older: QuoteEvent, newer: QuoteEvent) -> QuoteEvent:

@@ -118,6 +118,7 @@ class EventRouter:
         on_positions_changed: Callable[[], None],
         ensure_contract: Callable[[str], None],
         writer: DurableWriter,
+        on_plan: Callable[[Plan, object], None] | None = None,
     ) -> None:
         self._state = state
         self._lockouts = lockouts
@@ -136,6 +137,10 @@ class EventRouter:
         """(account, contract) -> (the cooldown, the position size before it grew in it)."""
         self._live: dict[tuple[str, int, object], float] = {}
         self._failures: dict[tuple[str, ...], int] = {}
+        self._on_plan = on_plan
+        """Told of each plan and the event behind it, once its actions are dispatched (the
+        breach reports); never before enforcement."""
+        self._event: object = None
 
     async def handle(self, event: RouterEvent) -> None:
         """Route one event. Never raises for a bad event: it is logged and skipped."""
@@ -149,6 +154,7 @@ class EventRouter:
             )
 
     async def _handle(self, event: RouterEvent) -> None:
+        self._event = event
         if isinstance(event, QuoteEvent):
             await self._on_quote(event)
         elif isinstance(event, PositionEvent):
@@ -461,6 +467,11 @@ class EventRouter:
             await self._clear_lock(clear)
         activated = self._activate_locks(todo)
         self.dispatch(todo, received)
+        if self._on_plan is not None and (todo.actions or activated):
+            try:
+                self._on_plan(todo, self._event)
+            except Exception:
+                log.exception("plan listener failed")
         if activated:
             # In force now (the gate sees it on the next event); on disk in the background, in
             # order with the fills; logged once committed, since a lock the log reports must

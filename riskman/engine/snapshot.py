@@ -148,9 +148,14 @@ class ResetDone:
 
 @dataclass(frozen=True, slots=True)
 class Breach:
+    """A rule (or the lockout gate) acted on an account: published once its actions are sent."""
+
     rule: str
     account_id: int
     reason: str
+    at: datetime | None = None
+    trigger: str = ""
+    """The event that triggered it, in words ("trade 123: P&L -$200.00", "quote MNQ 21000")."""
 
 
 @dataclass(frozen=True, slots=True)

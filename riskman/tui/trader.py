@@ -60,6 +60,7 @@ class TraderScreen(LiveScreen):
         Binding("p", "show_tab('positions')", "Positions", tooltip="Positions and orders"),
         Binding("r", "show_tab('rules')", "Rules", tooltip="Each rule, its limit, % used"),
         Binding("l", "show_tab('log')", "Log", tooltip="Every enforcement action"),
+        Binding("enter", "open_report", "Breach report", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -104,6 +105,8 @@ class TraderScreen(LiveScreen):
         self._log_keep = 0
         """How many records the engine's log holds (the table holds as many)."""
         self._log_keys = 0
+        self._log_records: dict[str, EnforcementRecord] = {}
+        """The record of each log-table row (for its breach report)."""
         self.ready = True
         app = self.riskman
         if app.snapshot is not None:
@@ -248,7 +251,27 @@ class TraderScreen(LiveScreen):
         assert self._log_as is not None
         zone, palette, names = self._log_as
         rows = []
+        if len(self._log_records) > 2 * max(self._log_keep, 1) + len(records):
+            table = self.query_one("#log-table", LiveTable)
+            self._log_records = {key: self._log_records[key] for key in table.keys}
         for record in records:
             self._log_keys += 1
+            self._log_records[str(self._log_keys)] = record
             rows.append((str(self._log_keys), log_cells(record, zone, palette, names)))
         return rows
+
+    def action_open_report(self) -> None:
+        """Enter on an enforcement-log entry: its breach report."""
+        if self.query_one("#tabs", TabbedContent).active != "log":
+            return
+        table = self.query_one("#log-table", LiveTable)
+        keys = table.keys
+        if not keys or not 0 <= table.cursor_row < len(keys):
+            return
+        record = self._log_records.get(keys[table.cursor_row])
+        app = self.riskman
+        if record is None:
+            return
+        from riskman.tui.breach_report import BreachReportModal
+
+        app.push_screen(BreachReportModal(record, app.control, app.settings.zone))
