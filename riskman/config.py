@@ -390,6 +390,18 @@ class NoFlip(Rule):
     """RULE-019: one fill that turns a long into a short (or back) is cut back to flat."""
 
 
+class StopDiscipline(Rule):
+    """RULE-020: protective stops only move towards the market."""
+
+    restore: bool = True
+    """A widened protective stop is put back where it was."""
+    max_ticks: PositiveInt | None = None
+    """A protective stop farther than this from the entry is pulled in to it."""
+    cancel_grace: SecondsOrZero = 5.0
+    """With RULE-008 off: how long a position may stay without a stop after its stop was
+    cancelled before it is closed."""
+
+
 def _parse_local_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
@@ -504,6 +516,7 @@ class Rules(Strict):
     weekly_limits: WeeklyLimits = _off(WeeklyLimits)
     no_averaging_down: NoAveragingDown = _off(NoAveragingDown)
     no_flip: NoFlip = _off(NoFlip)
+    stop_discipline: StopDiscipline = _off(StopDiscipline)
     blackouts: Blackouts = _off(Blackouts)
 
 

@@ -17,6 +17,7 @@ from riskman.rules.no_averaging_down import NoAveragingDown
 from riskman.rules.no_flip import NoFlip
 from riskman.rules.no_stop_loss_grace import NoStopLossGrace
 from riskman.rules.session_block_outside import SessionBlockOutside
+from riskman.rules.stop_discipline import StopDiscipline
 from riskman.rules.symbol_blocks import SymbolBlocks
 from riskman.rules.trade_frequency_limit import TradeFrequencyLimit
 from riskman.rules.trade_management import TradeManagement
@@ -42,6 +43,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     WeeklyLimits,
     NoAveragingDown,
     NoFlip,
+    StopDiscipline,
     Blackouts,
 )
 """RULE-015 (contract weights) is an option of RULE-001/002, not a rule of its own."""

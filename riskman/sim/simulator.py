@@ -659,6 +659,16 @@ class Simulator:
         if not outcome.ok:
             raise SimRejected(outcome.code, outcome.message)
 
+    def modify_order(
+        self, account_id: int, order_id: int, *, stop_price: PriceLike | None = None
+    ) -> None:
+        """Move an order's stop as the trader would (the same path as `Order/modify`)."""
+        outcome = self._exchange.modify(
+            account_id, order_id, stop_price=None if stop_price is None else to_decimal(stop_price)
+        )
+        if not outcome.ok:
+            raise SimRejected(outcome.code, outcome.message)
+
     def close_position(self, account_id: int, contract_id: str) -> None:
         """Flatten as the trader would (the same path as `Position/closeContract`)."""
         outcome = self._exchange.close_contract(account_id, contract_id)

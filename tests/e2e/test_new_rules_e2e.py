@@ -254,3 +254,47 @@ async def test_flatten_before_a_blackout_window(
     await wait_close(sim, account, ES, since)
     await logged(runtime, "RULE-021", "flatten", target="account")
     assert held_by(runtime, account, "RULE-021") is not None
+
+
+# --- RULE-020 stop_discipline ----------------------------------------------------------------
+
+
+def stop_price_of(sim: Simulator, account_id: int, order_id: int) -> Decimal | None:
+    found = [o for o in sim.open_orders(account_id) if o.id == order_id]
+    return found[0].stop_price if found else None
+
+
+async def test_a_widened_stop_is_put_back_and_a_far_one_pulled_in(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"stop_discipline": {"max_ticks": 40}})
+    account = sim.account_ids[0]
+    sim.set_price(ES, "6650")
+    buy(sim, account, ES, 1)  # 6650.25
+    await seen(runtime, account, ES, 1)
+    stop = stop_order(sim, account, ES, OrderSide.ASK, Decimal("6645"))
+    await eventually(lambda: engine_of(runtime).state.get_order(account, stop) is not None)
+    since = mark()
+    sim.modify_order(account, stop, stop_price="6642")  # widened
+    request = await sim.wait_for_request("Order/modify", timeout=10, since=since)
+    assert request.body["orderId"] == stop and Decimal(str(request.body["stopPrice"])) == 6645
+    await eventually(lambda: stop_price_of(sim, account, stop) == Decimal("6645"))
+    await logged(runtime, "RULE-020", "move stop")
+    # A new stop 60 ticks away is pulled in to 40 ticks from the entry (6640.25).
+    far = stop_order(sim, account, ES, OrderSide.ASK, Decimal("6635.25"))
+    await eventually(lambda: stop_price_of(sim, account, far) == Decimal("6640.25"))
+
+
+async def test_a_cancelled_stop_closes_its_position_when_rule_008_is_off(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime({"stop_discipline": {"cancel_grace": 1}})
+    account = sim.account_ids[0]
+    buy(sim, account, ES, 1)
+    await seen(runtime, account, ES, 1)
+    stop = stop_order(sim, account, ES, OrderSide.ASK, Decimal("6000"))
+    await eventually(lambda: engine_of(runtime).state.get_order(account, stop) is not None)
+    since = mark()
+    sim.cancel_order(account, stop)
+    await wait_close(sim, account, ES, since)
+    await logged(runtime, "RULE-020", "close", target=ES)
