@@ -20,6 +20,18 @@ from websockets.exceptions import WebSocketException
 
 from riskman.config import Settings
 from riskman.control import wire
+from riskman.control.interface import (
+    AccountsPut,
+    AccountsState,
+    AdminState,
+    Cleared,
+    LockEntry,
+    Notice,
+    RulesState,
+    SaveResult,
+    SchedulePut,
+    ScheduleState,
+)
 from riskman.control.paths import socket_path
 from riskman.engine.snapshot import EngineSnapshot
 
@@ -44,6 +56,9 @@ class Frame:
     seq: int
     snapshot: EngineSnapshot
     changes: list[Any] = field(default_factory=list)
+    """The engine's news since the last frame (locks, enforcement records, resets)."""
+    notices: list[Notice] = field(default_factory=list)
+    """What the screens would toast (the in-process `Listener`'s notices)."""
 
 
 class ControlClient:
@@ -138,6 +153,7 @@ class ControlClient:
                         seq=int(data["seq"]),
                         snapshot=wire.SNAPSHOT.validate_python(data["snapshot"]),
                         changes=[wire.change_from_json(item) for item in data["changes"]],
+                        notices=[Notice(**item) for item in data.get("notices", [])],
                     )
             except WebSocketException:
                 return
@@ -147,7 +163,10 @@ class ControlClient:
         finally:
             await connection.close()
 
-    # --- admin -----------------------------------------------------------------------------
+    # --- admin (the interface's commands; see riskman.control.interface) ------------------
+
+    async def admin_state(self) -> AdminState:
+        return AdminState.model_validate(await self.request("GET", "/v1/admin/state"))
 
     async def login(self, password: str) -> None:
         """Open an admin session (ApiError 401: wrong password, 429: throttled)."""
@@ -162,47 +181,52 @@ class ControlClient:
                 self.token = None
 
     async def audit(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first: the interface's AuditEntry fields and the caller's `uid`."""
         data = await self.request("GET", "/v1/admin/audit", limit=limit)
         return list(data["records"])
 
-    async def rules(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/v1/admin/rules")
-        return result
+    async def rules(self) -> RulesState:
+        return RulesState.model_validate(await self.request("GET", "/v1/admin/rules"))
 
     async def set_rules(
-        self, rules: Mapping[str, Any], *, account: int | None = None
-    ) -> dict[str, Any]:
-        body: Any = dict(rules) if account is None else {"account": account, "rules": rules}
-        result: dict[str, Any] = await self.request("PUT", "/v1/admin/rules", json_body=body)
-        return result
-
-    async def accounts(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/v1/admin/accounts")
-        return result
-
-    async def set_accounts(self, accounts: list[int]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request(
-            "PUT", "/v1/admin/accounts", json_body={"accounts": accounts}
+        self, rules: Mapping[str, Any], *, account: int | None = None, drop_own: bool = False
+    ) -> SaveResult:
+        body: Any = (
+            dict(rules)
+            if account is None and not drop_own
+            else {"account": account, "rules": dict(rules), "drop_own": drop_own}
         )
-        return result
+        return SaveResult.model_validate(
+            await self.request("PUT", "/v1/admin/rules", json_body=body)
+        )
 
-    async def lockouts(self) -> list[dict[str, Any]]:
+    async def accounts(self) -> AccountsState:
+        return AccountsState.model_validate(await self.request("GET", "/v1/admin/accounts"))
+
+    async def set_accounts(self, ids: list[int], *, guard_all: bool = False) -> SaveResult:
+        body = AccountsPut(guard_all=guard_all, ids=ids).model_dump(mode="json")
+        return SaveResult.model_validate(
+            await self.request("PUT", "/v1/admin/accounts", json_body=body)
+        )
+
+    async def lockouts(self) -> list[LockEntry]:
         data = await self.request("GET", "/v1/admin/lockouts")
-        return list(data["lockouts"])
+        return [LockEntry.model_validate(item) for item in data["lockouts"]]
 
     async def clear_lockout(self, lock_id: int, reason: str) -> list[int]:
         data = await self.request(
             "POST", f"/v1/admin/lockouts/{lock_id}/clear", json_body={"reason": reason}
         )
-        return [int(i) for i in data["cleared"]]
+        return Cleared.model_validate(data).cleared
 
-    async def schedule(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/v1/admin/schedule")
-        return result
+    async def schedule(self) -> ScheduleState:
+        return ScheduleState.model_validate(await self.request("GET", "/v1/admin/schedule"))
 
-    async def set_schedule(self, **changes: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("PUT", "/v1/admin/schedule", json_body=changes)
-        return result
+    async def set_schedule(self, change: SchedulePut) -> SaveResult:
+        body = change.model_dump(mode="json", exclude_none=True)
+        return SaveResult.model_validate(
+            await self.request("PUT", "/v1/admin/schedule", json_body=body)
+        )
 
     async def set_password(self, password: str) -> None:
         await self.request("POST", "/v1/admin/password", json_body={"password": password})

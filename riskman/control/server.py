@@ -2,8 +2,9 @@
 inside the engine's own event loop.
 
 Read-only for any local process that can open the socket (mode 0660, `control.group`);
-admin verbs need a session from `POST /v1/admin/login`, throttled by the same `AdminGuard`
-as the admin screens. Every admin call is audited with the caller's uid (SO_PEERCRED).
+admin verbs need a session from `POST /v1/admin/login`. The admin verbs are the screens' own
+commands (`riskman.control.interface`, done by `InProcessControl` on this engine), with the
+same password throttle; every admin change is audited with the caller's uid (SO_PEERCRED).
 A bad request gets a 4xx JSON answer; nothing a client sends can stop the engine.
 """
 
@@ -11,19 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import grp
 import json
 import logging
 import os
-import secrets
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,15 +35,29 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from riskman.admin import AdminGuard, PasswordError, PasswordStore
 from riskman.config import Settings
 from riskman.control import wire
-from riskman.control.admin_ops import AdminOps, OpError
+from riskman.control.interface import (
+    AccountsPut,
+    ClearLocks,
+    ControlError,
+    Invalid,
+    LoginRequest,
+    Notice,
+    PasswordChange,
+    RulesPut,
+    SchedulePut,
+    Session,
+    Throttled,
+    Unauthorized,
+)
 from riskman.engine.actions import EnforcementRecord
 from riskman.engine.engine import AUDIT_CALLER, Engine
 from riskman.engine.lockouts import LockoutChange
 from riskman.engine.snapshot import Breach, EngineChange, LimitWarning, ResetDone
-from riskman.storage.db import from_db_time
+
+if TYPE_CHECKING:
+    from riskman.control.inprocess import InProcessControl
 
 log = logging.getLogger("riskman.control")
 
@@ -137,101 +151,41 @@ def caller_uid(request: Request) -> int | None:
     return None
 
 
-# --- request bodies ---------------------------------------------------------------------------
+# --- request bodies and sessions ---------------------------------------------------------
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LoginBody(Body):
-    password: str = Field(max_length=1024)
-
-
 class ClearBody(Body):
-    reason: str = Field(min_length=1, max_length=500)
-
-
-class PasswordBody(Body):
-    password: str = Field(max_length=1024)
-    """The new password (the session proved the current one)."""
-
-
-class AccountRulesBody(Body):
-    account: int
-    rules: dict[str, Any]
-
-
-class AccountsBody(Body):
-    accounts: list[int] = Field(default_factory=list)
-    """The accounts to guard; empty: every active account the gateway reports."""
-
-
-class HolidayBody(Body):
-    date: str
-    name: str = "holiday"
-    time: str | None = None
-    """The early close (HH:MM); none: closed all day."""
-
-
-class ScheduleBody(Body):
-    daily_reset: str | None = None
-    timezone: str | None = None
-    holidays: list[HolidayBody] | None = None
-
-
-# --- sessions ----------------------------------------------------------------------------------
+    reason: str = Field(max_length=500)
 
 
 SESSION_MAX = 3600.0
-"""However busy, an admin session ends an hour after its login."""
+"""However busy, an admin session opened over the socket ends an hour after its login."""
 
 
-@dataclass
-class Session:
-    uid: int | None
-    expires: float
-    ends: float
+class Issued:
+    """The admin tokens this server handed out, with when: the engine's commands keep each
+    session alive while it is used (`admin.idle_lock`); this caps its whole life."""
 
-
-class Sessions:
-    """Short-lived admin tokens: each ends after `idle` seconds without a call, and at the
-    latest SESSION_MAX after the login."""
-
-    def __init__(self, idle: Callable[[], float], monotonic: Callable[[], float]) -> None:
-        self._idle = idle
+    def __init__(self, monotonic: Callable[[], float]) -> None:
         self._now = monotonic
-        self._tokens: dict[str, Session] = {}
+        self._at: dict[str, float] = {}
 
-    def issue(self, uid: int | None) -> tuple[str, float]:
-        self._drop_expired()
-        token = secrets.token_urlsafe(32)
-        idle = self._idle()
-        now = self._now()
-        self._tokens[token] = Session(uid, now + idle, now + SESSION_MAX)
-        return token, idle
+    def add(self, token: str) -> None:
+        self._at[token] = self._now()
 
-    def check(self, token: str) -> Session | None:
-        session = self._tokens.get(token)
-        if session is None:
-            return None
-        now = self._now()
-        if session.expires <= now or session.ends <= now:
-            del self._tokens[token]
-            return None
-        session.expires = min(session.ends, now + self._idle())
-        return session
+    def expired(self, token: str) -> bool:
+        at = self._at.get(token)
+        return at is not None and self._now() - at >= SESSION_MAX
 
-    def revoke(self, token: str) -> None:
-        self._tokens.pop(token, None)
+    def discard(self, token: str) -> None:
+        self._at.pop(token, None)
 
-    def revoke_others(self, token: str) -> None:
-        self._tokens = {t: s for t, s in self._tokens.items() if t == token}
-
-    def _drop_expired(self) -> None:
-        now = self._now()
-        for token in [t for t, s in self._tokens.items() if s.expires <= now]:
-            del self._tokens[token]
+    def others(self, token: str) -> list[str]:
+        return [t for t in self._at if t != token]
 
 
 # --- the stream --------------------------------------------------------------------------------
@@ -249,8 +203,9 @@ class Stream:
     """One snapshot per tick for every connected client, built once and shared. A slow client
     skips frames (it always gets the newest), so it never holds the engine back."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, notice_of: Callable[[EngineChange], Notice | None]) -> None:
         self._engine = engine
+        self._notice_of = notice_of
         self._clients: set[_StreamClient] = set()
         self._dirty = True
         self._changes: list[EngineChange] = []
@@ -261,7 +216,7 @@ class Stream:
     def _on_change(self, change: EngineChange) -> None:
         # Called inside the engine: O(1) only.
         self._dirty = True
-        if type(change) in _CHANGE_KINDS:
+        if type(change) in _CHANGE_KINDS or self._notice_of(change) is not None:
             self._changes.append(change)
 
     def add(self, client: _StreamClient) -> None:
@@ -313,10 +268,14 @@ class Stream:
         self._seq += 1
         changes, self._changes = self._changes, []
         snapshot = wire.snapshot_to_json(self._engine.snapshot())
-        encoded = b",".join(wire.change_to_json(_CHANGE_KINDS[type(c)], c) for c in changes)
-        return b'{"type":"snapshot","seq":%d,"changes":[%s],"snapshot":%s}' % (
+        kinds = [(_CHANGE_KINDS.get(type(c)), c) for c in changes]
+        encoded = b",".join(wire.change_to_json(kind, c) for kind, c in kinds if kind is not None)
+        notices = [n for n in map(self._notice_of, changes) if n is not None]
+        noticed = json.dumps([dataclasses.asdict(n) for n in notices]).encode()
+        return b'{"type":"snapshot","seq":%d,"changes":[%s],"notices":%s,"snapshot":%s}' % (
             self._seq,
             encoded,
+            noticed,
             snapshot,
         )
 
@@ -348,6 +307,7 @@ class _StreamClient:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+AdminHandler = Callable[[Request, Session], Awaitable[Response]]
 
 
 class ControlServer:
@@ -361,25 +321,30 @@ class ControlServer:
         socket_path: Path,
         *,
         phase: Callable[[], str] = lambda: "running",
-        ops: AdminOps | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.path = socket_path
         self.phase = phase
-        self.started = datetime.now(UTC)
-        self.guard = AdminGuard(PasswordStore(settings.password_file), engine.db, engine.clock)
-        self.sessions = Sessions(lambda: self.engine.settings.admin.idle_lock, time.monotonic)
-        self.ops = ops or AdminOps(engine)
-        self.stream = Stream(engine)
+        self.control: InProcessControl | None = None
+        self.issued = Issued(time.monotonic)
+        self.stream: Stream | None = None
         self._server: uvicorn.Server | None = None
         self._sock: socket.socket | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self.app = self._build_app()
 
     async def start(self) -> None:
+        # Imported here: the in-process commands sit above the runtime, which starts us.
+        from riskman.control.inprocess import InProcessControl, notice_of
+
+        config = type(self.settings).config_path or self.settings.database.parent / "riskman.yaml"
+        control = InProcessControl.of_engine(self.engine, config)
+        await control.start()
+        self.control = control
+        self.stream = Stream(self.engine, notice_of)
         self._sock = bind_socket(self.path, self.settings.control.group)
-        config = uvicorn.Config(
+        uv_config = uvicorn.Config(
             self.app,
             http=PeerCredProtocol,
             ws="websockets-sansio",
@@ -389,12 +354,12 @@ class ControlServer:
             timeout_graceful_shutdown=2,
             ws_ping_interval=None,
         )
-        config.load()
+        uv_config.load()
         # uvicorn's start/stop chatter ("Waiting for connections to close") is not riskman's
         # news; its warnings and errors still reach the log.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-        server = uvicorn.Server(config)
-        server.lifespan = config.lifespan_class(config)
+        server = uvicorn.Server(uv_config)
+        server.lifespan = uv_config.lifespan_class(uv_config)
         try:
             await server.startup(sockets=[self._sock])
         except BaseException:
@@ -412,8 +377,10 @@ class ControlServer:
 
     async def stop(self) -> None:
         server, self._server = self._server, None
-        self.stream.close()
-        self.sessions.revoke_others("")
+        if self.stream is not None:
+            self.stream.close()
+        if self.control is not None:
+            await self.control.stop()  # ends the sessions; the engine is its owner's to stop
         if server is not None:
             server.should_exit = True
             server.force_exit = True
@@ -429,17 +396,19 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 self.path.unlink()
 
+    def _control(self) -> InProcessControl:
+        if self.control is None:
+            raise HTTPException(503, "riskman is not running yet")
+        return self.control
+
     # --- routes ------------------------------------------------------------------------------
 
     def _build_app(self) -> Starlette:
-        def admin(handler: Callable[[Request, Session], Awaitable[Response]]) -> Handler:
+        def admin(handler: AdminHandler) -> Handler:
             async def guarded(request: Request) -> Response:
-                session = self._session(request)
-                token = AUDIT_CALLER.set(session.uid)
-                try:
+                session = await self._session(request)
+                with _as_caller(caller_uid(request)):
                     return await handler(request, session)
-                finally:
-                    AUDIT_CALLER.reset(token)
 
             return guarded
 
@@ -450,6 +419,7 @@ class ControlServer:
             Route("/v1/report", self.get_report, methods=["GET"]),
             Route("/v1/report/breach", self.get_breach, methods=["GET"]),
             WebSocketRoute("/v1/stream", self.stream_ws),
+            Route("/v1/admin/state", self.admin_state, methods=["GET"]),
             Route("/v1/admin/login", self.login, methods=["POST"]),
             Route("/v1/admin/logout", admin(self.logout), methods=["POST"]),
             Route("/v1/admin/audit", admin(self.get_audit), methods=["GET"]),
@@ -472,33 +442,32 @@ class ControlServer:
             exception_handlers={
                 HTTPException: _http_error,
                 ValidationError: _validation_error,
-                OpError: _op_error,
+                ControlError: _control_error,
                 Exception: _internal_error,
             },
         )
 
     async def get_status(self, request: Request) -> Response:
+        status = await self._control().status()
         engine = self.engine
-        snapshot = engine.snapshot()
-        guarded = {
-            view.account_id: engine.is_guarded(view.account_id) for view in snapshot.accounts
-        }
-        unguarded = [(a.id, a.name) for a in engine.state.accounts() if not engine.is_guarded(a.id)]
-        return JSONResponse(
-            wire.status_json(
-                snapshot,
-                started=self.started,
-                phase=self.phase(),
-                guarded=guarded,
-                unguarded=unguarded,
-                pending=self.ops.pending(),
-            )
-        )
+        data = status.model_dump(mode="json")
+        # What the interface's summary does not say: why it is not armed yet, and which
+        # accounts riskman was told not to guard.
+        data["phase"] = self.phase()
+        for account in data["accounts"]:
+            if not engine.is_guarded(account["id"]):
+                account["status"] = wire.NOT_GUARDED
+        listed = {account["id"] for account in data["accounts"]}
+        for known in engine.state.accounts():
+            if known.id not in listed and not engine.is_guarded(known.id):
+                data["accounts"].append(
+                    {"id": known.id, "name": known.name, "status": wire.NOT_GUARDED}
+                )
+        return JSONResponse(data)
 
     async def get_snapshot(self, request: Request) -> Response:
-        return Response(
-            wire.snapshot_to_json(self.engine.snapshot()), media_type="application/json"
-        )
+        snapshot = wire.snapshot_to_json(self.engine.snapshot())
+        return Response(snapshot, media_type="application/json")
 
     async def get_report(self, request: Request) -> Response:
         """A trading day's summary and breach reports (`?day=YYYY-MM-DD`, default today)."""
@@ -541,39 +510,31 @@ class ControlServer:
         limit = min(LOG_LIMIT, max(1, _int_param(request, "limit", LOG_LIMIT) or LOG_LIMIT))
         # The log's newest lines may still wait in the store's write batch (deferred writes).
         await self.engine.db.flush()
-        columns = "id, ts, account_id, rule, action, target, reason, result, detail, latency_ms"
         if since is None:
-            rows = await self.engine.db.fetchall(
-                f"SELECT {columns} FROM enforcement_log ORDER BY id DESC LIMIT ?", (limit,)
+            # The newest `limit` lines: start just below them.
+            row = await self.engine.db.fetchone(
+                "SELECT MIN(id) AS first FROM (SELECT id FROM enforcement_log "
+                "ORDER BY id DESC LIMIT ?)",
+                (limit,),
             )
-            rows = list(reversed(rows))
-        else:
-            rows = await self.engine.db.fetchall(
-                f"SELECT {columns} FROM enforcement_log WHERE id > ? ORDER BY id LIMIT ?",
-                (since, limit),
-            )
-        records = [
+            first = row["first"] if row is not None else None
+            since = 0 if first is None else int(first) - 1
+        records = await self._control().log_since(since, limit)
+        return JSONResponse(
             {
-                "id": row["id"],
-                "ts": _iso(row["ts"]),
-                "account": row["account_id"],
-                "rule": row["rule"],
-                "action": row["action"],
-                "target": row["target"],
-                "reason": row["reason"],
-                "result": row["result"],
-                "detail": row["detail"],
-                "latency_ms": row["latency_ms"],
+                "records": [record.model_dump(mode="json") for record in records],
+                "last": records[-1].id if records else since,
             }
-            for row in rows
-        ]
-        last = records[-1]["id"] if records else since
-        return JSONResponse({"records": records, "last": last})
+        )
 
     async def stream_ws(self, websocket: WebSocket) -> None:
+        stream = self.stream
         await websocket.accept()
+        if stream is None:
+            await websocket.close(1013)
+            return
         client = _StreamClient()
-        self.stream.add(client)
+        stream.add(client)
         reader = asyncio.get_running_loop().create_task(_drain(websocket, client))
         try:
             while (frame := await client.next()) is not None:
@@ -582,119 +543,134 @@ class ControlServer:
             pass
         finally:
             reader.cancel()
-            self.stream.remove(client)
+            stream.remove(client)
             with contextlib.suppress(Exception):
                 await websocket.close()
 
     # --- admin ---------------------------------------------------------------------------------
 
-    def _session(self, request: Request) -> Session:
+    async def _session(self, request: Request) -> Session:
         token = _token(request)
-        session = self.sessions.check(token) if token else None
-        if session is None:
-            raise HTTPException(401, "log in first: POST /v1/admin/login, then send the token")
+        if not token:
+            raise Unauthorized("log in first: POST /v1/admin/login, then send the token")
+        session = Session(token=token)
+        if self.issued.expired(token):
+            self.issued.discard(token)
+            await self._control().logout(session)
+            raise Unauthorized("the admin session ended (an hour at most): log in again")
         return session
 
+    async def admin_state(self, request: Request) -> Response:
+        state = await self._control().admin_state()
+        return JSONResponse(state.model_dump(mode="json"))
+
     async def login(self, request: Request) -> Response:
-        body = LoginBody.model_validate(await _json(request))
-        locked = await self.guard.locked_until()
-        if locked is not None:
-            return _throttled(locked, self.engine.clock.now())
-        try:
-            if self.guard.store.load() is None:
-                raise HTTPException(409, "no admin password is set: run riskman set-admin-password")
-            attempt = await self.guard.try_password(body.password)
-        except PasswordError as exc:
-            raise HTTPException(409, str(exc)) from None
+        body = LoginRequest.model_validate(await _json(request))
+        control = self._control()
+        state = await control.admin_state()
+        now = self.engine.clock.now()
+        if not state.password_set:
+            raise HTTPException(409, "no admin password is set: run riskman set-admin-password")
+        if state.locked_until is not None and state.locked_until > now:
+            return _throttled(state.locked_until, now)
         uid = caller_uid(request)
-        if not attempt.ok:
-            log.warning("control API: wrong admin password (uid %s)", uid)
-            with _as_caller(uid):
-                await self.engine.audit("login", "control API", old=None, new="wrong password")
-            raise HTTPException(401, "wrong password")
-        token, idle = self.sessions.issue(uid)
         with _as_caller(uid):
+            answer = await control.login(body)
+            if answer.session is None:
+                log.warning("control API: wrong admin password (uid %s)", uid)
+                await self.engine.audit("login", "control API", old=None, new="wrong password")
+                return JSONResponse(
+                    {
+                        "error": "wrong password",
+                        "failures": answer.failures,
+                        "locked_until": _iso_time(answer.locked_until),
+                    },
+                    status_code=401,
+                )
             await self.engine.audit("login", "control API", old=None, new="session opened")
-        return JSONResponse({"token": token, "idle_timeout": idle})
+        self.issued.add(answer.session.token)
+        return JSONResponse(
+            {
+                "token": answer.session.token,
+                "expires": _iso_time(answer.session.expires),
+                "idle_timeout": state.idle_lock,
+            }
+        )
 
     async def logout(self, request: Request, session: Session) -> Response:
-        self.sessions.revoke(_token(request))
+        await self._control().logout(session)
+        self.issued.discard(session.token)
         return JSONResponse({"ok": True})
 
     async def get_audit(self, request: Request, session: Session) -> Response:
         limit = min(AUDIT_LIMIT, max(1, _int_param(request, "limit", 100) or 100))
-        rows = await self.engine.db.fetchall(
-            "SELECT id, ts, action, target, old_value, new_value, reason, uid FROM admin_audit "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
+        entries = await self._control().audit(session, limit)
+        uids: dict[int, int | None] = {}
+        if entries:
+            marks = ",".join("?" * len(entries))
+            rows = await self.engine.db.fetchall(
+                f"SELECT id, uid FROM admin_audit WHERE id IN ({marks})",
+                tuple(entry.id for entry in entries),
+            )
+            uids = {row["id"]: row["uid"] for row in rows}
         return JSONResponse(
             {
                 "records": [
-                    {
-                        "id": row["id"],
-                        "ts": _iso(row["ts"]),
-                        "action": row["action"],
-                        "target": row["target"],
-                        "old": row["old_value"],
-                        "new": row["new_value"],
-                        "reason": row["reason"],
-                        "uid": row["uid"],
-                    }
-                    for row in rows
+                    {**entry.model_dump(mode="json"), "uid": uids.get(entry.id)}
+                    for entry in entries
                 ]
             }
         )
 
     async def get_rules(self, request: Request, session: Session) -> Response:
-        return JSONResponse(self.ops.rules())
+        return _model(await self._control().get_rules(session))
 
     async def put_rules(self, request: Request, session: Session) -> Response:
         data = await _json(request)
-        if isinstance(data, Mapping) and "account" in data:
-            body = AccountRulesBody.model_validate(data)
-            changed = await self.ops.set_rules(body.rules, account=body.account)
+        if not isinstance(data, Mapping) or not data:
+            raise Invalid([], "expected a JSON object of rules")
+        if "account" in data or "drop_own" in data:
+            put = RulesPut.model_validate(data)
         else:
-            if not isinstance(data, Mapping):
-                raise HTTPException(400, "expected a JSON object of rules")
-            changed = await self.ops.set_rules(dict(data), account=None)
-        return JSONResponse({"changed": changed, "rules": self.ops.rules()})
+            put = RulesPut(rules=dict(data))
+        return _model(await self._control().put_rules(session, put))
 
     async def get_accounts(self, request: Request, session: Session) -> Response:
-        return JSONResponse(await self.ops.accounts())
+        return _model(await self._control().get_accounts(session))
 
     async def put_accounts(self, request: Request, session: Session) -> Response:
-        body = AccountsBody.model_validate(await _json(request))
-        changed = await self.ops.set_accounts(body.accounts)
-        return JSONResponse({"changed": changed, **(await self.ops.accounts())})
+        put = AccountsPut.model_validate(await _json(request))
+        return _model(await self._control().put_accounts(session, put))
 
     async def get_lockouts(self, request: Request, session: Session) -> Response:
-        return JSONResponse({"lockouts": self.ops.lockouts()})
+        entries = await self._control().lockouts(session)
+        return JSONResponse({"lockouts": [entry.model_dump(mode="json") for entry in entries]})
 
     async def clear_lockout(self, request: Request, session: Session) -> Response:
         body = ClearBody.model_validate(await _json(request))
         lock_id = int(request.path_params["lock_id"])
-        cleared = await self.ops.clear_lockout(lock_id, body.reason)
-        return JSONResponse({"cleared": cleared})
+        control = self._control()
+        found = next((e for e in await control.lockouts(session) if e.id == lock_id), None)
+        if found is None:
+            raise HTTPException(404, f"no active lock with id {lock_id}")
+        request_ = ClearLocks(account=found.account_id, lock=lock_id, reason=body.reason)
+        return _model(await control.clear_lockouts(session, request_))
 
     async def get_schedule(self, request: Request, session: Session) -> Response:
-        return JSONResponse(self.ops.schedule())
+        return _model(await self._control().get_schedule(session))
 
     async def put_schedule(self, request: Request, session: Session) -> Response:
-        body = ScheduleBody.model_validate(await _json(request))
-        holidays = (
-            None if body.holidays is None else [(h.date, h.name, h.time) for h in body.holidays]
-        )
-        changed = await self.ops.set_schedule(
-            daily_reset=body.daily_reset, timezone=body.timezone, holidays=holidays
-        )
-        return JSONResponse({"changed": changed, **self.ops.schedule()})
+        put = SchedulePut.model_validate(await _json(request))
+        return _model(await self._control().put_schedule(session, put))
 
     async def post_password(self, request: Request, session: Session) -> Response:
-        body = PasswordBody.model_validate(await _json(request))
-        await self.ops.set_password(body.password)
-        # Every other session ends with the old password; this one goes on.
-        self.sessions.revoke_others(_token(request))
+        change = PasswordChange.model_validate(await _json(request))
+        control = self._control()
+        await control.change_password(session, change)
+        # Every other session opened here ends with the old password; this one goes on.
+        for token in self.issued.others(session.token):
+            await control.logout(Session(token=token))
+            self.issued.discard(token)
         return JSONResponse({"ok": True})
 
 
@@ -702,12 +678,20 @@ class ControlServer:
 
 
 @contextlib.contextmanager
-def _as_caller(uid: int | None) -> Any:
+def _as_caller(uid: int | None) -> Iterator[None]:
     token = AUDIT_CALLER.set(uid)
     try:
         yield
     finally:
         AUDIT_CALLER.reset(token)
+
+
+def _model(value: BaseModel) -> Response:
+    return JSONResponse(value.model_dump(mode="json"))
+
+
+def _iso_time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 async def _drain(websocket: WebSocket, client: _StreamClient) -> None:
@@ -744,24 +728,6 @@ def _int_param(request: Request, name: str, default: int | None) -> int | None:
         raise HTTPException(400, f"{name} must be an integer") from None
 
 
-def _iso(value: str | None) -> str | None:
-    at = from_db_time(value)
-    return None if at is None else at.isoformat()
-
-
-def _throttled(until: datetime, now: datetime) -> Response:
-    wait = max(1, int((until - now).total_seconds() + 0.999))
-    return JSONResponse(
-        {
-            "error": f"too many wrong passwords: try again in {wait} s",
-            "retry_after": wait,
-            "locked_until": until.isoformat(),
-        },
-        status_code=429,
-        headers={"Retry-After": str(wait)},
-    )
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
@@ -776,9 +742,28 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "; ".join(problems), "problems": problems}, status_code=422)
 
 
-async def _op_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, OpError)
-    return JSONResponse({"error": str(exc), "problems": exc.problems}, status_code=exc.status)
+async def _control_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ControlError)
+    data: dict[str, Any] = {"error": str(exc)}
+    headers: dict[str, str] = {}
+    if isinstance(exc, Invalid):
+        data["problems"] = exc.problems
+    if isinstance(exc, Throttled):
+        return _throttled(exc.until, datetime.now(exc.until.tzinfo))
+    return JSONResponse(data, status_code=exc.status, headers=headers)
+
+
+def _throttled(until: datetime, now: datetime) -> Response:
+    wait = max(1, int((until - now).total_seconds() + 0.999))
+    return JSONResponse(
+        {
+            "error": f"too many wrong passwords: try again in {wait} s",
+            "retry_after": wait,
+            "locked_until": until.isoformat(),
+        },
+        status_code=429,
+        headers={"Retry-After": str(wait)},
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -24,11 +24,11 @@ def verdict(status: dict[str, Any]) -> tuple[int, str]:
     """The exit code and why, from a `GET /v1/status` answer."""
     if not status.get("armed"):
         return EXIT_NOT_ARMED, f"NOT ARMED ({status.get('phase', 'unknown')})"
-    hubs = status.get("hubs") or {}
+    hubs = {hub.get("hub"): hub for hub in status.get("hubs") or []}
     bad = [
-        f"{name} hub {hub['state'] if hub else 'not started'}"
-        for name, hub in sorted(hubs.items())
-        if not hub or not hub.get("trusted")
+        f"{name} hub {hubs[name]['state'] if name in hubs else 'not started'}"
+        for name in ("user", "market")
+        if hubs.get(name, {}).get("state") != "connected"
     ]
     if bad:
         return EXIT_NOT_ARMED, "DEGRADED: " + ", ".join(bad)
@@ -50,8 +50,8 @@ def render(status: dict[str, Any], socket: str) -> str:
         f"riskman {word} · pid {status.get('pid')} · up {_uptime(str(status.get('started')))}"
         f" · {socket}"
     ]
-    for name, hub in sorted((status.get("hubs") or {}).items()):
-        lines.append(f"  {name} hub: {hub['state'] if hub else 'not started'}")
+    for hub in status.get("hubs") or []:
+        lines.append(f"  {hub['hub']} hub: {hub['state']}")
     for account in status.get("accounts", []):
         pnl = ""
         if account.get("total") is not None:
@@ -63,7 +63,7 @@ def render(status: dict[str, Any], socket: str) -> str:
         count = f"  trades {trades['session']}" if "session" in trades else ""
         lines.append(f"  {account['id']} {account['name']}: {account['status']}{pnl}{count}")
         for lock in account.get("locks", []):
-            ends = lock["until"] or lock["ends"]
+            ends = lock["until"] or lock["unlock"]
             lines.append(f"    {lock['kind']} {lock['rule']}: {lock['reason']} (until {ends})")
     for change in status.get("pending", []):
         lines.append(f"  pending: {change}")

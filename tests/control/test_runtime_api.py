@@ -36,7 +36,8 @@ async def test_armed_engine_status_and_enforcement_with_a_stream_attached_and_af
     async with ControlClient(runtime.socket) as client:
         status = await client.status()
         assert status["armed"] is True and status["phase"] == "running"
-        assert status["hubs"]["user"]["state"] == "connected"
+        hubs = {hub["hub"]: hub["state"] for hub in status["hubs"]}
+        assert hubs["user"] == "connected"
         by_id = {a["id"]: a for a in status["accounts"]}
         assert by_id[account]["status"] == "OK"
         assert by_id[sim.account_ids[1]]["status"] == "LOCKED"
