@@ -207,10 +207,36 @@ class Rule(Strict):
     enabled: bool = True
 
 
+class ScalingTier(Strict):
+    balance_above: Annotated[
+        Decimal,
+        BeforeValidator(_money),
+        Field(ge=0, lt=Decimal("1e9"), allow_inf_nan=False),
+        PlainSerializer(lambda d: int(d) if d == d.to_integral_value() else float(d)),
+    ]
+    """Profit over the starting balance, at the end of the previous trading day."""
+    limit: PositiveInt
+
+
 class MaxContracts(Rule):
     limit: PositiveInt = 5
+    """The limit; with `scaling`, the limit below the first tier."""
     count: Literal["net", "gross"] = "net"
     action: Literal["reduce_to_limit", "close_all"] = "reduce_to_limit"
+    count_orders: bool = False
+    """Working entry orders count as if they filled (one over the limit is cancelled)."""
+    scaling: list[ScalingTier] = Field(default_factory=list, max_length=20)
+    """Topstep's scaling plan: the limit by end-of-day profit over starting_balance."""
+    starting_balance: PositiveMoney | None = None
+    """For `scaling`; default: max_loss_limit.starting_balance."""
+
+    @field_validator("scaling")
+    @classmethod
+    def _tiers_sorted(cls, tiers: list[ScalingTier]) -> list[ScalingTier]:
+        above = [tier.balance_above for tier in tiers]
+        if len(set(above)) != len(above):
+            raise ValueError("two tiers have the same balance_above")
+        return sorted(tiers, key=lambda tier: tier.balance_above)
 
 
 class MaxContractsPerInstrument(Rule):
@@ -218,6 +244,8 @@ class MaxContractsPerInstrument(Rule):
     limits: dict[Symbol, PositiveInt] = Field(default_factory=dict)
     unknown_symbol: Literal["allow", "block"] = "allow"
     action: Literal["reduce_to_limit", "close"] = "reduce_to_limit"
+    count_orders: bool = False
+    """Working entry orders count as if they filled (one over the limit is cancelled)."""
 
     @field_validator("limits", mode="before")
     @classmethod

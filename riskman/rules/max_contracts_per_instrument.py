@@ -5,6 +5,10 @@ A root's contracts are net of its expiries (long MNQZ26 + short MNQH27 = 0) and 
 RULE-015. Its limit is `limits[root]`; a root not listed gets `default_limit` with
 `unknown_symbol: allow` (no default = no limit) and is not allowed at all with `block`: every
 position in it is closed, whatever the action and even when its expiries net to zero.
+
+`count_orders`: an entry order that would take its symbol over the limit if it filled is
+cancelled as soon as it is seen (see RULE-001); an order in a blocked symbol is left to the
+position it would open.
 """
 
 from __future__ import annotations
@@ -15,9 +19,23 @@ from decimal import Decimal
 
 from riskman.engine.intents import Category, ClosePosition, Intent, ReducePosition
 from riskman.engine.state import PositionState
-from riskman.gateway.models import display_symbol
-from riskman.rules.base import CheckTrigger, PositionTrigger, Rule, RuleStatus, Trigger
-from riskman.rules.max_contracts import exposure, fmt_count, reductions
+from riskman.gateway.models import display_symbol, root_of
+from riskman.rules.base import (
+    CheckTrigger,
+    OrderTrigger,
+    PositionTrigger,
+    Rule,
+    RuleStatus,
+    Trigger,
+)
+from riskman.rules.max_contracts import (
+    cancel_intents,
+    entry_orders,
+    exposure,
+    fmt_count,
+    over_limit_orders,
+    reductions,
+)
 
 BLOCKED = 0
 
@@ -46,7 +64,7 @@ class MaxContractsPerInstrument(Rule):
     key = "max_contracts_per_instrument"
     title = "Max contracts per symbol"
     category = Category.REDUCE
-    triggers = frozenset({PositionTrigger, CheckTrigger})
+    triggers = frozenset({PositionTrigger, OrderTrigger, CheckTrigger})
 
     def _limit(self, account_id: int, root: str) -> int | None:
         cfg = self.cfg(account_id)
@@ -77,6 +95,8 @@ class MaxContractsPerInstrument(Rule):
 
     def evaluate(self, account_id: int, trigger: Trigger) -> list[Intent]:
         # A position event only changes its own root's count; a check looks at every root.
+        if isinstance(trigger, OrderTrigger):
+            return self._orders(account_id, trigger)
         only = None
         if isinstance(trigger, PositionTrigger):
             changed = trigger.change.after or trigger.change.before
@@ -84,9 +104,35 @@ class MaxContractsPerInstrument(Rule):
                 return []
             only = changed.root
         intents: list[Intent] = []
+        if isinstance(trigger, CheckTrigger):
+            intents += self._orders(account_id, trigger)
         for item in self._roots(account_id, only):
             if item.breached and item.limit is not None:
                 intents += self._enforce(account_id, item, item.limit)
+        return intents
+
+    def _orders(self, account_id: int, trigger: OrderTrigger | CheckTrigger) -> list[Intent]:
+        """count_orders: cancel entry orders that would take their symbol over its limit."""
+        if not self.cfg(account_id).count_orders:
+            return []
+        seen = trigger.change.after if isinstance(trigger, OrderTrigger) else None
+        if isinstance(trigger, OrderTrigger) and seen is None:
+            return []
+        roots = (
+            {root_of(seen.contract_id)}
+            if seen is not None
+            else {root_of(o.contract_id) for o in entry_orders(self, account_id)}
+        )
+        intents: list[Intent] = []
+        for root in sorted(roots):
+            limit = self._limit(account_id, root)
+            if limit is None or limit == BLOCKED:
+                continue
+            positions = [p for p in self.ctx.state.get_all_positions(account_id) if p.root == root]
+            orders = entry_orders(self, account_id, root)
+            cancel = over_limit_orders(self, account_id, positions, orders, "net", limit, seen)
+            why = f"{display_symbol(root)} over {limit} contracts if it filled"
+            intents += cancel_intents(self, account_id, cancel, why)
         return intents
 
     def _enforce(self, account_id: int, item: RootExposure, limit: int) -> list[Intent]:
@@ -136,6 +182,8 @@ class MaxContractsPerInstrument(Rule):
         elif cfg.default_limit is not None:
             listed.append(f"others {cfg.default_limit}")
         detail = ", ".join(listed or ["no limits"]) + f"; {cfg.action.replace('_', ' ')}"
+        if cfg.count_orders:
+            detail += "; working orders count"
         roots = self._roots(account_id)
         if not roots:
             return RuleStatus(value="0", limit="per symbol", used=0.0, detail=detail)

@@ -298,3 +298,57 @@ async def test_a_cancelled_stop_closes_its_position_when_rule_008_is_off(
     sim.cancel_order(account, stop)
     await wait_close(sim, account, ES, since)
     await logged(runtime, "RULE-020", "close", target=ES)
+
+
+# --- RULE-001/002 options: scaling plan, working orders count -------------------------------
+
+
+async def test_scaling_plan_sets_the_days_contract_limit_from_the_balance(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    account = sim.account_ids[0]
+    sim.set_balance(account, "51600")  # $1,600 over the start: the 3-contract tier
+    runtime = await make_runtime(
+        {
+            "max_contracts": {
+                "limit": 2,
+                "starting_balance": 50000,
+                "scaling": [
+                    {"balance_above": 1500, "limit": 3},
+                    {"balance_above": 2000, "limit": 5},
+                ],
+            }
+        }
+    )
+    since = mark()
+    buy(sim, account, MNQ, 4)
+    request = await sim.wait_for_request("Position/partialCloseContract", timeout=10, since=since)
+    assert request.body == {"accountId": account, "contractId": MNQ, "size": 1}
+    record = await logged(runtime, "RULE-001", "reduce", target=MNQ)
+    assert "limit 3" in record.reason
+
+
+async def test_an_entry_order_that_would_exceed_the_limit_is_cancelled_before_it_fills(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime(
+        {
+            "max_contracts": {"limit": 3, "count_orders": True},
+            "max_contracts_per_instrument": {"limits": {"MES": 1}, "count_orders": True},
+        }
+    )
+    account = sim.account_ids[0]
+    sim.set_price(MES, "6650")
+    buy(sim, account, MNQ, 2)
+    await seen(runtime, account, MNQ, 2)
+    stop = stop_order(sim, account, MNQ, OrderSide.ASK, Decimal("20000"), size=2)  # protective
+    fits = limit_buy(sim, account, MES, "6600")  # 3 of 3, MES 1 of 1
+    await eventually(lambda: engine_of(runtime).state.get_order(account, fits) is not None)
+    since = mark()
+    over = limit_buy(sim, account, MES, "6600")  # 4 of 3, MES 2 of 1
+    await wait_cancel(sim, account, over, since)
+    await quiet(runtime)
+    assert {stop, fits} <= working_ids(sim, account)
+    assert {"RULE-001", "RULE-002"} & {
+        r.rule for r in engine_of(runtime).recent_log() if r.action == "cancel"
+    }
