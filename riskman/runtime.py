@@ -91,8 +91,8 @@ class Runtime:
         except OSError as exc:
             raise StartError(f"cannot lock {lock.path}: {exc.strerror}") from None
         self._lock = lock
-        self.rest = RestClient(self.settings.gateway, key, clock=self.clock)
         try:
+            self.rest = RestClient(self.settings.gateway, key, clock=self.clock)
             # The database first: a corrupt or unusable file is reported at once, not after
             # minutes of retrying an unreachable gateway.
             self.engine = await Engine.open(

@@ -7,7 +7,9 @@ its HTTP status and message.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ from riskman.control.interface import (
     ScheduleState,
 )
 from riskman.control.paths import socket_path
+from riskman.engine.actions import EnforcementRecord
+from riskman.engine.engine import LOG_KEEP
 from riskman.engine.snapshot import EngineSnapshot
 
 TIMEOUT = 5.0
@@ -146,12 +150,18 @@ class ControlClient:
             raise NotAnswering(f"no riskman engine answers on {self.path} ({_why(exc)})") from None
 
         async def frames() -> AsyncIterator[Frame]:
+            # The engine sends its log whole once, then the new lines: kept here, newest first.
+            lines: deque[EnforcementRecord] = deque(maxlen=LOG_KEEP)
             try:
                 async for message in connection:
                     data = json.loads(message)
+                    if data.get("log_full"):
+                        lines.clear()
+                    lines.extendleft(reversed(wire.LOG.validate_python(data.get("log", []))))
+                    snapshot = wire.SNAPSHOT.validate_python(data["snapshot"])
                     yield Frame(
                         seq=int(data["seq"]),
-                        snapshot=wire.SNAPSHOT.validate_python(data["snapshot"]),
+                        snapshot=dataclasses.replace(snapshot, log=tuple(lines)),
                         changes=[wire.change_from_json(item) for item in data["changes"]],
                         notices=[Notice(**item) for item in data.get("notices", [])],
                     )

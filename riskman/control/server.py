@@ -199,9 +199,24 @@ _CHANGE_KINDS: dict[type[Any], str] = {
 }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Frame:
+    """One tick's state, shared by every client; each client's message adds its own part."""
+
+    seq: int
+    snapshot: bytes
+    """The snapshot as JSON, without its log (sent to each client as a delta)."""
+    log: tuple[EnforcementRecord, ...]
+    """The engine's log, newest first."""
+    changes: tuple[bytes, ...]
+    notices: tuple[bytes, ...]
+
+
 class Stream:
     """One snapshot per tick for every connected client, built once and shared. A slow client
-    skips frames (it always gets the newest), so it never holds the engine back."""
+    skips frames (it always gets the newest, and the news of the frames it skipped), so it
+    never holds the engine back. The enforcement log (up to 500 lines) goes whole in a
+    client's first message and as the new lines after that."""
 
     def __init__(self, engine: Engine, notice_of: Callable[[EngineChange], Notice | None]) -> None:
         self._engine = engine
@@ -221,9 +236,9 @@ class Stream:
 
     def add(self, client: _StreamClient) -> None:
         self._clients.add(client)
+        self._dirty = True
         if self._task is None:
             self._unsubscribe = self._engine.subscribe(self._on_change)
-            self._dirty = True
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="riskman-control-stream"
             )
@@ -264,30 +279,35 @@ class Stream:
                         client.offer(frame)
             await asyncio.sleep(STREAM_EVERY)
 
-    def _frame(self) -> bytes:
+    def _frame(self) -> _Frame:
         self._seq += 1
         changes, self._changes = self._changes, []
-        snapshot = wire.snapshot_to_json(self._engine.snapshot())
+        snapshot = self._engine.snapshot()
         kinds = [(_CHANGE_KINDS.get(type(c)), c) for c in changes]
-        encoded = b",".join(wire.change_to_json(kind, c) for kind, c in kinds if kind is not None)
         notices = [n for n in map(self._notice_of, changes) if n is not None]
-        noticed = json.dumps([dataclasses.asdict(n) for n in notices]).encode()
-        return b'{"type":"snapshot","seq":%d,"changes":[%s],"notices":%s,"snapshot":%s}' % (
-            self._seq,
-            encoded,
-            noticed,
-            snapshot,
+        return _Frame(
+            seq=self._seq,
+            snapshot=wire.snapshot_to_json(dataclasses.replace(snapshot, log=())),
+            log=snapshot.log,
+            changes=tuple(wire.change_to_json(kind, c) for kind, c in kinds if kind is not None),
+            notices=tuple(json.dumps(dataclasses.asdict(n)).encode() for n in notices),
         )
 
 
 class _StreamClient:
     def __init__(self) -> None:
-        self.latest: bytes | None = None
+        self.latest: _Frame | None = None
+        self.changes: list[bytes] = []
+        self.notices: list[bytes] = []
+        self.newest: EnforcementRecord | None = None
+        """The newest log line this client was sent (None: send the whole log)."""
         self.ready = asyncio.Event()
         self.closed = False
 
-    def offer(self, frame: bytes) -> None:
+    def offer(self, frame: _Frame) -> None:
         self.latest = frame
+        self.changes.extend(frame.changes)
+        self.notices.extend(frame.notices)
         self.ready.set()
 
     def close(self) -> None:
@@ -295,12 +315,35 @@ class _StreamClient:
         self.ready.set()
 
     async def next(self) -> bytes | None:
+        """The message to send now: the newest frame, with what this client has not had."""
         await self.ready.wait()
         self.ready.clear()
-        if self.closed:
-            return None
         frame, self.latest = self.latest, None
-        return frame
+        if self.closed or frame is None:
+            return None
+        new: list[EnforcementRecord] = []
+        full = True
+        for record in frame.log:
+            if record is self.newest:
+                full = False
+                break
+            new.append(record)
+        if frame.log:
+            self.newest = frame.log[0]
+        changes, self.changes = self.changes, []
+        notices, self.notices = self.notices, []
+        return (
+            b'{"type":"snapshot","seq":%d,"changes":[%s],"notices":[%s],"log":%s,'
+            b'"log_full":%s,"snapshot":%s}'
+            % (
+                frame.seq,
+                b",".join(changes),
+                b",".join(notices),
+                wire.LOG.dump_json(new),
+                b"true" if full else b"false",
+                frame.snapshot,
+            )
+        )
 
 
 # --- the application ---------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from riskman.engine.lockouts import LockoutChange
 from riskman.engine.snapshot import Breach, EngineSnapshot, LimitWarning, ResetDone
 
 SNAPSHOT = TypeAdapter(EngineSnapshot)
+LOG = TypeAdapter(list[EnforcementRecord])
+"""Enforcement log lines (the stream sends the new ones, not the whole log each time)."""
 NOT_GUARDED = "NOT GUARDED"
 """An account's status when nothing enforces for it (not armed, or not to be guarded)."""
 

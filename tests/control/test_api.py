@@ -10,6 +10,7 @@ import socket
 import stat
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -152,6 +153,55 @@ async def test_stream_sends_snapshots_and_the_news_of_a_lock(served: ServedFacto
         assert "LOCKED" in frame.notices[0].title
         # The stream carries the snapshot the screens use, losslessly.
         assert frame.snapshot.accounts[0].locks[0].reason == "streamed"
+
+
+async def test_stream_sends_the_log_once_then_only_new_lines_and_clients_see_it_whole(
+    served: ServedFactory, gateway: FakeGateway
+) -> None:
+    engine, _server, client = await served(
+        {"rules": {"max_contracts": {"enabled": True, "limit": 1, "action": "close_all"}}}
+    )
+
+    async def breach() -> None:
+        pos = position(1001, ES, 3)
+        gateway.set_position(pos)
+        engine.submit(PositionEvent(pos))
+        await settle(engine)
+
+    async def until_log(frames: Any, count: int) -> Any:
+        async with asyncio.timeout(5):
+            while True:
+                frame = await anext(frames)
+                if len(frame.snapshot.log) >= count:
+                    return frame
+
+    await breach()
+    before = len(engine.snapshot().log)
+    assert before >= 2
+    raw = ControlClient(client.path)
+    async with client.stream() as first, raw:
+        frames = aiter(first)
+        frame = await until_log(frames, before)
+        assert frame.snapshot.log == engine.snapshot().log
+        await breach()
+        after = len(engine.snapshot().log)
+        assert after > before
+        frame = await until_log(frames, after)
+        assert frame.snapshot.log == engine.snapshot().log
+        # A client joining now gets the whole log in its first message.
+        async with raw.stream() as second:
+            joined = await until_log(aiter(second), after)
+            assert joined.snapshot.log == engine.snapshot().log
+    # On the wire, after the first message, only new lines travel.
+    from websockets.asyncio.client import unix_connect
+
+    async with unix_connect(str(client.path), "ws://riskman/v1/stream") as ws:
+        first_message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert first_message["log_full"] is True and len(first_message["log"]) == after
+        assert first_message["snapshot"]["log"] == []
+        engine.submit_check("test")  # something changed: a new frame
+        second_message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert second_message["log_full"] is False and second_message["log"] == []
 
 
 async def test_admin_calls_without_a_valid_token_are_refused(served: ServedFactory) -> None:
