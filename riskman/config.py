@@ -284,6 +284,8 @@ class TradeFrequencyLimit(Rule):
     per_hour: PositiveInt | None = 10
     per_session: PositiveInt | None = 50
     cooldowns: FrequencyCooldowns = Field(default_factory=FrequencyCooldowns)
+    count_trades_as: Literal["orders", "fills"] = "orders"
+    """orders: an order that fills counts once; fills: every entry and exit fill counts."""
 
 
 class LossTier(Strict):
@@ -402,6 +404,8 @@ class WeeklyLimits(Rule):
     profit: PositiveMoney | None = None
     trades: PositiveInt | None = None
     include_unrealized: bool = True
+    count_trades_as: Literal["orders", "fills"] = "orders"
+    """orders: an order that fills counts once; fills: every entry and exit fill counts."""
 
     @model_validator(mode="after")
     def _something_to_watch(self) -> WeeklyLimits:

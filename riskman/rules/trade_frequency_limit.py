@@ -2,7 +2,8 @@
 allowed starts a cooldown (no new exposure; working entry orders are cancelled; open positions
 stay, as on TopstepX).
 
-A trade is one filled order, counted by MOD-008 at its first fill's own timestamp. Each window
+A trade is one filled order, counted by MOD-008 at its first fill's own timestamp; with
+`count_trades_as: fills` (TopstepX's way) every fill counts, entries and exits alike. Each window
 is judged at the fills themselves, not at the moment riskman hears of them: a fill replayed
 after a reconnect is put back in its place in time, and a window it made too full starts a
 cooldown that ends at that window's last fill + the window's cooldown (`until_reset`: the
@@ -97,13 +98,24 @@ class TradeFrequencyLimit(Rule):
     triggers = frozenset({TradeTrigger})
 
     def evaluate(self, account_id: int, trigger: Trigger) -> list[Intent]:
-        # `counts` is None when the fill added no trade (a further partial fill of a counted
-        # order, a fill from before the session, a voided fill).
-        if not isinstance(trigger, TradeTrigger) or trigger.counts is None:
+        if not isinstance(trigger, TradeTrigger):
             return []
         cfg = self.cfg(account_id)
-        fill_at = trigger.effect.trade.creation_timestamp
-        times = self.ctx.counter.trade_times(account_id)
+        trade = trigger.effect.trade
+        if cfg.count_trades_as == "fills":
+            # Every fill of the trader counts (not riskman's own, not a replayed one).
+            if not trigger.effect.is_new or not self.ctx.counter.counted_fill(account_id, trade.id):
+                return []
+            times = self.ctx.counter.fill_times(account_id)
+            noun = "fills"
+        else:
+            # `counts` is None when the fill added no trade (a further partial fill of a
+            # counted order, a fill from before the session, a voided fill, riskman's own).
+            if trigger.counts is None:
+                return []
+            times = self.ctx.counter.trade_times(account_id)
+            noun = "trades"
+        fill_at = trade.creation_timestamp
         chosen: tuple[datetime, str] | None = None
         for window in WINDOWS:
             limit: int | None = getattr(cfg, window.key)
@@ -117,7 +129,7 @@ class TradeFrequencyLimit(Rule):
             end = cooldown_end(self.ctx, at, duration)
             if chosen is None or end > chosen[0]:
                 reason = (
-                    f"{count} trades {window.phrase} (limit {limit}): "
+                    f"{count} {noun} {window.phrase} (limit {limit}): "
                     f"cooldown {fmt_duration(duration)}"
                 )
                 chosen = (end, reason)
@@ -133,7 +145,10 @@ class TradeFrequencyLimit(Rule):
 
     def status(self, account_id: int) -> RuleStatus:
         cfg = self.cfg(account_id)
-        counts = self.ctx.counter.get_trade_counts(account_id)
+        if cfg.count_trades_as == "fills":
+            counts = self.ctx.counter.get_fill_counts(account_id)
+        else:
+            counts = self.ctx.counter.get_trade_counts(account_id)
         values = (counts.minute, counts.hour, counts.session)
         parts = []
         limits = []
@@ -155,5 +170,6 @@ class TradeFrequencyLimit(Rule):
             value=" · ".join(parts),
             limit=" · ".join(limits),
             used=max(used) if used else None,
-            detail=f"cooldowns: {cooldowns}",
+            detail=f"cooldowns: {cooldowns}"
+            + ("; every fill counts" if cfg.count_trades_as == "fills" else ""),
         )

@@ -8,7 +8,8 @@ fees) of its days, plus open P&L when `include_unrealized` (the default, as RULE
   week's first reset (Sunday's).
 - More trades than `trades` this week: a cooldown until then (no new exposure; working entry
   orders cancelled; what is open stays). Trades are counted like RULE-006 counts them (an order
-  that fills counts once; riskman's own closes never count). The cooldown is held under its own
+  that fills counts once, or with `count_trades_as: fills` every fill; riskman's own closes
+  never count). The cooldown is held under its own
   name (`RULE-017/trades`) so a later loss can still set the hard lock.
 
 The days of the week before today are read from the stored fills at start (and carried over at
@@ -58,10 +59,10 @@ class WeeklyLimits(Rule):
         super().__init__(ctx)
         self._day: date | None = None
         """The trading day `_prior` is for."""
-        self._prior: dict[int, tuple[Decimal, int]] = {}
-        """Per account: realized P&L and trades of the week's days before `_day`."""
-        self._counted: dict[int, int] = {}
-        """Per account: trades counted today (carried into `_prior` at the reset)."""
+        self._prior: dict[int, tuple[Decimal, int, int]] = {}
+        """Per account: realized P&L, trades and fills of the week's days before `_day`."""
+        self._counted: dict[int, tuple[int, int]] = {}
+        """Per account: trades and fills counted today (carried into `_prior` at the reset)."""
 
     # --- rule API ------------------------------------------------------------------------
 
@@ -69,9 +70,7 @@ class WeeklyLimits(Rule):
         if self._day is None:
             await self._load(self.ctx.trading_day())
         for account in self.ctx.state.accounts():
-            self._counted.setdefault(
-                account.id, self.ctx.counter.get_trade_counts(account.id).session
-            )
+            self._counted.setdefault(account.id, self._today(account.id))
 
     async def on_reset(self, ended: date, at: datetime) -> None:
         today = ended + timedelta(days=1)
@@ -79,28 +78,29 @@ class WeeklyLimits(Rule):
             # Not running through the day that ended (a catch-up at start): the disk has it.
             await self._load(today)
             return
-        carried: dict[int, tuple[Decimal, int]] = {}
+        carried: dict[int, tuple[Decimal, int, int]] = {}
         if week_start(today) == week_start(ended):
             accounts = set(self._prior) | set(self._counted)
             accounts |= {a.id for a in self.ctx.state.accounts()}
             for account_id in accounts:
-                pnl, trades = self._prior.get(account_id, (Decimal(0), 0))
+                pnl, trades, fills = self._prior.get(account_id, (Decimal(0), 0, 0))
                 pnl += self.ctx.pnl.get_daily_realized_pnl(account_id, ended)
-                trades += self._counted.get(account_id, 0)
-                carried[account_id] = (pnl, trades)
+                counted = self._counted.get(account_id, (0, 0))
+                carried[account_id] = (pnl, trades + counted[0], fills + counted[1])
         self._prior = carried
         self._counted = {}
         self._day = today
 
     def evaluate(self, account_id: int, trigger: Trigger) -> list[Intent]:
         cfg = self.cfg(account_id)
-        if isinstance(trigger, TradeTrigger) and trigger.counts is not None:
-            self._counted[account_id] = trigger.counts.session
+        if isinstance(trigger, TradeTrigger) and trigger.effect.is_new:
+            self._counted[account_id] = self._today(account_id)
         intents: list[Intent] = []
         if cfg.trades is not None and isinstance(trigger, TradeTrigger):
             trades = self.trades(account_id)
             if trades > cfg.trades and not self._held(account_id, TRADES_LOCK):
-                why = f"{trades} trades this week (limit {cfg.trades})"
+                noun = "fills" if cfg.count_trades_as == "fills" else "trades"
+                why = f"{trades} {noun} this week (limit {cfg.trades})"
                 intents += [
                     _renamed(intent, TRADES_LOCK)
                     for intent in self.cooldown(account_id, why, self.week_end())
@@ -160,15 +160,26 @@ class WeeklyLimits(Rule):
         return value + open_pnl.total, open_pnl.complete
 
     def trades(self, account_id: int) -> int:
-        today = self.ctx.counter.get_trade_counts(account_id).session
-        return self._before_today(account_id)[1] + today
+        """Trades of the week (fills, with `count_trades_as: fills`)."""
+        _, trades, fills = self._before_today(account_id)
+        orders_today, fills_today = self._today(account_id)
+        if self.cfg(account_id).count_trades_as == "fills":
+            return fills + fills_today
+        return trades + orders_today
 
     # --- internals -----------------------------------------------------------------------
 
-    def _before_today(self, account_id: int) -> tuple[Decimal, int]:
+    def _today(self, account_id: int) -> tuple[int, int]:
+        counter = self.ctx.counter
+        return (
+            counter.get_trade_counts(account_id).session,
+            counter.get_fill_counts(account_id).session,
+        )
+
+    def _before_today(self, account_id: int) -> tuple[Decimal, int, int]:
         if self._day != self.ctx.trading_day():
-            return Decimal(0), 0  # not loaded yet, or the reset is running
-        return self._prior.get(account_id, (Decimal(0), 0))
+            return Decimal(0), 0, 0  # not loaded yet, or the reset is running
+        return self._prior.get(account_id, (Decimal(0), 0, 0))
 
     def _held(self, account_id: int, name: str) -> bool:
         return any(
@@ -179,20 +190,21 @@ class WeeklyLimits(Rule):
     async def _load(self, today: date) -> None:
         monday = week_start(today).isoformat()
         upto = today.isoformat()
-        prior: dict[int, tuple[Decimal, int]] = {}
+        prior: dict[int, tuple[Decimal, int, int]] = {}
         for row in await self.ctx.db.fetchall(
             "SELECT account_id, realized FROM daily_pnl WHERE trading_day >= ? AND trading_day < ?",
             (monday, upto),
         ):
-            pnl, trades = prior.get(row["account_id"], (Decimal(0), 0))
-            prior[row["account_id"]] = (pnl + Decimal(row["realized"]), trades)
+            pnl, trades, fills = prior.get(row["account_id"], (Decimal(0), 0, 0))
+            prior[row["account_id"]] = (pnl + Decimal(row["realized"]), trades, fills)
         for row in await self.ctx.db.fetchall(
-            "SELECT account_id, COUNT(DISTINCT order_id) AS n FROM trades WHERE voided = 0 "
-            "AND by_riskman = 0 AND trading_day >= ? AND trading_day < ? GROUP BY account_id",
+            "SELECT account_id, COUNT(DISTINCT order_id) AS n, COUNT(*) AS f FROM trades "
+            "WHERE voided = 0 AND by_riskman = 0 AND trading_day >= ? AND trading_day < ? "
+            "GROUP BY account_id",
             (monday, upto),
         ):
-            pnl, _ = prior.get(row["account_id"], (Decimal(0), 0))
-            prior[row["account_id"]] = (pnl, row["n"])
+            pnl, _, _ = prior.get(row["account_id"], (Decimal(0), 0, 0))
+            prior[row["account_id"]] = (pnl, row["n"], row["f"])
         self._prior = prior
         self._day = today
 
