@@ -352,3 +352,33 @@ async def test_an_entry_order_that_would_exceed_the_limit_is_cancelled_before_it
     assert {"RULE-001", "RULE-002"} & {
         r.rule for r in engine_of(runtime).recent_log() if r.action == "cancel"
     }
+
+
+# --- count_trades_as: fills (RULE-006) ----------------------------------------------------------
+
+
+async def test_counting_fills_makes_a_round_turn_two_trades(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = await make_runtime(
+        {
+            "trade_frequency_limit": {
+                "per_minute": 2,
+                "per_hour": None,
+                "per_session": None,
+                "count_trades_as": "fills",
+            }
+        }
+    )
+    account = sim.account_ids[0]
+    buy(sim, account, MNQ, 1)
+    sell(sim, account, MNQ, 1)  # a round turn: two fills, at the limit
+    await seen(runtime, account, MNQ, 0)
+    await quiet(runtime)
+    assert held_by(runtime, account, "RULE-006") is None
+    since = mark()
+    buy(sim, account, ES, 1)  # the third fill within a minute
+    await eventually(lambda: held_by(runtime, account, "RULE-006") is not None)
+    record = await logged(runtime, "RULE-006", "cooldown", target="account", result="cooldown")
+    assert "3 fills within a minute" in record.reason
+    await wait_close(sim, account, ES, since)  # opened in the cooldown
