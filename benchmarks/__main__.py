@@ -9,6 +9,7 @@ also writes the tables into benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import runpy
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .common import MODES, OPTIONAL_MODES, Options
-from .harness import machine_line
+from .harness import UVLOOP_ENV, machine_line
 
 README = Path(__file__).resolve().parent / "README.md"
 
@@ -59,8 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--modes",
         default=",".join(MODES),
-        help="systems to measure, comma-separated ("
-        + ", ".join(MODES + OPTIONAL_MODES)
+        help="systems to measure, comma-separated (default "
+        + ",".join(MODES)
+        + "; also "
+        + ", ".join(OPTIONAL_MODES)
         + "; streamed: headless with 3 attached stream clients, latency only)",
     )
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
@@ -72,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         help="profile the system under test with pyinstrument during the measurement",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run every system under test on uvloop's loop"
+    )
     parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
     return parser
 
@@ -90,6 +96,8 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(scenarios)}")
         return 2
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if args.uvloop:
+        os.environ[UVLOOP_ENV] = "1"
     opts = Options(
         breaches=40 if args.quick else args.breaches,
         rounds=args.rounds,

@@ -12,11 +12,13 @@ from typing import Any
 from .harness import Bench, Child, write_config
 
 MODES = ("floor", "floor-httpx", "headless", "ui")
-OPTIONAL_MODES = ("streamed",)
-"""Measured when asked for (`--modes headless,streamed`): the latency benchmark only."""
+OPTIONAL_MODES = ("floor-httpx-aiohttp", "streamed")
+"""Measured when asked for (`--modes headless,streamed`): streamed in the latency benchmark
+only; floor-httpx-aiohttp is the floor with riskman's REST transport (httpx on aiohttp)."""
 MODE_NAMES = {
     "floor": "floor (aiohttp WebSocket + aiohttp HTTP)",
     "floor-httpx": "floor, httpx (aiohttp WebSocket + httpx HTTP)",
+    "floor-httpx-aiohttp": "floor, httpx on aiohttp (riskman's REST transport)",
     "headless": "riskman headless",
     "streamed": "riskman headless + 3 attached stream clients",
     "ui": "riskman + Textual app",

@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HOLIDAYS = ROOT / "config" / "holidays.yaml"
 AUTHKEY_ENV = "RISKMAN_BENCH_AUTHKEY"
 CONTROL_ENV = "RISKMAN_BENCH_CONTROL"
+UVLOOP_ENV = "RISKMAN_BENCH_UVLOOP"
+"""Set (by ``--uvloop``): every system under test runs on uvloop's event loop."""
 API_KEY = "demo"
 USERNAME = "demo"
 
@@ -255,13 +257,20 @@ class Bench:
         return sim, info
 
     def start_sut(
-        self, mode: str, config: Path, *, trace: int | None = None, real_limit: bool = False
+        self,
+        mode: str,
+        config: Path,
+        *,
+        trace: int | None = None,
+        real_limit: bool = False,
     ) -> Child:
         args = ["benchmarks.sut", "--mode", mode, "--config", str(config)]
         if trace is not None:
             args += ["--trace", str(trace)]
         if real_limit:
             args.append("--real-limit")
+        if os.environ.get(UVLOOP_ENV):
+            args.append("--uvloop")
         return self.spawn(f"sut-{mode}", args, env={"RISKMAN_GATEWAY__API_KEY": API_KEY})
 
 

@@ -308,9 +308,23 @@ class HttpxFloor(FloorClient):
         await self.client.aclose()
 
 
+class HttpxOnAiohttpFloor(HttpxFloor):
+    """httpx's API on aiohttp's connections (riskman's REST transport)."""
+
+    async def start(self, base_url: str) -> None:
+        import httpx
+
+        from riskman.gateway.aiohttp_transport import AiohttpTransport
+
+        self.client = httpx.AsyncClient(
+            base_url=base_url, timeout=10.0, transport=AiohttpTransport()
+        )
+
+
 FLOOR_CLIENTS: dict[str, type[FloorClient]] = {
     "floor": AiohttpFloor,
     "floor-httpx": HttpxFloor,
+    "floor-httpx-aiohttp": HttpxOnAiohttpFloor,
 }
 USER_SUBSCRIPTIONS = ("SubscribeOrders", "SubscribePositions", "SubscribeTrades")
 
@@ -424,8 +438,7 @@ MODES = {
     # The same engine; the benchmark attaches stream clients to its control socket.
     "streamed": run_headless,
     "ui": run_ui,
-    "floor": run_floor,
-    "floor-httpx": run_floor,
+    **dict.fromkeys(FLOOR_CLIENTS, run_floor),
 }
 
 
@@ -458,7 +471,13 @@ def main() -> None:
         action="store_true",
         help="keep riskman's REST limiter as shipped (the benchmark paces its breaches)",
     )
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_main(args))
 
 
 if __name__ == "__main__":
