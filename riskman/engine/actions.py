@@ -311,6 +311,20 @@ class EnforcementActions:
     def in_flight(self) -> list[tuple[object, ...]]:
         return list(self._in_flight)
 
+    async def quiet(self, limit: float) -> None:
+        """Return once no enforcement action is in flight, or after `limit` seconds (loop
+        time). Background work (durable writes, quote subscriptions) waits here, so a close
+        is on its way before the disk or the hubs take the loop (issue 16)."""
+        if not self._in_flight:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while self._in_flight:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait(list(self._in_flight.values()), timeout=remaining)
+
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait until no action is in flight (tests, shutdown)."""
         async with asyncio.timeout(timeout):

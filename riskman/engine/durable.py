@@ -22,9 +22,14 @@ Job = Callable[[], Awaitable[object]]
 
 
 class DurableWriter:
-    def __init__(self) -> None:
+    """`wait_turn`, when given, is awaited before each batch (the jobs queued when the writer
+    wakes): the engine passes "no enforcement action in flight, or a short while", so a fill's
+    write never runs between a breach and its close call. Jobs keep their order either way."""
+
+    def __init__(self, wait_turn: Callable[[], Awaitable[object]] | None = None) -> None:
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._wait_turn = wait_turn
 
     def start(self) -> None:
         if self._task is None:
@@ -57,9 +62,18 @@ class DurableWriter:
     async def _run(self) -> None:
         while True:
             job = await self._queue.get()
-            try:
-                await job()
-            except Exception:
-                log.exception("a durable write failed; it is redone from the gateway at start")
-            finally:
-                self._queue.task_done()
+            if self._wait_turn is not None:
+                try:
+                    await self._wait_turn()
+                except Exception:
+                    log.exception("durable writer: waiting for its turn failed")
+            while True:
+                try:
+                    await job()
+                except Exception:
+                    log.exception("a durable write failed; it is redone from the gateway at start")
+                finally:
+                    self._queue.task_done()
+                if self._queue.empty():
+                    break
+                job = self._queue.get_nowait()

@@ -78,9 +78,16 @@ SO_PEERCRED) around each admin call; otherwise the change is this process's own.
 LOG_KEEP = 500
 HISTORY_KEEP = 720
 HISTORY_EVERY = 5.0
+BACKGROUND_WAIT = 0.25
+"""Seconds background work (fill and lock writes, quote subscription changes) waits for the
+enforcement actions in flight before it takes the loop anyway (issue 16: a breach's close
+goes out first)."""
 VIEW_REUSE = 0.9
 """Seconds an unchanged account's view is reused by `snapshot()` (under the terminal's 1 s
 forced redraw, so what moves with time alone is as fresh as before)."""
+
+
+_POSITION_EVENTS = (PositionEvent, PositionsSnapshot, ReconcileEvent)
 
 
 def load_calendar(settings: Settings) -> HolidayCalendar:
@@ -147,7 +154,7 @@ class Engine:
 
             rule_classes = ALL_RULES
         self.rules: list[Rule] = [cls(self.context) for cls in rule_classes]
-        self.writer = DurableWriter()
+        self.writer = DurableWriter(wait_turn=lambda: self.actions.quiet(BACKGROUND_WAIT))
         self.router = EventRouter(
             state=self.state,
             lockouts=self.lockouts,
@@ -165,8 +172,11 @@ class Engine:
         )
         self.guarded: set[int] | None = set(settings.account_ids) or None
         self.quote_subscriptions: QuoteSubscriptions | None = None
+        self._quotes_wanted: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[RouterEvent] = asyncio.Queue()
         self._pending_quotes: dict[str, QuoteEvent] = {}
+        self._positions_queued = 0
+        """Position-changing events in the queue (see `_consume`)."""
         self._consumer: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
         self.warnings = LimitWarnings(
@@ -265,6 +275,9 @@ class Engine:
                 await self._consumer
             self._consumer = None
         await self.writer.close()
+        if self._quotes_wanted is not None:
+            self._quotes_wanted.cancel()
+            self._quotes_wanted = None
         try:
             await asyncio.wait_for(self.actions.wait_idle(grace), grace)
         except TimeoutError:
@@ -304,9 +317,12 @@ class Engine:
                 )
                 return
             self._pending_quotes[event.contract_id] = event
+        if isinstance(event, _POSITION_EVENTS):
+            self._positions_queued += 1
         self._queue.put_nowait(event)
 
     async def reconcile(self, snapshot: AccountSnapshot) -> None:
+        self._positions_queued += 1
         self._queue.put_nowait(ReconcileEvent(snapshot))
 
     def feed_health(self, health: FeedHealth) -> None:
@@ -603,14 +619,26 @@ class Engine:
     # --- internals -----------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        router = self.router
         while True:
             event = await self._queue.get()
+            dispatched = router.dispatched
             try:
                 if isinstance(event, QuoteEvent):
                     event = self._pending_quotes.pop(event.contract_id, event)
-                await self.router.handle(event)
+                elif isinstance(event, _POSITION_EVENTS):
+                    self._positions_queued -= 1
+                await router.handle(event)
             finally:
                 self._queue.task_done()
+            if router.dispatched != dispatched and not self._positions_queued:
+                # A close was just dispatched: let its call reach the socket before the rest
+                # of the burst is routed (a fill's account update follows its position update
+                # at once; issue 16). One turn of the loop for the action's first step, one for
+                # the HTTP client's body writer (a task of its own before Python 3.12). Not
+                # while a newer position is queued: the action then sizes from that one.
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
 
     def _fire_rule_timer(self, rule_id: str, account_id: int, name: str) -> None:
         self._queue.put_nowait(TimerEvent(rule_id, account_id, name, self.clock.monotonic()))
@@ -664,6 +692,19 @@ class Engine:
         self._history.setdefault(account_id, deque(maxlen=HISTORY_KEEP)).append(float(total))
 
     def _positions_changed(self) -> None:
+        """Tell the feed which contracts need quotes, once the enforcement in flight is on
+        its way (a position that opens over a limit is closed before the market hub is
+        asked for its quotes; one pending update reads the set when it runs)."""
+        if self.quote_subscriptions is None:
+            return
+        if self._quotes_wanted is not None and not self._quotes_wanted.done():
+            return
+        self._quotes_wanted = asyncio.get_running_loop().create_task(
+            self._want_quotes(), name="riskman-want-quotes"
+        )
+
+    async def _want_quotes(self) -> None:
+        await self.actions.quiet(BACKGROUND_WAIT)
         if self.quote_subscriptions is not None:
             self.quote_subscriptions.want_quotes(self.state.contracts_with_positions())
 
@@ -677,6 +718,7 @@ class Engine:
 
     def _positions_seen(self, account_id: int, positions: Sequence[Position], asked: float) -> None:
         """A REST re-read of positions (during enforcement): let state catch up with it."""
+        self._positions_queued += 1
         self._queue.put_nowait(PositionsSnapshot(account_id, tuple(positions), asked))
 
     async def _on_reset(self, ended: date, at: datetime, how: str) -> None:

@@ -137,6 +137,8 @@ class EventRouter:
         """(account, contract) -> (the cooldown, the position size before it grew in it)."""
         self._live: dict[tuple[str, int, object], float] = {}
         self._failures: dict[tuple[str, ...], int] = {}
+        self.dispatched = 0
+        """Enforcement actions dispatched so far (the engine's consumer looks at it)."""
         self._on_plan = on_plan
         """Told of each plan and the event behind it, once its actions are dispatched (the
         breach reports); never before enforcement."""
@@ -522,6 +524,7 @@ class EventRouter:
 
     def dispatch(self, todo: Plan, received: float) -> None:
         actions = self._actions
+        self.dispatched += len(todo.actions)
         for intent in todo.actions:
             common = {"rule": intent.rule, "reason": intent.reason, "started": received or None}
             if isinstance(intent, CloseAll):
