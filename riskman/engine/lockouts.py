@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from riskman.engine.clock import Clock
 from riskman.engine.timers import TimerManager
-from riskman.storage.db import Database, from_db_time, to_db_time
+from riskman.storage.db import Database, Transaction, from_db_time, to_db_time
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,12 @@ class LockoutManager:
         self._unsaved: dict[tuple[int, str, str], Lockout] = {}
         self._next_temp_id = -1
         self._background: set[asyncio.Task[None]] = set()
+        self._writing = asyncio.Lock()
+        """Commits and clears take turns: a lock cleared while its commit is on the way must
+        be cleared in its row, not lost between the two."""
+        self._stored_as: dict[int, int] = {}
+        """Temporary id -> row id, for a lock whose commit finished after it was cleared or
+        replaced in memory (the only holders of a temporary id after its commit)."""
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -183,40 +189,53 @@ class LockoutManager:
         """Persist every lock activated since the last commit, then report them."""
         if not self._unsaved:
             return []
-        pending, self._unsaved = list(self._unsaved.values()), {}
-        saved = []
-        async with self._db.transaction() as tx:
-            for lock in pending:
-                if lock.id > 0:
-                    await tx.execute(
-                        "UPDATE lockouts SET until = ?, reason = ?, unlock = ? WHERE id = ?",
-                        (to_db_time(lock.until), lock.reason, lock.unlock.value, lock.id),
-                    )
-                    saved.append(lock)
-                    continue
-                await tx.execute(
-                    "INSERT INTO lockouts (account_id, symbol, rule, kind, reason, unlock, until,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        lock.account_id,
-                        lock.symbol or "",
-                        lock.rule,
-                        lock.kind.value,
-                        lock.reason,
-                        lock.unlock.value,
-                        to_db_time(lock.until),
-                        to_db_time(lock.created),
-                    ),
-                )
-                row = await tx.fetchone("SELECT last_insert_rowid()")
-                assert row is not None
-                saved.append(replace(lock, id=row[0]))
-        for lock in saved:
-            current = self._active.get(lock.key)
-            if current is not None and current.until == lock.until:
-                self._remember(lock)
-            self._on_change(LockoutChange(lock))
-        return saved
+        async with self._writing:
+            pending, self._unsaved = list(self._unsaved.values()), {}
+            saved = []
+            async with self._db.transaction() as tx:
+                for lock in pending:
+                    held_as, lock = lock.id, self._with_row_id(lock)
+                    if lock.id > 0:
+                        await tx.execute(
+                            "UPDATE lockouts SET until = ?, reason = ?, unlock = ? WHERE id = ?",
+                            (to_db_time(lock.until), lock.reason, lock.unlock.value, lock.id),
+                        )
+                    else:
+                        lock = replace(lock, id=await self._insert(tx, lock))
+                    saved.append((held_as, lock))
+            for held_as, lock in saved:
+                current = self._active.get(lock.key)
+                if current is not None and current.id == held_as and current.until == lock.until:
+                    self._remember(lock)
+                    self._stored_as.pop(held_as, None)
+                elif held_as != lock.id:
+                    self._stored_as[held_as] = lock.id
+                self._on_change(LockoutChange(lock))
+        return [lock for _, lock in saved]
+
+    @staticmethod
+    async def _insert(tx: Transaction, lock: Lockout) -> int:
+        await tx.execute(
+            "INSERT INTO lockouts (account_id, symbol, rule, kind, reason, unlock, until,"
+            " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                lock.account_id,
+                lock.symbol or "",
+                lock.rule,
+                lock.kind.value,
+                lock.reason,
+                lock.unlock.value,
+                to_db_time(lock.until),
+                to_db_time(lock.created),
+            ),
+        )
+        row = await tx.fetchone("SELECT last_insert_rowid()")
+        assert row is not None
+        return int(row[0])
+
+    def _with_row_id(self, lock: Lockout) -> Lockout:
+        row_id = self._stored_as.get(lock.id) if lock.id <= 0 else None
+        return lock if row_id is None else replace(lock, id=row_id)
 
     async def set_lockout(
         self,
@@ -353,15 +372,19 @@ class LockoutManager:
         await self._write_clears([lock], by, reason)
 
     async def _write_clears(self, locks: Iterable[Lockout], by: str, reason: str) -> None:
+        """Store the clears. A lock cleared before its commit began never reached a row (nor
+        a subscriber as set): it is stored now, set and cleared, since it was in force."""
         now = to_db_time(self._clock.now())
-        async with self._db.transaction() as tx:
+        async with self._writing, self._db.transaction() as tx:
             for lock in locks:
-                if lock.id > 0:
-                    await tx.execute(
-                        "UPDATE lockouts SET cleared = ?, cleared_by = ?, clear_reason = ? "
-                        "WHERE id = ? AND cleared IS NULL",
-                        (now, by, reason, lock.id),
-                    )
+                stored = self._with_row_id(lock)
+                self._stored_as.pop(lock.id, None)
+                row_id = stored.id if stored.id > 0 else await self._insert(tx, stored)
+                await tx.execute(
+                    "UPDATE lockouts SET cleared = ?, cleared_by = ?, clear_reason = ? "
+                    "WHERE id = ? AND cleared IS NULL",
+                    (now, by, reason, row_id),
+                )
 
 
 def _timer_name(lock: Lockout) -> str:

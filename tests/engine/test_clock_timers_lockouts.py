@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -74,6 +75,65 @@ async def test_lockout_is_committed_before_it_is_reported(tmp_path: Path) -> Non
         await check()
         assert seen_in_db == [1]
         assert len(changes) == 1 and changes[0].cleared_by is None
+    finally:
+        await db.close()
+
+
+async def _rows(db: Database) -> list[tuple[str, str | None]]:
+    rows = await db.fetchall("SELECT rule, cleared_by FROM lockouts ORDER BY id")
+    return [(row[0], row[1]) for row in rows]
+
+
+async def test_a_lock_cleared_while_its_commit_is_on_the_way_is_stored_cleared(
+    tmp_path: Path,
+) -> None:
+    """The crash test's race: the reset clears a lock whose commit has begun but not ended."""
+    clock = FakeClock(T0)
+    db, manager, changes = await _manager(tmp_path / "l.db", clock)
+    try:
+        manager.activate(7, "loss", T0 + timedelta(hours=1), rule="RULE-003")
+        committing = asyncio.create_task(manager.commit())
+        await asyncio.sleep(0)  # the commit has taken the lock and is writing it
+        await manager.clear_lockout(7, by="reset", reason="daily reset")
+        await committing
+        assert await _rows(db) == [("RULE-003", "reset")]
+        assert [c.cleared_by for c in changes] == [None, "reset"]
+        assert not manager.is_locked_out(7)
+    finally:
+        await db.close()
+
+
+async def test_a_lock_cleared_before_its_commit_is_stored_set_and_cleared(
+    tmp_path: Path,
+) -> None:
+    """It was in force, so it is on record, and every reported clear has its row."""
+    clock = FakeClock(T0)
+    db, manager, changes = await _manager(tmp_path / "l.db", clock)
+    try:
+        manager.activate(7, "loss", T0 + timedelta(hours=1), rule="RULE-003")
+        await manager.clear_lockout(7, by="reset", reason="daily reset")
+        await manager.commit()
+        assert await _rows(db) == [("RULE-003", "reset")]
+        assert [c.cleared_by for c in changes] == ["reset"]
+    finally:
+        await db.close()
+
+
+async def test_a_lock_extended_while_its_commit_is_on_the_way_keeps_one_row(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    db, manager, _ = await _manager(tmp_path / "l.db", clock)
+    try:
+        manager.activate(7, "3 trades", T0 + timedelta(minutes=1), rule="RULE-006")
+        committing = asyncio.create_task(manager.commit())
+        await asyncio.sleep(0)
+        manager.activate(7, "10 trades", T0 + timedelta(minutes=30), rule="RULE-006")
+        await committing
+        await manager.commit()
+        rows = await db.fetchall("SELECT until FROM lockouts")
+        assert len(rows) == 1
+        assert manager.get_lockout_info(7)[0].id > 0
     finally:
         await db.close()
 
