@@ -179,16 +179,21 @@ class BreachReports:
             trading_day=self._trading_day(),
             account_id=account_id,
             rule=rule,
-            title=getattr(self._rules.get(rule), "title", "the lockout gate"),
+            title=getattr(self._rule(rule), "title", "the lockout gate"),
             reason=reason,
             trigger=trigger,
         )
         self._next_id += 1
         return report
 
+    def _rule(self, name: str) -> Rule | None:
+        """The rule behind an action: `RULE-017/trades` is a lock RULE-017 holds by a second
+        name (one rule, two locks)."""
+        return self._rules.get(name) or self._rules.get(name.split("/", 1)[0])
+
     def _capture(self, report: BreachReport) -> None:
         try:
-            rule = self._rules.get(report.rule)
+            rule = self._rule(report.rule)
             if rule is not None and rule.enabled(report.account_id):
                 status = rule.status(report.account_id)
                 report.value, report.threshold, report.detail = (

@@ -195,3 +195,18 @@ def test_config_needs_something_to_watch() -> None:
     with pytest.raises(ValidationError, match="set loss, profit or trades"):
         Config(enabled=True)
     assert Config(enabled=False).loss is None
+
+
+async def test_the_trades_cooldown_reports_as_rule_017(
+    make_engine: EngineFactory, clock: FakeClock
+) -> None:
+    from riskman.engine.reports import SETTLE
+
+    engine = await _engine(make_engine, trades=1)
+    await _fill(engine, clock, None, order_id=1)
+    await _fill(engine, clock, None, order_id=2)
+    await clock.advance(SETTLE.total_seconds() + 0.1)
+    await settle(engine)
+    report = next(r for r in engine.reports.done if r.rule == TRADES_LOCK)
+    assert report.title == "Weekly limits"
+    assert report.threshold.endswith("1 trades")
