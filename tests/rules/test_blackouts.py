@@ -250,3 +250,19 @@ def test_an_ics_file_is_found_beside_the_config(tmp_path: Path) -> None:
     (tmp_path / "news.ics").write_text(ICS)
     settings = load_config(_write(tmp_path, "{ics_file: news.ics}"))
     assert settings.rules.blackouts.ics_file == tmp_path / "news.ics"
+
+
+async def test_weekly_windows_keep_their_wall_time_across_the_dst_change(
+    make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
+) -> None:
+    # Friday 2026-10-30 in daylight time; the clocks go back on Sunday 2026-11-01.
+    early = datetime(2026, 10, 30, 14, 0, tzinfo=UTC)  # the windows as seen before both
+    engine: Engine = await make_engine(
+        _cfg(weekly=[{"days": ["fri", "mon"], "start": "09:30", "end": "09:40"}]),
+        rule_classes=[Blackouts],
+    )
+    rule = engine.rules[0]
+    assert isinstance(rule, Blackouts)
+    spans = rule.spans(ACC, early)
+    assert spans[0].start == datetime(2026, 10, 30, 14, 30, tzinfo=UTC)  # 09:30 CDT
+    assert spans[1].start == datetime(2026, 11, 2, 15, 30, tzinfo=UTC)  # 09:30 CST
