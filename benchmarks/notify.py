@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from riskman.config import Settings
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.snapshot import EngineChange
+from riskman.core.views import EnforcementRecord, EngineChange
 from riskman.notify import Message
 from riskman.runtime import Runtime
 from riskman.sim import Simulator

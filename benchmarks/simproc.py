@@ -26,7 +26,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from riskman.gateway.models import OrderSide
+from riskman.core.enums import OrderSide
 from riskman.sim import Simulator
 from riskman.sim.contracts import DEFAULT_CONTRACTS, ContractSpec
 from riskman.sim.exchange import UserEvent

@@ -43,7 +43,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from riskman.gateway.models import OrderSide
+from riskman.core.enums import OrderSide
 
 from .common import breach_price
 from .harness import (

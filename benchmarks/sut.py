@@ -166,7 +166,7 @@ def _widen_rate_limit(sut: Sut) -> None:
 
 def _count_calls(sut: Sut, engine: Any) -> None:
     """Count events in and quotes routed (one attribute wrapper each: a few hundred ns)."""
-    from riskman.engine.ports import QuoteEvent
+    from riskman.core.ports import QuoteEvent
 
     submit = engine.submit
     update_quote = engine.quotes.update_quote

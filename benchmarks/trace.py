@@ -96,8 +96,8 @@ class Tracer:
 
         import httpx
 
+        from riskman.core.ports import PositionEvent
         from riskman.engine.engine import Engine
-        from riskman.engine.ports import PositionEvent
         from riskman.engine.router import EventRouter
         from riskman.gateway.feed import GatewayFeed
         from riskman.gateway.realtime import SignalRCoreTransport, _Socket

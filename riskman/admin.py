@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from riskman.config import check_private_file
-from riskman.engine.clock import Clock
+from riskman.core.clock import Clock
 from riskman.storage.db import Database, from_db_time, to_db_time
 
 # scrypt cost: ~50 ms on a laptop; enough to make offline guessing of a stolen hash slow.

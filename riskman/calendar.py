@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from riskman.yamlfile import ConfigError, YamlProblem, parse_hhmm, parse_zone, read_yaml
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -69,16 +71,14 @@ class HolidayCalendar:
     @classmethod
     def load(cls, path: Path) -> HolidayCalendar:
         """Read and validate a holidays file; raise ConfigError listing every problem."""
-        from riskman.config import ConfigError, _parse_hhmm, _parse_zone, _YamlProblem, read_yaml
-
         try:
             data = read_yaml(path)
-        except _YamlProblem as exc:
+        except YamlProblem as exc:
             raise ConfigError([f"{path}: {exc.key}: {exc.reason}"]) from None
         problems: list[str] = []
         zone = data.get("timezone", "America/Chicago")
         try:
-            zone = _parse_zone(zone)
+            zone = parse_zone(zone)
         except ValueError as exc:
             problems.append(f"{path}: timezone: {exc}")
             zone = "America/Chicago"
@@ -100,7 +100,7 @@ class HolidayCalendar:
                     name = str(entry.get("name") or "holiday")
                     close = None
                     if section == "early_close":
-                        close = _parse_hhmm(entry.get("time"))
+                        close = parse_hhmm(entry.get("time"))
                     extra = set(entry) - {"date", "name", "time"}
                     if extra:
                         raise ValueError(f"unknown key {sorted(extra)[0]}")

@@ -16,7 +16,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
@@ -30,10 +30,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
-from riskman.gateway.models import normalize_root
+from riskman.calendar import HolidayCalendar
+from riskman.symbols import normalize_root
+from riskman.yamlfile import ConfigError as ConfigError
+from riskman.yamlfile import YamlProblem, parse_hhmm, parse_zone
+from riskman.yamlfile import read_yaml as read_yaml
 
 DEFAULT_CONFIG_PATH = Path("config/riskman.yaml")
 
@@ -47,14 +49,6 @@ def shipped_file(name: str) -> Path:
 
 ENV_PREFIX = "RISKMAN_"
 UNTIL_RESET = "until_reset"
-
-
-class ConfigError(Exception):
-    """Invalid configuration: one ``file: key.path: reason`` line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 # --- value types ----------------------------------------------------------------------------
@@ -112,33 +106,10 @@ CooldownDuration = Annotated[
 ]
 """A duration in seconds, or ``until_reset`` (until the next daily reset)."""
 
-_HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+HHMM = Annotated[time, BeforeValidator(parse_hhmm), PlainSerializer(lambda t: t.strftime("%H:%M"))]
 
 
-def _parse_hhmm(value: Any) -> time:
-    if isinstance(value, time):
-        return value
-    if not isinstance(value, str) or not _HHMM_RE.match(value.strip()):
-        raise ValueError(f"{value!r} is not a time of day HH:MM (24 h, quote it in YAML)")
-    hour, minute = value.strip().split(":")
-    return time(int(hour), int(minute))
-
-
-HHMM = Annotated[time, BeforeValidator(_parse_hhmm), PlainSerializer(lambda t: t.strftime("%H:%M"))]
-
-
-def _parse_zone(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("expected an IANA timezone name such as America/Chicago")
-    name = value.strip()
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not an IANA timezone (e.g. America/Chicago)") from None
-    return name
-
-
-TimeZoneName = Annotated[str, BeforeValidator(_parse_zone)]
+TimeZoneName = Annotated[str, BeforeValidator(parse_zone)]
 
 
 def _parse_symbol(value: Any) -> str:
@@ -818,38 +789,6 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
 # --- YAML source ----------------------------------------------------------------------------
 
 
-class _YamlProblem(Exception):
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping (YAML 1.2: `17:00` stays a string); raise _YamlProblem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _YamlProblem("(file)", "not found") from None
-    except OSError as exc:
-        raise _YamlProblem("(file)", f"cannot be read ({exc.strerror})") from None
-    try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _YamlProblem(where, f"not valid YAML: {problem}") from None
-    except (ValueError, TypeError, OverflowError) as exc:
-        # ruamel builds dates while parsing: 2026-13-01 fails here, not as a YAMLError.
-        raise _YamlProblem("(file)", f"not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise _YamlProblem("(file)", "the top level must be a mapping of keys")
-    return data
-
-
 class YamlFileSource(PydanticBaseSettingsSource):
     """Reads the YAML file; refuses an API key written in it."""
 
@@ -859,7 +798,7 @@ class YamlFileSource(PydanticBaseSettingsSource):
         self.data = read_yaml(path)
         gateway = self.data.get("gateway")
         if isinstance(gateway, Mapping) and gateway.get("api_key") not in (None, ""):
-            raise _YamlProblem(
+            raise YamlProblem(
                 "gateway.api_key",
                 "the API key must not be written in the config file; set "
                 "RISKMAN_GATEWAY__API_KEY or gateway.api_key_file (mode 0600)",
@@ -954,7 +893,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
     loaded = type("LoadedSettings", (Settings,), {"config_path": config_path})
     try:
         settings: Settings = loaded(**overrides)
-    except _YamlProblem as exc:
+    except YamlProblem as exc:
         raise ConfigError([f"{config_path}: {exc.key}: {exc.reason}"]) from None
     except ValidationError as exc:
         raise ConfigError(_format_errors(config_path, exc)) from None
@@ -984,8 +923,6 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
     if not settings.holidays_file.exists():
         problems.append(f"{config_path}: holidays_file: {settings.holidays_file} does not exist")
     else:
-        from riskman.calendar import HolidayCalendar  # the calendar validates its own file
-
         try:
             HolidayCalendar.load(settings.holidays_file)
         except ConfigError as exc:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from riskman.admin import PasswordStore
 from riskman.config import load_config, shipped_file
 from riskman.config_writer import update_config
+from riskman.core.enums import OrderSide, OrderType
 from riskman.gateway.errors import GatewayError
-from riskman.gateway.models import OrderSide, OrderType
 from riskman.runtime import Runtime
 from riskman.sim.simulator import Simulator
 

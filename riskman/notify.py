@@ -24,11 +24,17 @@ from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from riskman.config import NOTIFY_EVENTS, NotifyConfig, _url_scheme
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.clock import Clock
-from riskman.engine.lockouts import LockKind, LockoutChange, Unlock
-from riskman.engine.ports import FeedHealth, FeedState
-from riskman.engine.snapshot import EngineChange, LimitWarning, ResetDone
+from riskman.core.clock import Clock
+from riskman.core.locks import LockKind, Unlock
+from riskman.core.views import (
+    EnforcementRecord,
+    EngineChange,
+    FeedHealth,
+    FeedState,
+    LimitWarning,
+    LockoutChange,
+    ResetDone,
+)
 
 if TYPE_CHECKING:
     from riskman.engine.engine import Engine

@@ -16,13 +16,14 @@ from riskman.config import Settings
 from riskman.control.lockfile import EngineLock, EngineRunning
 from riskman.control.paths import lock_path, socket_path
 from riskman.control.server import ControlServer, SocketInUse
-from riskman.engine.clock import Clock, SystemClock
+from riskman.core.clock import Clock, SystemClock
+from riskman.core.rules import Rule
 from riskman.engine.engine import Engine
 from riskman.gateway.errors import AuthError, GatewayError, GatewayUnavailable, RateLimited
 from riskman.gateway.feed import GatewayFeed
 from riskman.gateway.rest import RestClient
 from riskman.notify import Notifier
-from riskman.rules.base import Rule
+from riskman.rules import ALL_RULES
 
 log = logging.getLogger("riskman")
 
@@ -58,7 +59,9 @@ class Runtime:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self._api_key = api_key
-        self._rule_classes = rule_classes
+        self._rule_classes: Sequence[type[Rule]] = (
+            ALL_RULES if rule_classes is None else rule_classes
+        )
         self.start_wait = settings.gateway.start_wait if start_wait is None else start_wait
         """How long to keep retrying an unreachable gateway at start (0: forever); default
         `gateway.start_wait`."""

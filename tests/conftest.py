@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from riskman.config import Settings
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
 from riskman.engine.engine import Engine
+from riskman.rules import ALL_RULES
 from riskman.storage.db import Database
 from tests.fakes import CONTRACTS, T0, FakeGateway, contract
 
@@ -72,7 +73,12 @@ async def make_engine(
         **top: Any,
     ) -> Engine:
         settings = make_settings(tmp_path, rules, **top)
-        engine = await Engine.open(settings, gateway, clock=clock, rule_classes=rule_classes)
+        engine = await Engine.open(
+            settings,
+            gateway,
+            clock=clock,
+            rule_classes=ALL_RULES if rule_classes is None else rule_classes,
+        )
         engines.append(engine)
         if preload_contracts:
             for contract_id in CONTRACTS:

@@ -15,20 +15,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from riskman.engine.ports import OrderEvent, PositionEvent
+from riskman.core.enums import OrderSide, OrderStatus, OrderType, PositionType
+from riskman.core.models import Account, Contract, Order, Position, Quote, Trade
+from riskman.core.ports import OrderEvent, PositionEvent
 from riskman.gateway.errors import GatewayError, NotFound
-from riskman.gateway.models import (
-    Account,
-    Contract,
-    Order,
-    OrderSide,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionType,
-    Quote,
-    Trade,
-)
 
 T0 = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)
 
@@ -301,13 +291,13 @@ async def settle(engine: Any) -> None:
 
 async def open_position(engine: Any, gateway: FakeGateway, pos: Position) -> None:
     """The trader's position at the broker, and its event reaching the engine."""
-    from riskman.engine.ports import PositionEvent
+    from riskman.core.ports import PositionEvent
 
     gateway.set_position(pos)
     await engine.process(PositionEvent(pos))
 
 
 async def send_quote(engine: Any, contract_id: str, q: Quote) -> None:
-    from riskman.engine.ports import QuoteEvent
+    from riskman.core.ports import QuoteEvent
 
     await engine.process(QuoteEvent(contract_id, q))

@@ -13,7 +13,7 @@ import pytest
 from riskman.admin import AdminGuard, PasswordError, PasswordStore
 from riskman.config import ConfigError
 from riskman.config_writer import update_config
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
 from riskman.storage.db import Database
 from tests.conftest import REPO
 from tests.fakes import T0

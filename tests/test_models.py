@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskman.gateway.models import (
-    OrderStatus,
+from riskman.core.enums import OrderStatus
+from riskman.core.models import (
     PayloadError,
     Position,
     Trade,
     parse_market_trades,
     parse_quote,
     parse_user_event,
-    root_of,
 )
+from riskman.symbols import root_of
 
 POSITION = {
     "id": 456,

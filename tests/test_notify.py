@@ -18,8 +18,8 @@ import pytest
 
 from riskman.cli import main
 from riskman.config import NotifyConfig, load_config
-from riskman.engine.ports import FeedHealth, FeedState, TradeEvent
-from riskman.engine.snapshot import LimitWarning
+from riskman.core.ports import TradeEvent
+from riskman.core.views import FeedHealth, FeedState, LimitWarning
 from riskman.notify import AppriseSender, Message, Notifier
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from riskman.rules.trade_frequency_limit import TradeFrequencyLimit

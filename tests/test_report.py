@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from riskman.cli import main
-from riskman.engine.ports import PositionEvent, QuoteEvent, TradeEvent
+from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.reports import SETTLE
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from tests.conftest import HOLIDAYS, EngineFactory

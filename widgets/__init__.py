@@ -1,5 +1,5 @@
 """Reusable Textual widgets of the trader terminal. They depend only on the engine's read-only
-snapshot types (`riskman.engine.snapshot`), never on the engine itself."""
+view types (`riskman.core.views`), never on the engine itself."""
 
 from widgets.account_card import AccountCard, AccountList
 from widgets.health import Banner, StatusStrip

@@ -31,7 +31,7 @@ from textual.timer import Timer
 from textual.visual import Visual
 from textual.widget import Widget
 
-from riskman.engine.snapshot import AccountView, EngineSnapshot
+from riskman.core.views import AccountView, EngineSnapshot
 from widgets.countdowns import live, lock_lines
 from widgets.formatting import money
 from widgets.limit_bar import bar_level, limit_bar

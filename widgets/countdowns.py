@@ -12,7 +12,7 @@ from datetime import datetime, tzinfo
 
 from textual.content import Content
 
-from riskman.engine.snapshot import LockView
+from riskman.core.views import LockView
 from widgets.formatting import clock_time, countdown
 
 # What ends a lock that no deadline ends (LockView.unlock).

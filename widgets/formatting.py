@@ -6,7 +6,7 @@ import math
 from datetime import datetime, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from riskman.gateway.models import display_symbol, root_of
+from riskman.symbols import display_symbol, root_of
 
 CENT = Decimal("0.01")
 

@@ -11,8 +11,7 @@ from textual.content import Content
 from textual.css.styles import RulesMap
 from textual.widgets import Static
 
-from riskman.engine.ports import FeedHealth
-from riskman.engine.snapshot import EngineSnapshot
+from riskman.core.views import EngineSnapshot, FeedHealth
 from widgets.formatting import age, clock_time, contract_label, countdown, span
 from widgets.sizes import content_width
 

@@ -14,8 +14,7 @@ from rich.text import Text
 from textual.app import App
 from textual.widgets import DataTable
 
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.snapshot import AccountView
+from riskman.core.views import AccountView, EnforcementRecord
 from widgets.formatting import clock_time, contract_label, level, money, percent, price, span
 from widgets.live_table import Row
 

@@ -35,9 +35,8 @@ from riskman.control.interface import (
     ScheduleState,
 )
 from riskman.control.paths import socket_path
-from riskman.engine.actions import EnforcementRecord
+from riskman.core.views import EnforcementRecord, EngineSnapshot
 from riskman.engine.engine import LOG_KEEP
-from riskman.engine.snapshot import EngineSnapshot
 
 TIMEOUT = 5.0
 

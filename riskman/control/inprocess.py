@@ -62,11 +62,15 @@ from riskman.control.interface import (
     Unauthorized,
     Unavailable,
 )
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.clock import Clock, SystemClock
+from riskman.core.clock import Clock, SystemClock
+from riskman.core.views import (
+    EnforcementRecord,
+    EngineChange,
+    EngineSnapshot,
+    LimitWarning,
+    LockoutChange,
+)
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import LockoutChange
-from riskman.engine.snapshot import EngineChange, EngineSnapshot, LimitWarning
 from riskman.runtime import Runtime, StartError
 from riskman.storage.db import DatabaseError, from_db_time
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from riskman.engine.snapshot import EngineSnapshot
+from riskman.core.views import EngineSnapshot
 
 # --- refusals ---------------------------------------------------------------------------------
 

@@ -51,10 +51,15 @@ from riskman.control.interface import (
     Throttled,
     Unauthorized,
 )
-from riskman.engine.actions import EnforcementRecord
+from riskman.core.views import (
+    Breach,
+    EnforcementRecord,
+    EngineChange,
+    LimitWarning,
+    LockoutChange,
+    ResetDone,
+)
 from riskman.engine.engine import AUDIT_CALLER, Engine
-from riskman.engine.lockouts import LockoutChange
-from riskman.engine.snapshot import Breach, EngineChange, LimitWarning, ResetDone
 
 if TYPE_CHECKING:
     from riskman.control.inprocess import InProcessControl

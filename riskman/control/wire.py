@@ -12,9 +12,14 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.lockouts import LockoutChange
-from riskman.engine.snapshot import Breach, EngineSnapshot, LimitWarning, ResetDone
+from riskman.core.views import (
+    Breach,
+    EnforcementRecord,
+    EngineSnapshot,
+    LimitWarning,
+    LockoutChange,
+    ResetDone,
+)
 
 SNAPSHOT = TypeAdapter(EngineSnapshot)
 LOG = TypeAdapter(list[EnforcementRecord])

@@ -15,12 +15,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from riskman.config import EnforcementConfig
-from riskman.engine.clock import Clock, wait_for
-from riskman.engine.ports import GatewayPort
+from riskman.core.clock import Clock, wait_for
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.models import Order, Position, Trade
+from riskman.core.ports import GatewayPort
+from riskman.core.views import EnforcementRecord
 from riskman.engine.state import StateManager
 from riskman.gateway.errors import (
     GatewayError,
@@ -30,30 +32,10 @@ from riskman.gateway.errors import (
     OutcomeUnknown,
     RateLimited,
 )
-from riskman.gateway.models import Order, OrderSide, OrderType, Position, Trade, root_of
 from riskman.storage.db import Database, to_db_time
+from riskman.symbols import root_of
 
 log = logging.getLogger("riskman.enforcement")
-
-
-@dataclass(frozen=True, slots=True)
-class EnforcementRecord:
-    """One line of the enforcement log."""
-
-    ts: datetime
-    account_id: int
-    rule: str
-    action: str
-    target: str
-    reason: str
-    result: str
-    detail: str = ""
-    latency_ms: float | None = None
-    """From the triggering event reaching riskman to the gateway's answer."""
-
-    @property
-    def ok(self) -> bool:
-        return self.result in {"ok", "already flat", "already gone", "locked", "cooldown"}
 
 
 @dataclass(slots=True)

@@ -11,11 +11,12 @@ import logging
 from collections.abc import Callable
 from decimal import Decimal
 
-from riskman.engine.clock import Clock
-from riskman.engine.ports import GatewayPort
+from riskman.core.clock import Clock
+from riskman.core.models import Contract
+from riskman.core.ports import GatewayPort
 from riskman.gateway.errors import GatewayError
-from riskman.gateway.models import Contract, root_of
 from riskman.storage.db import Database, to_db_time
+from riskman.symbols import root_of
 
 log = logging.getLogger(__name__)
 

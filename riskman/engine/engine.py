@@ -19,18 +19,13 @@ from pathlib import Path
 
 from riskman.calendar import HolidayCalendar, ResetSchedule
 from riskman.config import Settings
-from riskman.engine.actions import EnforcementActions, EnforcementRecord
-from riskman.engine.clock import Clock, SystemClock
-from riskman.engine.contracts import ContractCache
-from riskman.engine.durable import DurableWriter
-from riskman.engine.intents import ModifyStop, PlaceStop, Plan
-from riskman.engine.limit_warnings import LimitWarnings
-from riskman.engine.lockouts import LockKind, LockoutChange, LockoutManager, Unlock
-from riskman.engine.pnl import PnlTracker
-from riskman.engine.ports import (
+from riskman.core.clock import Clock, SystemClock
+from riskman.core.intents import ModifyStop, PlaceStop, Plan
+from riskman.core.locks import LockKind, Unlock
+from riskman.core.models import Position
+from riskman.core.ports import (
     AccountEvent,
     AccountSnapshot,
-    FeedHealth,
     GatewayEvent,
     GatewayPort,
     OrderEvent,
@@ -39,6 +34,29 @@ from riskman.engine.ports import (
     QuoteSubscriptions,
     TradeEvent,
 )
+from riskman.core.rules import Rule, RuleContext
+from riskman.core.views import (
+    AccountChanged,
+    AccountView,
+    Breach,
+    EnforcementRecord,
+    EngineChange,
+    EngineSnapshot,
+    FeedHealth,
+    LockoutChange,
+    LockView,
+    OrderLine,
+    OrderView,
+    PositionView,
+    ResetDone,
+    RuleView,
+)
+from riskman.engine.actions import EnforcementActions
+from riskman.engine.contracts import ContractCache
+from riskman.engine.durable import DurableWriter
+from riskman.engine.limit_warnings import LimitWarnings
+from riskman.engine.lockouts import LockoutManager
+from riskman.engine.pnl import PnlTracker
 from riskman.engine.quotes import QuoteTracker
 from riskman.engine.reports import BreachReports
 from riskman.engine.resets import ResetScheduler
@@ -50,24 +68,11 @@ from riskman.engine.router import (
     RouterEvent,
     TimerEvent,
 )
-from riskman.engine.snapshot import (
-    AccountChanged,
-    AccountView,
-    Breach,
-    EngineChange,
-    EngineSnapshot,
-    LockView,
-    OrderView,
-    PositionView,
-    ResetDone,
-    RuleView,
-)
 from riskman.engine.state import StateManager
 from riskman.engine.timers import TimerManager
 from riskman.engine.trade_counter import TradeCounter
-from riskman.gateway.models import Position, display_symbol, root_of
-from riskman.rules.base import Rule, RuleContext
 from riskman.storage.db import Database, to_db_time
+from riskman.symbols import display_symbol, root_of
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +100,34 @@ def load_calendar(settings: Settings) -> HolidayCalendar:
     return HolidayCalendar.load(path) if path.exists() else HolidayCalendar()
 
 
+class RuleStateStore:
+    """The rules' persistent state, one payload per (rule, account), in the `rule_state` table."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def load_rule_state(self, rule_id: str) -> dict[int, str]:
+        rows = await self._db.fetchall(
+            "SELECT account_id, payload FROM rule_state WHERE rule = ?", (rule_id,)
+        )
+        return {row["account_id"]: row["payload"] for row in rows}
+
+    async def save_rule_state(self, rule_id: str, account_id: int, payload: str) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO rule_state (rule, account_id, payload, updated) "
+            "VALUES (?, ?, ?, ?)",
+            (rule_id, account_id, payload, to_db_time(self._clock.now())),
+        )
+
+    def defer_rule_state(self, rule_id: str, account_id: int, payload: str) -> None:
+        self._db.defer(
+            "INSERT OR REPLACE INTO rule_state (rule, account_id, payload, updated) "
+            "VALUES (?, ?, ?, ?)",
+            (rule_id, account_id, payload, to_db_time(self._clock.now())),
+        )
+
+
 class Engine:
     def __init__(
         self,
@@ -104,7 +137,7 @@ class Engine:
         *,
         clock: Clock | None = None,
         calendar: HolidayCalendar | None = None,
-        rule_classes: Sequence[type[Rule]] | None = None,
+        rule_classes: Sequence[type[Rule]],
     ) -> None:
         self.settings = settings
         self.db = db
@@ -137,7 +170,7 @@ class Engine:
         self.context = RuleContext(
             settings=lambda: self.settings,
             clock=self.clock,
-            db=db,
+            store=RuleStateStore(db, self.clock),
             state=self.state,
             pnl=self.pnl,
             quotes=self.quotes,
@@ -149,10 +182,6 @@ class Engine:
             calendar=lambda: self.calendar,
             fire_timer=self._fire_rule_timer,
         )
-        if rule_classes is None:
-            from riskman.rules import ALL_RULES
-
-            rule_classes = ALL_RULES
         self.rules: list[Rule] = [cls(self.context) for cls in rule_classes]
         self.writer = DurableWriter(wait_turn=lambda: self.actions.quiet(BACKGROUND_WAIT))
         self.router = EventRouter(
@@ -228,7 +257,7 @@ class Engine:
         *,
         clock: Clock | None = None,
         calendar: HolidayCalendar | None = None,
-        rule_classes: Sequence[type[Rule]] | None = None,
+        rule_classes: Sequence[type[Rule]],
     ) -> Engine:
         """Open the database of `settings` and build an engine on it (call `close()`)."""
         db = await Database.open(settings.database)
@@ -543,7 +572,16 @@ class Engine:
             )
         orders = tuple(
             OrderView(
-                order=order,
+                order=OrderLine(
+                    id=order.id,
+                    account_id=order.account_id,
+                    contract_id=order.contract_id,
+                    type=order.type,
+                    side=order.side,
+                    size=order.size,
+                    limit_price=order.limit_price,
+                    stop_price=order.stop_price,
+                ),
                 symbol=display_symbol(root_of(order.contract_id)),
                 protective=not self.state.increases_exposure(order) and order.type.is_stop,
             )

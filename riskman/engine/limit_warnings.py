@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
 from riskman.config import Settings
-from riskman.engine.clock import Clock, TimerHandle
-from riskman.engine.snapshot import AccountChanged, EngineChange, LimitWarning, ResetDone
-from riskman.rules.base import Rule
+from riskman.core.clock import Clock, TimerHandle
+from riskman.core.rules import Rule
+from riskman.core.views import AccountChanged, EngineChange, LimitWarning, ResetDone
 from riskman.storage.db import Database, to_db_time
 
 log = logging.getLogger("riskman.warnings")

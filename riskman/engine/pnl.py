@@ -14,26 +14,15 @@ from datetime import date
 from decimal import Decimal
 
 from riskman.calendar import ResetSchedule
-from riskman.engine.clock import Clock
+from riskman.core.clock import Clock
+from riskman.core.facts import ClosingFill, OpenPnl, PositionState, TradeEffect
+from riskman.core.models import Trade
 from riskman.engine.contracts import ContractCache
 from riskman.engine.quotes import QuoteTracker
-from riskman.engine.state import PositionState, StateManager
-from riskman.gateway.models import Trade
-from riskman.storage.db import Database, Transaction, to_db_time
+from riskman.engine.state import StateManager
+from riskman.storage.db import Database, Transaction, from_db_time, to_db_time
 
 ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class TradeEffect:
-    """What one fill changed."""
-
-    trade: Trade
-    day: date
-    is_new: bool
-    """First time this fill is seen (False: it was voided after being counted)."""
-    realized_delta: Decimal
-    fills_delta: int
 
 
 @dataclass(slots=True)
@@ -42,21 +31,6 @@ class DayTotals:
     gross: Decimal = ZERO
     fees: Decimal = ZERO
     fills: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class OpenPnl:
-    """Open P&L of an account: the sum over positions that have a fresh quote."""
-
-    total: Decimal
-    priced: int
-    """Positions with a usable quote and contract."""
-    unpriced: tuple[str, ...]
-    """Contracts with a position but no fresh quote or no tick data: not in `total`."""
-
-    @property
-    def complete(self) -> bool:
-        return not self.unpriced
 
 
 def open_pnl(
@@ -86,6 +60,35 @@ class PnlTracker:
         self._seen: dict[tuple[int, int], tuple[date, bool, Decimal]] = {}
 
     # --- start-up ------------------------------------------------------------------------
+
+    async def realized_between(self, first: date, before: date) -> dict[int, Decimal]:
+        """Stored realized P&L (net of fees) of the trading days from `first` up to `before`
+        (excluded), per account."""
+        rows = await self._db.fetchall(
+            "SELECT account_id, realized FROM daily_pnl WHERE trading_day >= ? AND trading_day < ?",
+            (first.isoformat(), before.isoformat()),
+        )
+        totals: dict[int, Decimal] = {}
+        for row in rows:
+            totals[row["account_id"]] = totals.get(row["account_id"], ZERO) + Decimal(
+                row["realized"]
+            )
+        return totals
+
+    async def closing_fills(self, day: date) -> list[ClosingFill]:
+        """The stored, not voided closing fills of trading day `day`, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT account_id, contract_id, ts, pnl, fees FROM trades "
+            "WHERE trading_day = ? AND voided = 0 AND pnl IS NOT NULL ORDER BY ts",
+            (day.isoformat(),),
+        )
+        fills = []
+        for row in rows:
+            at = from_db_time(row["ts"])
+            if at is not None:
+                net = Decimal(row["pnl"]) - Decimal(row["fees"])
+                fills.append(ClosingFill(row["account_id"], row["contract_id"], at, net))
+        return fills
 
     async def restore(self) -> None:
         """Load today's and yesterday's fills (the ones a reconnect can replay)."""

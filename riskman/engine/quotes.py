@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from riskman.engine.clock import Clock
-from riskman.gateway.models import Quote
+from riskman.core.clock import Clock
+from riskman.core.models import Quote
 
 
 @dataclass(slots=True)

@@ -22,16 +22,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.clock import Clock, TimerHandle
+from riskman.core.clock import Clock, TimerHandle
+from riskman.core.rules import Rule
+from riskman.core.views import Breach, EnforcementRecord, EngineChange
 from riskman.engine.lockouts import LockoutManager
 from riskman.engine.pnl import PnlTracker
 from riskman.engine.quotes import QuoteTracker
-from riskman.engine.snapshot import Breach, EngineChange
 from riskman.engine.state import StateManager
-from riskman.gateway.models import display_symbol
-from riskman.rules.base import Rule
 from riskman.storage.db import Database, to_db_time
+from riskman.symbols import display_symbol
 
 log = logging.getLogger(__name__)
 

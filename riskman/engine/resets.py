@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 
 from riskman.calendar import HolidayCalendar, ResetSchedule
-from riskman.engine.clock import Clock, TimerHandle
+from riskman.core.clock import Clock, TimerHandle
 from riskman.storage.db import Database, to_db_time
 
 log = logging.getLogger(__name__)

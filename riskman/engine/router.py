@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from riskman.engine.actions import EnforcementActions
-from riskman.engine.durable import DurableWriter
-from riskman.engine.intents import (
+from riskman.core.facts import OrderChange, PositionChange
+from riskman.core.intents import (
     CancelOrder,
     CancelOrders,
     Category,
@@ -31,9 +30,9 @@ from riskman.engine.intents import (
     ReducePosition,
     plan,
 )
-from riskman.engine.lockouts import LockKind, Lockout, LockoutManager
-from riskman.engine.pnl import PnlTracker
-from riskman.engine.ports import (
+from riskman.core.locks import LockKind, Lockout
+from riskman.core.models import Position
+from riskman.core.ports import (
     AccountEvent,
     AccountSnapshot,
     GatewayEvent,
@@ -42,11 +41,7 @@ from riskman.engine.ports import (
     QuoteEvent,
     TradeEvent,
 )
-from riskman.engine.quotes import QuoteTracker
-from riskman.engine.state import OrderChange, PositionChange, StateManager
-from riskman.engine.trade_counter import TradeCounter
-from riskman.gateway.models import Position, root_of
-from riskman.rules.base import (
+from riskman.core.rules import (
     AccountTrigger,
     CheckTrigger,
     OrderTrigger,
@@ -57,6 +52,14 @@ from riskman.rules.base import (
     TradeTrigger,
     Trigger,
 )
+from riskman.engine.actions import EnforcementActions
+from riskman.engine.durable import DurableWriter
+from riskman.engine.lockouts import LockoutManager
+from riskman.engine.pnl import PnlTracker
+from riskman.engine.quotes import QuoteTracker
+from riskman.engine.state import StateManager
+from riskman.engine.trade_counter import TradeCounter
+from riskman.symbols import root_of
 
 log = logging.getLogger(__name__)
 

@@ -10,96 +10,13 @@ REST reconciliation is the truth after a restart.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 
-from riskman.engine.clock import Clock
-from riskman.gateway.models import (
-    Account,
-    Order,
-    OrderSide,
-    OrderStatus,
-    Position,
-    PositionType,
-    root_of,
-)
+from riskman.core.clock import Clock
+from riskman.core.enums import OrderSide, OrderStatus, PositionType
+from riskman.core.facts import OrderChange, PositionChange, PositionState
+from riskman.core.models import Account, Order, Position
 from riskman.storage.db import Database, from_db_time, to_db_time
-
-
-@dataclass(frozen=True, slots=True)
-class PositionState:
-    position: Position
-    opened: datetime
-    """When riskman first saw it open (from flat, or after a reversal)."""
-    grown: datetime
-    """When its size last increased (for "newest first" reductions)."""
-
-    @property
-    def account_id(self) -> int:
-        return self.position.account_id
-
-    @property
-    def contract_id(self) -> str:
-        return self.position.contract_id
-
-    @property
-    def size(self) -> int:
-        return self.position.size
-
-    @property
-    def sign(self) -> int:
-        return self.position.type.sign
-
-    @property
-    def signed_size(self) -> int:
-        return self.position.signed_size
-
-    @property
-    def root(self) -> str:
-        return root_of(self.position.contract_id)
-
-
-@dataclass(frozen=True, slots=True)
-class PositionChange:
-    before: PositionState | None
-    after: PositionState | None
-
-    @property
-    def opened(self) -> bool:
-        """Opened from flat, or reversed to the other side."""
-        return self.after is not None and (
-            self.before is None or self.before.sign != self.after.sign
-        )
-
-    @property
-    def grew(self) -> bool:
-        """Opened, or the same side got bigger."""
-        if self.after is None:
-            return False
-        return self.opened or (self.before is not None and self.after.size > self.before.size)
-
-    @property
-    def closed(self) -> bool:
-        return self.before is not None and self.after is None
-
-    @property
-    def changed(self) -> bool:
-        if self.before is None or self.after is None:
-            return self.before is not self.after
-        return self.before.position != self.after.position
-
-
-@dataclass(frozen=True, slots=True)
-class OrderChange:
-    before: Order | None
-    after: Order | None
-    """None when the order ended (filled, cancelled, expired, rejected)."""
-    ended: Order | None = None
-    """The terminal update, when the order ended."""
-
-    @property
-    def is_new(self) -> bool:
-        return self.before is None and self.after is not None
 
 
 class StateManager:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from riskman.engine.clock import Clock, TimerHandle
+from riskman.core.clock import Clock, TimerHandle
 
 log = logging.getLogger(__name__)
 

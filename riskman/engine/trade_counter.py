@@ -11,22 +11,15 @@ with `count_trades_as: fills` (TopstepX's way: every entry and every exit counts
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from riskman.engine.clock import Clock
-from riskman.gateway.models import Trade
+from riskman.core.clock import Clock
+from riskman.core.models import Trade
+from riskman.core.views import TradeCounts
 from riskman.storage.db import Database, from_db_time, to_db_time
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
-
-
-@dataclass(frozen=True, slots=True)
-class TradeCounts:
-    minute: int
-    hour: int
-    session: int
 
 
 class TradeCounter:
@@ -39,6 +32,17 @@ class TradeCounter:
         self._orders: dict[int, set[int]] = {}
         self._fills: dict[int, list[datetime]] = {}
         self._fill_ids: dict[int, set[int]] = {}
+
+    async def trades_between(self, first: date, before: date) -> dict[int, tuple[int, int]]:
+        """The trader's trades and fills (riskman's own closes not counted) of the trading days
+        from `first` up to `before` (excluded), per account, from the stored fills."""
+        rows = await self._db.fetchall(
+            "SELECT account_id, COUNT(DISTINCT order_id) AS n, COUNT(*) AS f FROM trades "
+            "WHERE voided = 0 AND by_riskman = 0 AND trading_day >= ? AND trading_day < ? "
+            "GROUP BY account_id",
+            (first.isoformat(), before.isoformat()),
+        )
+        return {row["account_id"]: (row["n"], row["f"]) for row in rows}
 
     async def restore(self, session_start: datetime) -> None:
         """Rebuild counts from the fills stored since each account's session start."""

@@ -35,21 +35,8 @@ from decimal import Decimal
 from typing import Any
 
 from riskman.config import GatewayConfig
-from riskman.engine.clock import Clock, SystemClock
-from riskman.engine.ports import (
-    AccountEvent,
-    AccountSnapshot,
-    EventSink,
-    FeedHealth,
-    FeedState,
-    GatewayEvent,
-    OrderEvent,
-    PositionEvent,
-    QuoteEvent,
-    TradeEvent,
-)
-from riskman.gateway.errors import GatewayError
-from riskman.gateway.models import (
+from riskman.core.clock import Clock, SystemClock
+from riskman.core.models import (
     MARKET_EVENTS,
     USER_EVENT_MODELS,
     Account,
@@ -61,6 +48,18 @@ from riskman.gateway.models import (
     parse_quote,
     parse_user_event,
 )
+from riskman.core.ports import (
+    AccountEvent,
+    AccountSnapshot,
+    EventSink,
+    GatewayEvent,
+    OrderEvent,
+    PositionEvent,
+    QuoteEvent,
+    TradeEvent,
+)
+from riskman.core.views import FeedHealth, FeedState
+from riskman.gateway.errors import GatewayError
 from riskman.gateway.realtime import (
     HubError,
     HubEvent,

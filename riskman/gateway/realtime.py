@@ -47,10 +47,10 @@ from signalrcore.transport.sockets.errors import SocketClosedError
 from signalrcore.transport.websockets.websocket_client import WebSocketClient
 from signalrcore.transport.websockets.websocket_transport import WebsocketTransport
 
-from riskman.engine.clock import Clock, SystemClock
-from riskman.engine.ports import FeedHealth, FeedState
+from riskman.core.clock import Clock, SystemClock
+from riskman.core.models import LOGOUT_EVENT
+from riskman.core.views import FeedHealth, FeedState
 from riskman.gateway.errors import GatewayError
-from riskman.gateway.models import LOGOUT_EVENT
 from riskman.gateway.rest import install_redaction, redact
 
 log = logging.getLogger(__name__)

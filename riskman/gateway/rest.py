@@ -42,7 +42,21 @@ import httpx
 from pydantic import SecretStr
 
 from riskman.config import GatewayConfig
-from riskman.engine.clock import Clock, SystemClock, TimerHandle
+from riskman.core.clock import Clock, SystemClock, TimerHandle
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.models import (
+    Account,
+    Contract,
+    GatewayModel,
+    Money,
+    OptionalTimestamp,
+    Order,
+    PayloadError,
+    Position,
+    Trade,
+    parse_list,
+    parse_model,
+)
 from riskman.gateway.aiohttp_transport import AiohttpTransport
 from riskman.gateway.codes import (
     CancelOrderErrorCode,
@@ -71,21 +85,6 @@ from riskman.gateway.errors import (
     Pending,
     ProtocolError,
     RateLimited,
-)
-from riskman.gateway.models import (
-    Account,
-    Contract,
-    GatewayModel,
-    Money,
-    OptionalTimestamp,
-    Order,
-    OrderSide,
-    OrderType,
-    PayloadError,
-    Position,
-    Trade,
-    parse_list,
-    parse_model,
 )
 
 log = logging.getLogger(__name__)

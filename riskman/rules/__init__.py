@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from riskman.core.rules import Rule
 from riskman.rules.auth_loss_guard import AuthLossGuard
-from riskman.rules.base import Rule
 from riskman.rules.blackouts import Blackouts
 from riskman.rules.cooldown_after_loss import CooldownAfterLoss
 from riskman.rules.daily_realized_loss import DailyRealizedLoss

@@ -9,10 +9,11 @@ Closing can fail while the gateway refuses to trade; MOD-001 retries and logs it
 
 from __future__ import annotations
 
-from riskman.engine.intents import Category, ClearLock, Intent
-from riskman.engine.lockouts import Unlock
-from riskman.gateway.models import Account
-from riskman.rules.base import AccountTrigger, CheckTrigger, Rule, RuleStatus, Trigger
+from riskman.core.intents import Category, ClearLock, Intent
+from riskman.core.locks import Unlock
+from riskman.core.models import Account
+from riskman.core.rules import AccountTrigger, CheckTrigger, Rule, Trigger
+from riskman.core.views import RuleStatus
 
 LOCK_REASON = "the gateway reports this account cannot trade (canTrade false)"
 CLEAR_REASON = "the gateway reports this account can trade again (canTrade true)"

@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from riskman.calendar import WEEKDAYS, Blackout, local_instant, read_ics
-from riskman.engine.intents import Category, CloseAll, Intent
-from riskman.rules.base import (
+from riskman.core.intents import Category, CloseAll, Intent
+from riskman.core.rules import (
     AccountTrigger,
     CheckTrigger,
     PositionTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     TimerTrigger,
     Trigger,
 )
+from riskman.core.views import RuleStatus
 
 if TYPE_CHECKING:
     from riskman.config import Blackouts as BlackoutsConfig

@@ -14,11 +14,11 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from riskman.config import LossTier
-from riskman.engine.intents import Category, Intent
-from riskman.gateway.models import display_symbol, root_of
-from riskman.rules.base import Rule, RuleContext, RuleStatus, TradeTrigger, Trigger, money
+from riskman.core.intents import Category, Intent
+from riskman.core.rules import Rule, RuleContext, TradeTrigger, Trigger, money
+from riskman.core.views import RuleStatus
 from riskman.rules.trade_frequency_limit import cooldown_end, fmt_duration, held_until
-from riskman.storage.db import from_db_time
+from riskman.symbols import display_symbol, root_of
 
 ZERO = Decimal(0)
 
@@ -53,16 +53,9 @@ class CooldownAfterLoss(Rule):
     async def restore(self) -> None:
         # The fills are the truth (MOD-005 stores every one): find today's last losing one.
         day = self.ctx.trading_day()
-        rows = await self.ctx.db.fetchall(
-            "SELECT account_id, contract_id, ts, pnl, fees FROM trades "
-            "WHERE trading_day = ? AND voided = 0 AND pnl IS NOT NULL ORDER BY ts",
-            (day.isoformat(),),
-        )
-        for row in rows:
-            net = Decimal(row["pnl"]) - Decimal(row["fees"])
-            at = from_db_time(row["ts"])
-            if net < ZERO and at is not None:
-                self._last[row["account_id"]] = LosingFill(at, net, row["contract_id"], day)
+        for fill in await self.ctx.pnl.closing_fills(day):
+            if fill.net < ZERO:
+                self._last[fill.account_id] = LosingFill(fill.at, fill.net, fill.contract_id, day)
 
     async def on_reset(self, ended: date, at: datetime) -> None:
         self._last = {k: v for k, v in self._last.items() if v.day > ended}

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from riskman.engine.intents import Category, Intent
-from riskman.engine.lockouts import Unlock
-from riskman.rules.base import CheckTrigger, Rule, RuleStatus, TradeTrigger, Trigger, money
+from riskman.core.intents import Category, Intent
+from riskman.core.locks import Unlock
+from riskman.core.rules import CheckTrigger, Rule, TradeTrigger, Trigger, money
+from riskman.core.views import RuleStatus
 
 
 class DailyRealizedProfit(Rule):

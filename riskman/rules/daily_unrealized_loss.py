@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from riskman.engine.intents import Category, ClosePosition, Intent
-from riskman.engine.state import PositionState
-from riskman.gateway.models import display_symbol
-from riskman.rules.base import (
+from riskman.core.facts import PositionState
+from riskman.core.intents import Category, ClosePosition, Intent
+from riskman.core.rules import (
     CheckTrigger,
     PositionTrigger,
     QuoteTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     Trigger,
     money,
 )
+from riskman.core.views import RuleStatus
+from riskman.symbols import display_symbol
 
 
 def positions_for(ctx: RuleContext, account_id: int, trigger: Trigger) -> list[PositionState]:

@@ -26,19 +26,20 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from riskman.engine.intents import CancelOrder, Category, CloseAll, Intent, ReducePosition
-from riskman.engine.state import PositionState
-from riskman.gateway.models import Order, OrderStatus, root_of
-from riskman.rules.base import (
+from riskman.core.enums import OrderStatus
+from riskman.core.facts import PositionState
+from riskman.core.intents import CancelOrder, Category, CloseAll, Intent, ReducePosition
+from riskman.core.models import Order
+from riskman.core.rules import (
     CheckTrigger,
     OrderTrigger,
     PositionTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     Trigger,
 )
-from riskman.storage.db import to_db_time
+from riskman.core.views import RuleStatus
+from riskman.symbols import root_of
 
 if TYPE_CHECKING:
     from riskman.config import MaxContracts as MaxContractsConfig
@@ -222,11 +223,7 @@ class MaxContracts(Rule):
         limit = self._tier(account_id, min(account.balance, start_of_day))
         self._scaled[account_id] = (today, limit)
         payload = json.dumps({"day": today.isoformat(), "limit": limit})
-        self.ctx.db.defer(
-            "INSERT OR REPLACE INTO rule_state (rule, account_id, payload, updated) "
-            "VALUES (?, ?, ?, ?)",
-            (self.id, account_id, payload, to_db_time(self.ctx.now())),
-        )
+        self.ctx.defer_rule_state(self.id, account_id, payload)
         return limit
 
     def _tier(self, account_id: int, balance: Decimal) -> int:

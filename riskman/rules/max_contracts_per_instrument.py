@@ -17,17 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from riskman.engine.intents import Category, ClosePosition, Intent, ReducePosition
-from riskman.engine.state import PositionState
-from riskman.gateway.models import display_symbol, root_of
-from riskman.rules.base import (
-    CheckTrigger,
-    OrderTrigger,
-    PositionTrigger,
-    Rule,
-    RuleStatus,
-    Trigger,
-)
+from riskman.core.facts import PositionState
+from riskman.core.intents import Category, ClosePosition, Intent, ReducePosition
+from riskman.core.rules import CheckTrigger, OrderTrigger, PositionTrigger, Rule, Trigger
+from riskman.core.views import RuleStatus
 from riskman.rules.max_contracts import (
     cancel_intents,
     entry_orders,
@@ -36,6 +29,7 @@ from riskman.rules.max_contracts import (
     over_limit_orders,
     reductions,
 )
+from riskman.symbols import display_symbol, root_of
 
 BLOCKED = 0
 

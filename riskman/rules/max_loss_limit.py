@@ -20,21 +20,21 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from riskman.engine.intents import Category, Intent
-from riskman.engine.lockouts import Unlock
-from riskman.rules.base import (
+from riskman.core.intents import Category, Intent
+from riskman.core.locks import Unlock
+from riskman.core.rules import (
     AccountTrigger,
     CheckTrigger,
     PositionTrigger,
     QuoteTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     TimerTrigger,
     TradeTrigger,
     Trigger,
     money,
 )
+from riskman.core.views import RuleStatus
 
 if TYPE_CHECKING:
     from riskman.config import MaxLossLimit as MaxLossLimitConfig

@@ -9,16 +9,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from riskman.engine.intents import Category, ClosePosition, Intent
-from riskman.rules.base import (
-    CheckTrigger,
-    PositionTrigger,
-    QuoteTrigger,
-    Rule,
-    RuleStatus,
-    Trigger,
-    money,
-)
+from riskman.core.intents import Category, ClosePosition, Intent
+from riskman.core.rules import CheckTrigger, PositionTrigger, QuoteTrigger, Rule, Trigger, money
+from riskman.core.views import RuleStatus
 from riskman.rules.daily_unrealized_loss import describe, positions_for, priced
 
 

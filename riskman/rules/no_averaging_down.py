@@ -11,17 +11,11 @@ is on its way is cut too (and never below that size).
 
 from __future__ import annotations
 
-from riskman.engine.intents import Category, Intent, ReducePosition
-from riskman.engine.state import PositionState
-from riskman.gateway.models import display_symbol
-from riskman.rules.base import (
-    CheckTrigger,
-    PositionTrigger,
-    Rule,
-    RuleContext,
-    RuleStatus,
-    Trigger,
-)
+from riskman.core.facts import PositionState
+from riskman.core.intents import Category, Intent, ReducePosition
+from riskman.core.rules import CheckTrigger, PositionTrigger, Rule, RuleContext, Trigger
+from riskman.core.views import RuleStatus
+from riskman.symbols import display_symbol
 
 Key = tuple[int, str]
 

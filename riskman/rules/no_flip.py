@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from riskman.engine.intents import Category, ClosePosition, Intent
-from riskman.engine.state import PositionState
-from riskman.gateway.models import display_symbol
-from riskman.rules.base import (
+from riskman.core.facts import PositionState
+from riskman.core.intents import Category, ClosePosition, Intent
+from riskman.core.rules import (
     CheckTrigger,
     PositionTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     TradeTrigger,
     Trigger,
 )
+from riskman.core.views import RuleStatus
+from riskman.symbols import display_symbol
 
 Key = tuple[int, str]
 WITHIN = timedelta(seconds=5)

@@ -20,19 +20,19 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from riskman.engine.intents import Category, ClosePosition, Intent
-from riskman.engine.state import PositionState
-from riskman.gateway.models import display_symbol
-from riskman.rules.base import (
+from riskman.core.facts import PositionState
+from riskman.core.intents import Category, ClosePosition, Intent
+from riskman.core.rules import (
     CheckTrigger,
     OrderTrigger,
     PositionTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     TimerTrigger,
     Trigger,
 )
+from riskman.core.views import RuleStatus
+from riskman.symbols import display_symbol
 
 Key = tuple[int, str]
 """(account, contract)."""

@@ -24,19 +24,19 @@ from __future__ import annotations
 from datetime import datetime, time
 
 from riskman.calendar import SessionSchedule
-from riskman.engine.intents import Category, ClearLock, Intent
-from riskman.engine.lockouts import Unlock
-from riskman.engine.state import OrderChange
-from riskman.rules.base import (
+from riskman.core.facts import OrderChange
+from riskman.core.intents import Category, ClearLock, Intent
+from riskman.core.locks import Unlock
+from riskman.core.rules import (
     AccountTrigger,
     CheckTrigger,
     OrderTrigger,
     PositionTrigger,
     Rule,
-    RuleStatus,
     TimerTrigger,
     Trigger,
 )
+from riskman.core.views import RuleStatus
 
 START = "start"
 END = "end"

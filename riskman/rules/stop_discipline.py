@@ -26,20 +26,21 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from riskman.engine.intents import Category, ClosePosition, Intent, ModifyStop
-from riskman.engine.state import PositionState
-from riskman.gateway.models import Order, OrderStatus, display_symbol
-from riskman.rules.base import (
+from riskman.core.enums import OrderStatus
+from riskman.core.facts import PositionState
+from riskman.core.intents import Category, ClosePosition, Intent, ModifyStop
+from riskman.core.models import Order
+from riskman.core.rules import (
     CheckTrigger,
     OrderTrigger,
     PositionTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     TimerTrigger,
     Trigger,
 )
-from riskman.storage.db import to_db_time
+from riskman.core.views import RuleStatus
+from riskman.symbols import display_symbol
 
 if TYPE_CHECKING:
     from riskman.config import StopDiscipline as StopDisciplineConfig
@@ -221,8 +222,4 @@ class StopDiscipline(Rule):
 
     def _save(self, account_id: int) -> None:
         stops = {str(k): str(v) for k, v in self._tightest.get(account_id, {}).items()}
-        self.ctx.db.defer(
-            "INSERT OR REPLACE INTO rule_state (rule, account_id, payload, updated) "
-            "VALUES (?, ?, ?, ?)",
-            (self.id, account_id, json.dumps(stops), to_db_time(self.ctx.now())),
-        )
+        self.ctx.defer_rule_state(self.id, account_id, json.dumps(stops))

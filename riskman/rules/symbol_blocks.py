@@ -8,17 +8,11 @@ refuses anything new in it, and the engine clears the lock when the symbol leave
 
 from __future__ import annotations
 
-from riskman.engine.intents import CancelOrders, Category, ClosePosition, Intent, Lock
-from riskman.engine.lockouts import Unlock
-from riskman.gateway.models import display_symbol, root_of
-from riskman.rules.base import (
-    CheckTrigger,
-    OrderTrigger,
-    PositionTrigger,
-    Rule,
-    RuleStatus,
-    Trigger,
-)
+from riskman.core.intents import CancelOrders, Category, ClosePosition, Intent, Lock
+from riskman.core.locks import Unlock
+from riskman.core.rules import CheckTrigger, OrderTrigger, PositionTrigger, Rule, Trigger
+from riskman.core.views import RuleStatus
+from riskman.symbols import display_symbol, root_of
 
 
 class SymbolBlocks(Rule):

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from riskman.config import UNTIL_RESET
-from riskman.engine.intents import Category, Intent
-from riskman.rules.base import Rule, RuleContext, RuleStatus, TradeTrigger, Trigger
+from riskman.core.intents import Category, Intent
+from riskman.core.rules import Rule, RuleContext, TradeTrigger, Trigger
+from riskman.core.views import RuleStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,19 +20,21 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from riskman.engine.intents import Category, Intent, ModifyStop, PlaceStop
-from riskman.engine.state import PositionState
-from riskman.gateway.models import Order, OrderSide, OrderType, display_symbol
-from riskman.rules.base import (
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.facts import PositionState
+from riskman.core.intents import Category, Intent, ModifyStop, PlaceStop
+from riskman.core.models import Order
+from riskman.core.rules import (
     CheckTrigger,
     OrderTrigger,
     PositionTrigger,
     QuoteTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     Trigger,
 )
+from riskman.core.views import RuleStatus
+from riskman.symbols import display_symbol
 
 PLACE_PENDING = 5.0
 """Seconds to wait for a placed stop to show up before placing it again."""

@@ -30,22 +30,21 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from riskman.engine.intents import Category, Intent
-from riskman.engine.lockouts import Unlock
-from riskman.rules.base import (
+from riskman.core.intents import Category, Intent
+from riskman.core.locks import Unlock
+from riskman.core.rules import (
     AccountTrigger,
     CheckTrigger,
     PositionTrigger,
     QuoteTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     TimerTrigger,
     TradeTrigger,
     Trigger,
     money,
 )
-from riskman.storage.db import to_db_time
+from riskman.core.views import RuleStatus
 
 if TYPE_CHECKING:
     from riskman.config import TrailingDailyLoss as TrailingDailyLossConfig
@@ -177,11 +176,7 @@ class TrailingDailyLoss(Rule):
             return
         self._high[account_id] = (today, candidate)
         payload = json.dumps({"day": today.isoformat(), "high": str(candidate)})
-        self.ctx.db.defer(
-            "INSERT OR REPLACE INTO rule_state (rule, account_id, payload, updated) "
-            "VALUES (?, ?, ?, ?)",
-            (self.id, account_id, payload, to_db_time(self.ctx.now())),
-        )
+        self.ctx.defer_rule_state(self.id, account_id, payload)
 
     def _unsettled(self, account_id: int, trigger: Trigger) -> bool:
         """Was the breach seen in the middle of a close (its events not all in yet)?"""

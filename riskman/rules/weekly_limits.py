@@ -24,19 +24,19 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from riskman.engine.intents import Category, Intent
-from riskman.engine.lockouts import Unlock
-from riskman.rules.base import (
+from riskman.core.intents import Category, Intent
+from riskman.core.locks import Unlock
+from riskman.core.rules import (
     CheckTrigger,
     PositionTrigger,
     QuoteTrigger,
     Rule,
     RuleContext,
-    RuleStatus,
     TradeTrigger,
     Trigger,
     money,
 )
+from riskman.core.views import RuleStatus
 
 log = logging.getLogger(__name__)
 
@@ -188,23 +188,13 @@ class WeeklyLimits(Rule):
         )
 
     async def _load(self, today: date) -> None:
-        monday = week_start(today).isoformat()
-        upto = today.isoformat()
-        prior: dict[int, tuple[Decimal, int, int]] = {}
-        for row in await self.ctx.db.fetchall(
-            "SELECT account_id, realized FROM daily_pnl WHERE trading_day >= ? AND trading_day < ?",
-            (monday, upto),
-        ):
-            pnl, trades, fills = prior.get(row["account_id"], (Decimal(0), 0, 0))
-            prior[row["account_id"]] = (pnl + Decimal(row["realized"]), trades, fills)
-        for row in await self.ctx.db.fetchall(
-            "SELECT account_id, COUNT(DISTINCT order_id) AS n, COUNT(*) AS f FROM trades "
-            "WHERE voided = 0 AND by_riskman = 0 AND trading_day >= ? AND trading_day < ? "
-            "GROUP BY account_id",
-            (monday, upto),
-        ):
-            pnl, _, _ = prior.get(row["account_id"], (Decimal(0), 0, 0))
-            prior[row["account_id"]] = (pnl, row["n"], row["f"])
+        monday = week_start(today)
+        counts = await self.ctx.counter.trades_between(monday, today)
+        realized = await self.ctx.pnl.realized_between(monday, today)
+        prior: dict[int, tuple[Decimal, int, int]] = {
+            account_id: (realized.get(account_id, Decimal(0)), *counts.get(account_id, (0, 0)))
+            for account_id in realized.keys() | counts.keys()
+        }
         self._prior = prior
         self._day = today
 

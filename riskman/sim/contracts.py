@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 
-from riskman.gateway.models import Contract
+from riskman.core.models import Contract
 
 PriceLike = Decimal | int | float | str
 

@@ -23,6 +23,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+from riskman.core.enums import OrderSide, OrderStatus, OrderType, PositionType
+from riskman.core.models import Account, Order, Position, Trade, UserPayload
 from riskman.gateway import codes
 from riskman.gateway.codes import (
     CancelOrderErrorCode,
@@ -30,17 +32,6 @@ from riskman.gateway.codes import (
     ModifyOrderErrorCode,
     PartialClosePositionErrorCode,
     PlaceOrderErrorCode,
-)
-from riskman.gateway.models import (
-    Account,
-    Order,
-    OrderSide,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionType,
-    Trade,
-    UserPayload,
 )
 
 from .contracts import ContractSpec

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from riskman.gateway.models import MarketTrade, Quote, TradeLogType
+from riskman.core.enums import TradeLogType
+from riskman.core.models import MarketTrade, Quote
 
 from .contracts import ContractSpec, PriceLike, to_decimal
 

@@ -25,18 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from riskman.gateway.models import (
-    LOGOUT_EVENT,
-    Account,
-    Contract,
-    Order,
-    OrderSide,
-    OrderType,
-    Position,
-    PositionType,
-    Quote,
-    Trade,
-)
+from riskman.core.enums import OrderSide, OrderType, PositionType
+from riskman.core.models import LOGOUT_EVENT, Account, Contract, Order, Position, Quote, Trade
 
 from .contracts import DEFAULT_CONTRACTS, ContractSpec, PriceLike, to_decimal
 from .exchange import (

@@ -30,8 +30,8 @@ from textual.screen import Screen
 
 from riskman.config import ConfigError, Settings, load_config
 from riskman.control.interface import Control, ControlError, Notice, Session
-from riskman.engine.clock import Clock, SystemClock
-from riskman.engine.snapshot import EngineSnapshot
+from riskman.core.clock import Clock, SystemClock
+from riskman.core.views import EngineSnapshot
 from riskman.tui.commands import BindingCommands
 from riskman.tui.modals import ConfirmQuit, PasswordModal
 from riskman.tui.trader import LiveScreen, TraderScreen

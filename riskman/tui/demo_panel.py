@@ -15,8 +15,8 @@ from textual.widgets import Footer, Static
 
 from riskman.config import Settings
 from riskman.control.interface import Control
+from riskman.core.enums import OrderSide
 from riskman.demo import INSTRUMENTS
-from riskman.gateway.models import OrderSide
 from riskman.tui.app import RiskmanApp
 from riskman.tui.trader import TraderScreen
 

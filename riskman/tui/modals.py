@@ -21,7 +21,7 @@ from riskman.control.interface import (
     PasswordChange,
     Session,
 )
-from riskman.engine.clock import Clock
+from riskman.core.clock import Clock
 from widgets.formatting import clock_time, countdown
 
 

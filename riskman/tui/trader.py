@@ -15,8 +15,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Label, Static, TabbedContent, TabPane
 
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.snapshot import AccountView, EngineSnapshot
+from riskman.core.views import AccountView, EnforcementRecord, EngineSnapshot
 from widgets.account_card import AccountList
 from widgets.health import Banner, StatusStrip, banner_lines
 from widgets.live_table import LiveTable, Row

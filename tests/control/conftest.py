@@ -15,8 +15,9 @@ from riskman.config import Settings, load_config
 from riskman.control.client import ControlClient
 from riskman.control.paths import socket_path
 from riskman.control.server import ControlServer
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
 from riskman.engine.engine import Engine
+from riskman.rules import ALL_RULES
 from tests.conftest import HOLIDAYS
 from tests.e2e.conftest import make_runtime, sim  # noqa: F401 - fixtures
 from tests.fakes import CONTRACTS, FakeGateway, contract
@@ -53,7 +54,7 @@ async def served(
         settings: Settings = load_config(config)
         if password:
             PasswordStore(settings.password_file).set(PASSWORD)
-        engine = await Engine.open(settings, gateway, clock=clock)
+        engine = await Engine.open(settings, gateway, clock=clock, rule_classes=ALL_RULES)
         for contract_id in CONTRACTS:
             engine.contracts.cache_contract(contract(contract_id))
         gateway.sink = engine.submit

@@ -19,9 +19,10 @@ from riskman.config import Settings, load_config
 from riskman.control.client import ApiError, ControlClient, NotAnswering
 from riskman.control.paths import MAX_SOCKET_PATH, socket_path
 from riskman.control.server import SocketInUse, bind_socket
-from riskman.engine.clock import FakeClock
-from riskman.engine.lockouts import LockoutChange, Unlock
-from riskman.engine.ports import PositionEvent
+from riskman.core.clock import FakeClock
+from riskman.core.locks import Unlock
+from riskman.core.ports import PositionEvent
+from riskman.core.views import LockoutChange
 from tests.control.conftest import PASSWORD, ServedFactory
 from tests.fakes import ES, T0, FakeGateway, position, settle
 

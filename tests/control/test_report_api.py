@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from riskman.control.client import ApiError
-from riskman.engine.ports import PositionEvent
+from riskman.core.ports import PositionEvent
 from riskman.engine.reports import SETTLE
 from tests.control.conftest import ServedFactory
 from tests.fakes import ES, FakeGateway, position, settle

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from riskman.config import Settings
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.clock import Clock, SystemClock
+from riskman.core.clock import Clock, SystemClock
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.locks import Lockout
+from riskman.core.models import Position
+from riskman.core.views import EnforcementRecord
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import Lockout
-from riskman.gateway.models import OrderSide, OrderType, Position
 from riskman.runtime import Runtime
 from riskman.sim import Simulator
 from tests.conftest import HOLIDAYS

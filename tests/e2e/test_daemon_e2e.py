@@ -29,7 +29,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from riskman.config import load_config
-from riskman.gateway.models import OrderSide, OrderType
+from riskman.core.enums import OrderSide, OrderType
 from riskman.rules import ALL_RULES
 from riskman.sim import Simulator
 from tests.conftest import REPO

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from riskman.engine.lockouts import LockKind, Unlock
-from riskman.gateway.models import OrderSide, OrderType
-from riskman.rules.base import Rule
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.locks import LockKind, Unlock
+from riskman.core.rules import Rule
 from riskman.rules.trailing_daily_loss import TrailingDailyLoss
 from riskman.rules.weekly_limits import TRADES_LOCK, WeeklyLimits
 from riskman.runtime import Runtime

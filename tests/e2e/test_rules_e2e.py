@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from riskman.engine.lockouts import LockKind, Unlock
-from riskman.gateway.models import OrderSide, OrderType
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.locks import LockKind, Unlock
 from riskman.runtime import Runtime
 from riskman.sim import SimRejected, Simulator
 from tests.e2e.conftest import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from riskman.engine.ports import PositionEvent, QuoteEvent, TradeEvent
+from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.reports import SETTLE, BreachReport
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from tests.conftest import EngineFactory

@@ -4,8 +4,10 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from riskman.engine.clock import FakeClock
-from riskman.engine.lockouts import LockKind, LockoutChange, LockoutManager, Unlock
+from riskman.core.clock import FakeClock
+from riskman.core.locks import LockKind, Unlock
+from riskman.core.views import LockoutChange
+from riskman.engine.lockouts import LockoutManager
 from riskman.engine.timers import TimerManager
 from riskman.storage.db import Database
 from tests.fakes import T0

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from riskman.core.ports import AccountEvent, TradeEvent
+from riskman.core.views import LimitWarning
 from riskman.engine.engine import Engine
-from riskman.engine.ports import AccountEvent, TradeEvent
-from riskman.engine.snapshot import LimitWarning
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from riskman.rules.daily_realized_profit import DailyRealizedProfit
 from riskman.rules.max_loss_limit import MaxLossLimit

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from riskman.core.facts import PositionChange
+from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.pnl import open_pnl
-from riskman.engine.ports import PositionEvent, QuoteEvent, TradeEvent
-from riskman.engine.state import PositionChange
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, T0, position, quote, trade
 
@@ -114,7 +114,7 @@ async def test_restart_restores_pnl_counts_and_positions(make_engine: EngineFact
 
 
 def test_position_change_flags() -> None:
-    from riskman.engine.state import PositionState
+    from riskman.core.facts import PositionState
 
     long2 = PositionState(position(ACC, MNQ, 2), T0, T0)
     long3 = PositionState(position(ACC, MNQ, 3), T0, T0)

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from riskman.calendar import HolidayCalendar, ResetSchedule
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
 from riskman.engine.resets import ResetScheduler
 from riskman.storage.db import Database
 

@@ -6,7 +6,8 @@ import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
-from riskman.engine.intents import (
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.intents import (
     CancelOrders,
     Category,
     CloseAll,
@@ -15,10 +16,9 @@ from riskman.engine.intents import (
     ReducePosition,
     plan,
 )
-from riskman.engine.lockouts import LockKind, Unlock
-from riskman.engine.ports import AccountSnapshot, OrderEvent, PositionEvent, TradeEvent
+from riskman.core.locks import LockKind, Unlock
+from riskman.core.ports import AccountSnapshot, OrderEvent, PositionEvent, TradeEvent
 from riskman.gateway.errors import NotFound, OutcomeUnknown
-from riskman.gateway.models import OrderSide, OrderType
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, T0, FakeGateway, account, open_position, order, position, trade
 

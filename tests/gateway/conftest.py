@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from riskman.config import GatewayConfig
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
 from riskman.gateway.rest import RestClient, RetryPolicy
 from tests.gateway.support import API_KEY, ScriptedGateway
 

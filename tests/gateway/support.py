@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 
-from riskman.engine.clock import FakeClock
-from riskman.engine.ports import AccountSnapshot, FeedHealth, GatewayEvent
+from riskman.core.clock import FakeClock
+from riskman.core.ports import AccountSnapshot, GatewayEvent
+from riskman.core.views import FeedHealth
 
 API_KEY = "test-api-key-0123456789"
 

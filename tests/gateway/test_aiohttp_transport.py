@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from riskman.config import GatewayConfig
+from riskman.core.enums import OrderSide
 from riskman.gateway.aiohttp_transport import AiohttpTransport
 from riskman.gateway.errors import GatewayUnavailable, OutcomeUnknown
-from riskman.gateway.models import OrderSide
 from riskman.gateway.rest import _NOT_SENT, RestClient, RetryPolicy
 from riskman.sim import Simulator
 

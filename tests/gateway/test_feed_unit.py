@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 
 from riskman.config import GatewayConfig
-from riskman.engine.clock import FakeClock
-from riskman.engine.ports import (
+from riskman.core.clock import FakeClock
+from riskman.core.ports import (
     AccountEvent,
     AccountSnapshot,
-    FeedState,
     OrderEvent,
     PositionEvent,
     QuoteEvent,
     TradeEvent,
 )
+from riskman.core.views import FeedState
 from riskman.gateway.feed import GatewayFeed
 from riskman.gateway.realtime import HubConnectError, HubName
 from riskman.gateway.rest import RestClient

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from riskman.config import GatewayConfig
-from riskman.engine.ports import FeedState, OrderEvent, PositionEvent, QuoteEvent, TradeEvent
+from riskman.core.enums import OrderSide, OrderStatus, OrderType
+from riskman.core.ports import OrderEvent, PositionEvent, QuoteEvent, TradeEvent
+from riskman.core.views import FeedState
 from riskman.gateway import realtime
 from riskman.gateway.errors import NotFound, OutcomeUnknown
 from riskman.gateway.feed import GatewayFeed
-from riskman.gateway.models import OrderSide, OrderStatus, OrderType
 from riskman.gateway.realtime import SignalRCoreTransport
 from riskman.gateway.rest import RestClient, RetryPolicy
 from riskman.sim import Simulator

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
-from riskman.engine.ports import FeedHealth, FeedState
+from riskman.core.clock import FakeClock
+from riskman.core.views import FeedHealth, FeedState
 from riskman.gateway.errors import AuthError
 from riskman.gateway.realtime import (
     Backoff,

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from riskman.config import GatewayConfig
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide, OrderType, PositionType
 from riskman.gateway.errors import (
     AuthError,
     GatewayRejected,
@@ -26,7 +27,6 @@ from riskman.gateway.errors import (
     ProtocolError,
     RateLimited,
 )
-from riskman.gateway.models import OrderSide, OrderType, PositionType
 from riskman.gateway.rest import RateLimiter, RestClient, RetryPolicy, jwt_expiry, redact
 from tests.gateway.support import (
     API_KEY,
@@ -736,7 +736,7 @@ async def test_validate_returning_the_same_token_falls_back_to_login(
 
 
 async def test_rest_client_implements_the_engine_port_and_token_source(rest: RestClient) -> None:
-    from riskman.engine.ports import GatewayPort
+    from riskman.core.ports import GatewayPort
     from riskman.gateway.realtime import TokenSource
 
     def as_port(client: RestClient) -> GatewayPort:

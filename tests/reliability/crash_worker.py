@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from riskman.config import Settings
-from riskman.engine.clock import SystemClock
+from riskman.core.clock import SystemClock
+from riskman.core.enums import OrderSide, PositionType
+from riskman.core.models import Position, Trade
+from riskman.core.ports import PositionEvent, TradeEvent
+from riskman.core.views import EngineChange, LockoutChange, ResetDone
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import LockoutChange
-from riskman.engine.ports import PositionEvent, TradeEvent
-from riskman.engine.snapshot import EngineChange, ResetDone
-from riskman.gateway.models import OrderSide, Position, PositionType, Trade
+from riskman.rules import ALL_RULES
 from riskman.runtime import Runtime
 from tests.fakes import CONTRACTS, FakeGateway, account, contract
 
@@ -167,7 +168,7 @@ async def _child(db_path: Path, report_path: Path, ready: Any) -> None:
     fd = os.open(report_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     clock = ShiftedClock(START - timedelta(milliseconds=40) - datetime.now(UTC))
     gateway = preloaded_gateway()
-    engine = await Engine.open(settings(db_path), gateway, clock=clock)
+    engine = await Engine.open(settings(db_path), gateway, clock=clock, rule_classes=ALL_RULES)
     warm_contracts(engine)
     gateway.sink = engine.submit
     engine.subscribe(lambda change: _report(fd, change))

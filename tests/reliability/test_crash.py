@@ -32,10 +32,11 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.ports import AccountSnapshot
+from riskman.core.views import ResetDone
 from riskman.engine.engine import Engine
-from riskman.engine.ports import AccountSnapshot
-from riskman.engine.snapshot import ResetDone
+from riskman.rules import ALL_RULES
 from riskman.runtime import Runtime
 from riskman.sim import SimRejected, Simulator
 from riskman.storage.db import Database, from_db_time, to_db_time
@@ -174,7 +175,9 @@ async def _restart(db_path: Path) -> FinalState:
     """riskman comes back at END, reconciles with the broker's fills, and settles."""
     clock = FakeClock(worker.END)
     gateway = worker.preloaded_gateway()
-    engine = await Engine.open(worker.settings(db_path), gateway, clock=clock)
+    engine = await Engine.open(
+        worker.settings(db_path), gateway, clock=clock, rule_classes=ALL_RULES
+    )
     try:
         worker.warm_contracts(engine)
         gateway.sink = engine.submit
@@ -513,7 +516,9 @@ async def test_a_reset_is_reported_only_once_it_is_logged(tmp_path: Path) -> Non
         return [(c.ended, c.how) for c in changes if isinstance(c, ResetDone)]
 
     reported: list[Any] = []
-    engine = await Engine.open(settings, worker.preloaded_gateway(), clock=clock)
+    engine = await Engine.open(
+        settings, worker.preloaded_gateway(), clock=clock, rule_classes=ALL_RULES
+    )
     try:
         engine.subscribe(reported.append)
         await engine.start()
@@ -533,7 +538,9 @@ async def test_a_reset_is_reported_only_once_it_is_logged(tmp_path: Path) -> Non
         await engine.close()
 
     again: list[Any] = []
-    engine = await Engine.open(settings, worker.preloaded_gateway(), clock=clock)
+    engine = await Engine.open(
+        settings, worker.preloaded_gateway(), clock=clock, rule_classes=ALL_RULES
+    )
     try:
         engine.subscribe(again.append)
         await engine.start()

@@ -30,14 +30,16 @@ from pydantic import BaseModel
 
 from riskman.config import ConfigError, GatewayConfig, Settings, load_config
 from riskman.config_writer import update_config
-from riskman.engine.clock import FakeClock, SystemClock
+from riskman.core.clock import FakeClock, SystemClock
+from riskman.core.enums import OrderSide, PositionType
+from riskman.core.models import Position, Trade
+from riskman.core.ports import AccountSnapshot, PositionEvent, TradeEvent
 from riskman.engine.engine import Engine
-from riskman.engine.ports import AccountSnapshot, PositionEvent, TradeEvent
 from riskman.gateway.errors import GatewayError
 from riskman.gateway.feed import GatewayFeed
-from riskman.gateway.models import OrderSide, Position, PositionType, Trade
 from riskman.gateway.realtime import HubEvent
 from riskman.gateway.rest import RateLimiter, RestClient, RetryPolicy
+from riskman.rules import ALL_RULES
 from tests.conftest import HOLIDAYS, REPO
 from tests.fakes import CONTRACTS, MNQ, T0, FakeGateway, account, contract
 
@@ -110,7 +112,9 @@ class Rig:
         settings_ = Settings.model_validate(
             {"holidays_file": HOLIDAYS, "database": tmp / "riskman.db", "rules": FUZZ_RULES}
         )
-        self.engine: Engine = self.run(Engine.open(settings_, self.gateway, clock=self.clock))
+        self.engine: Engine = self.run(
+            Engine.open(settings_, self.gateway, clock=self.clock, rule_classes=ALL_RULES)
+        )
         for contract_id in CONTRACTS:
             self.engine.contracts.cache_contract(contract(contract_id))
         self.gateway.sink = self.engine.submit
@@ -490,7 +494,7 @@ async def test_a_rest_snapshot_older_than_a_live_event_does_not_undo_it(
     clock = FakeClock(T0)
     gateway = FakeGateway()
     settings_ = Settings(holidays_file=HOLIDAYS, database=tmp_path / "riskman.db")
-    engine = await Engine.open(settings_, gateway, clock=clock)
+    engine = await Engine.open(settings_, gateway, clock=clock, rule_classes=ALL_RULES)
     try:
         await engine.start()
         requested = clock.monotonic()

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from riskman.config import GatewayConfig, Settings
-from riskman.engine.clock import FakeClock, SystemClock
-from riskman.engine.ports import FeedState, PositionEvent, TradeEvent
+from riskman.core.clock import FakeClock, SystemClock
+from riskman.core.enums import OrderSide
+from riskman.core.ports import PositionEvent, TradeEvent
+from riskman.core.views import FeedState
 from riskman.gateway.feed import GatewayFeed
-from riskman.gateway.models import OrderSide
 from riskman.gateway.realtime import HubEvent
 from riskman.gateway.rest import RateLimiter
 from riskman.runtime import Runtime

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.locks import Unlock
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import Unlock
 from riskman.gateway.rest import remember_secret
 from riskman.logs import JsonFormatter, setup_logging
+from riskman.rules import ALL_RULES
 from riskman.sim import Simulator
 from tests.conftest import HOLIDAYS, make_settings
 from tests.e2e.conftest import MNQ, buy, eventually, sim_positions
@@ -272,7 +273,9 @@ def test_json_formatter_redacts_a_preformatted_traceback() -> None:
 
 async def test_every_lockout_clear_is_audited_with_its_reason(tmp_path: Path) -> None:
     clock = FakeClock(T0)
-    engine = await Engine.open(make_settings(tmp_path), FakeGateway(), clock=clock)
+    engine = await Engine.open(
+        make_settings(tmp_path), FakeGateway(), clock=clock, rule_classes=ALL_RULES
+    )
     try:
         await engine.start()
         await engine.lockouts.set_lockout(

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from riskman.core.intents import ClearLock, Lock, plan
+from riskman.core.locks import LockKind, Lockout, Unlock
+from riskman.core.ports import AccountEvent, AccountSnapshot, OrderEvent, PositionEvent
+from riskman.core.rules import CheckTrigger
 from riskman.engine.engine import Engine
-from riskman.engine.intents import ClearLock, Lock, plan
-from riskman.engine.lockouts import LockKind, Lockout, Unlock
-from riskman.engine.ports import AccountEvent, AccountSnapshot, OrderEvent, PositionEvent
 from riskman.rules.auth_loss_guard import AuthLossGuard
-from riskman.rules.base import CheckTrigger
 from tests.conftest import EngineFactory, make_settings
 from tests.fakes import ES, MNQ, T0, FakeGateway, account, order, position, settle
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from riskman.config import ConfigError, load_config
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.locks import LockKind, Lockout
+from riskman.core.ports import AccountEvent, OrderEvent, PositionEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import LockKind, Lockout
-from riskman.engine.ports import AccountEvent, OrderEvent, PositionEvent
-from riskman.gateway.models import OrderSide, OrderType
 from riskman.rules.blackouts import Blackouts
 from tests.conftest import HOLIDAYS, EngineFactory
 from tests.fakes import ES, MNQ, T0, FakeGateway, account, order, position, settle

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from riskman.core.enums import OrderSide, OrderStatus, OrderType
+from riskman.core.ports import AccountEvent, OrderEvent, PositionEvent, TradeEvent
 from riskman.engine.engine import Engine
-from riskman.engine.ports import AccountEvent, OrderEvent, PositionEvent, TradeEvent
-from riskman.gateway.models import OrderSide, OrderStatus, OrderType
 from riskman.rules.max_contracts import MaxContracts
 from riskman.rules.max_contracts_per_instrument import MaxContractsPerInstrument
 from tests.conftest import EngineFactory

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.locks import LockKind, Lockout, Unlock
+from riskman.core.ports import OrderEvent, PositionEvent, TradeEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import LockKind, Lockout, Unlock
-from riskman.engine.ports import OrderEvent, PositionEvent, TradeEvent
-from riskman.gateway.models import OrderSide, OrderType
 from riskman.rules.cooldown_after_loss import CooldownAfterLoss
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, T0, FakeGateway, order, position, trade

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
-from riskman.engine.ports import TradeEvent
+from riskman.core.clock import FakeClock
+from riskman.core.ports import TradeEvent
 from riskman.rules.trade_frequency_limit import TradeFrequencyLimit
 from riskman.rules.weekly_limits import TRADES_LOCK, WeeklyLimits
 from tests.conftest import EngineFactory

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from riskman.core.locks import Unlock
+from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import Unlock
-from riskman.engine.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, T0, FakeGateway, position, quote, settle, trade

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.locks import LockKind, Lockout, Unlock
+from riskman.core.ports import OrderEvent, PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import LockKind, Lockout, Unlock
-from riskman.engine.ports import OrderEvent, PositionEvent, QuoteEvent, TradeEvent
 from riskman.rules.daily_realized_profit import DailyRealizedProfit
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, T0, FakeGateway, order, position, quote, settle, trade

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
-from riskman.gateway.models import Position, Quote
-from riskman.rules.base import CheckTrigger
+from riskman.core.clock import FakeClock
+from riskman.core.models import Position, Quote
+from riskman.core.rules import CheckTrigger
 from riskman.rules.daily_unrealized_loss import DailyUnrealizedLoss
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, FakeGateway, open_position, position, quote, send_quote, settle

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from riskman.core.ports import PositionEvent
 from riskman.engine.engine import Engine
-from riskman.engine.ports import PositionEvent
 from riskman.rules.max_contracts import MaxContracts
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MES, MNQ, NQ, T0, FakeGateway, position, settle

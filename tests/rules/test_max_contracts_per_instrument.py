@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
-from riskman.engine.intents import ClosePosition
-from riskman.engine.ports import AccountSnapshot
-from riskman.rules.base import CheckTrigger
+from riskman.core.clock import FakeClock
+from riskman.core.intents import ClosePosition
+from riskman.core.ports import AccountSnapshot
+from riskman.core.rules import CheckTrigger
 from riskman.rules.max_contracts_per_instrument import MaxContractsPerInstrument
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, RTY, FakeGateway, account, open_position, position, settle

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.locks import Lockout, Unlock
+from riskman.core.ports import AccountEvent, PositionEvent, QuoteEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import Lockout, Unlock
-from riskman.engine.ports import AccountEvent, PositionEvent, QuoteEvent
 from riskman.rules.max_loss_limit import MaxLossLimit
 from tests.conftest import EngineFactory
 from tests.fakes import MNQ, T0, FakeGateway, account, position, quote

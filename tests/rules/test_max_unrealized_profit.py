@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
-from riskman.gateway.models import Position, Quote
+from riskman.core.clock import FakeClock
+from riskman.core.models import Position, Quote
 from riskman.rules.max_unrealized_profit import MaxUnrealizedProfit
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, FakeGateway, open_position, position, quote, send_quote, settle

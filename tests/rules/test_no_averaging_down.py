@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
+from riskman.core.ports import PositionEvent
 from riskman.engine.engine import Engine
-from riskman.engine.ports import PositionEvent
 from riskman.rules.no_averaging_down import NoAveragingDown
 from tests.conftest import EngineFactory
 from tests.fakes import MNQ, FakeGateway, position, settle

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from riskman.core.enums import OrderSide
+from riskman.core.ports import PositionEvent, TradeEvent
 from riskman.engine.engine import Engine
-from riskman.engine.ports import PositionEvent, TradeEvent
-from riskman.gateway.models import OrderSide
 from riskman.rules.no_flip import NoFlip
 from tests.conftest import EngineFactory
 from tests.fakes import MNQ, FakeGateway, position, settle, trade

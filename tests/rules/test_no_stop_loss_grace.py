@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide, OrderStatus, OrderType
+from riskman.core.models import Order
+from riskman.core.ports import OrderEvent
 from riskman.engine.engine import Engine
-from riskman.engine.ports import OrderEvent
-from riskman.gateway.models import Order, OrderSide, OrderStatus, OrderType
 from riskman.rules.no_stop_loss_grace import NoStopLossGrace
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, T0, FakeGateway, open_position, order, position

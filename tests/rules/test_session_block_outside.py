@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.locks import Lockout, Unlock
+from riskman.core.models import Order
+from riskman.core.ports import AccountEvent, OrderEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import Lockout, Unlock
-from riskman.engine.ports import AccountEvent, OrderEvent
-from riskman.gateway.models import Order, OrderSide, OrderType
 from riskman.rules.session_block_outside import SessionBlockOutside
 from tests.conftest import EngineFactory, make_settings
 from tests.fakes import MNQ, T0, FakeGateway, account, open_position, order, position

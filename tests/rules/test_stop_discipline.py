@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide, OrderStatus
+from riskman.core.ports import OrderEvent, PositionEvent
 from riskman.engine.engine import Engine
-from riskman.engine.ports import OrderEvent, PositionEvent
-from riskman.gateway.models import OrderSide, OrderStatus
 from riskman.rules.no_stop_loss_grace import NoStopLossGrace
 from riskman.rules.stop_discipline import StopDiscipline
 from tests.conftest import EngineFactory

@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.locks import Lockout, Unlock
+from riskman.core.models import Order
+from riskman.core.ports import OrderEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import Lockout, Unlock
-from riskman.engine.ports import OrderEvent
-from riskman.gateway.models import Order, OrderSide, OrderType, display_symbol
 from riskman.rules.symbol_blocks import SymbolBlocks
+from riskman.symbols import display_symbol
 from tests.conftest import EngineFactory, make_settings
 from tests.fakes import ES, MES, MNQ, NQ, RTY, FakeGateway, open_position, order, position
 

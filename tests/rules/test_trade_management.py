@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide, OrderStatus, OrderType
+from riskman.core.intents import ModifyStop
+from riskman.core.locks import Unlock
+from riskman.core.ports import OrderEvent, PositionEvent, QuoteEvent
+from riskman.core.rules import QuoteTrigger
 from riskman.engine.engine import Engine
-from riskman.engine.intents import ModifyStop
-from riskman.engine.lockouts import Unlock
-from riskman.engine.ports import OrderEvent, PositionEvent, QuoteEvent
-from riskman.gateway.models import OrderSide, OrderStatus, OrderType
-from riskman.rules.base import QuoteTrigger
 from riskman.rules.trade_management import TradeManagement
 from tests.conftest import EngineFactory
 from tests.fakes import ES, MNQ, FakeGateway, order, position, quote

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from riskman.core.locks import Lockout, Unlock
+from riskman.core.ports import AccountEvent, PositionEvent, QuoteEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import Lockout, Unlock
-from riskman.engine.ports import AccountEvent, PositionEvent, QuoteEvent
 from riskman.rules.trailing_daily_loss import TrailingDailyLoss
 from tests.conftest import EngineFactory
 from tests.fakes import MNQ, FakeGateway, account, position, quote, settle

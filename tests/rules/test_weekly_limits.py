@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.locks import LockKind, Lockout, Unlock
+from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.engine import Engine
-from riskman.engine.lockouts import LockKind, Lockout, Unlock
-from riskman.engine.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.rules.weekly_limits import TRADES_LOCK, WeeklyLimits
 from tests.conftest import EngineFactory
 from tests.fakes import MNQ, FakeGateway, position, quote, settle, trade

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from riskman.core.enums import OrderSide, OrderStatus, OrderType, PositionType
 from riskman.gateway import codes
-from riskman.gateway.models import OrderSide, OrderStatus, OrderType, PositionType
 from riskman.sim import DEFAULT_CONTRACTS
 from riskman.sim.exchange import (
     ACCOUNT_EVENT,

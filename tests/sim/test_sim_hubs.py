@@ -12,14 +12,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from riskman.gateway.models import (
-    OrderSide,
-    PayloadError,
-    Position,
-    PositionType,
-    parse_quote,
-    parse_user_event,
-)
+from riskman.core.enums import OrderSide, PositionType
+from riskman.core.models import PayloadError, Position, parse_quote, parse_user_event
 from riskman.sim import Simulator
 
 from .conftest import ACCOUNT, ES, MNQ, OTHER_ACCOUNT, RS, HubFactory, RawHub, ws_url

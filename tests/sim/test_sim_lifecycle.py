@@ -19,7 +19,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from riskman.gateway.models import Account, OrderSide, OrderType
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.models import Account
 from riskman.sim import SimRejected, Simulator
 from riskman.sim.tokens import TokenIssuer
 

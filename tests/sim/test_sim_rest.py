@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from riskman.gateway.models import Contract, Order, OrderStatus, parse_list, parse_model
+from riskman.core.enums import OrderStatus
+from riskman.core.models import Contract, Order, parse_list, parse_model
 from riskman.sim import Simulator
 
 from .conftest import ACCOUNT, ES, MNQ, Api

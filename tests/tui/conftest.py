@@ -16,17 +16,11 @@ from riskman.admin import PasswordStore
 from riskman.config import Settings, load_config
 from riskman.control.inprocess import InProcessControl
 from riskman.control.interface import LoginRequest
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
+from riskman.core.ports import AccountEvent, OrderEvent, PositionEvent, QuoteEvent, TradeEvent
+from riskman.core.views import FeedHealth, FeedState
 from riskman.engine.engine import Engine
-from riskman.engine.ports import (
-    AccountEvent,
-    FeedHealth,
-    FeedState,
-    OrderEvent,
-    PositionEvent,
-    QuoteEvent,
-    TradeEvent,
-)
+from riskman.rules import ALL_RULES
 from riskman.tui.app import RiskmanApp
 from tests.conftest import HOLIDAYS
 from tests.fakes import (
@@ -162,7 +156,9 @@ class FactorySource:
         return "the test gateway"
 
     async def start(self) -> Engine:
-        engine = await Engine.open(self.settings, self.gateway, clock=self.clock)
+        engine = await Engine.open(
+            self.settings, self.gateway, clock=self.clock, rule_classes=ALL_RULES
+        )
         self.engine = engine
         for contract_id in CONTRACTS:
             engine.contracts.cache_contract(contract(contract_id))

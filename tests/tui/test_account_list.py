@@ -10,8 +10,7 @@ from zoneinfo import ZoneInfo
 
 from textual.app import App, ComposeResult
 
-from riskman.engine.snapshot import AccountView, EngineSnapshot
-from riskman.engine.trade_counter import TradeCounts
+from riskman.core.views import AccountView, EngineSnapshot, TradeCounts
 from tests.fakes import T0
 from widgets.account_card import AccountCard, AccountList
 

@@ -25,7 +25,7 @@ from riskman.control.interface import (
     Unauthorized,
 )
 from riskman.control.wire import snapshot_from_json, snapshot_to_json
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
 from tests.fakes import T0
 from tests.tui.conftest import ACC_A, ACC_B, PASSWORD, FactorySource, text_of
 

@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
-from riskman.engine.lockouts import Unlock
-from riskman.engine.snapshot import LockView
+from riskman.core.locks import Unlock
+from riskman.core.views import LockView
 from riskman.tui.app import RiskmanApp
 from tests.fakes import T0
 from tests.tui.conftest import ACC_A, ACC_B, SIZE, running, until

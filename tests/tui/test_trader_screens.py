@@ -9,7 +9,8 @@ from textual.command import CommandList, CommandPalette
 from textual.widgets import TabbedContent
 
 from riskman.config import Settings
-from riskman.engine.ports import FeedHealth, FeedState, QuoteEvent
+from riskman.core.ports import QuoteEvent
+from riskman.core.views import FeedHealth, FeedState
 from riskman.runtime import StartError
 from riskman.tui.app import EXIT_START, RiskmanApp
 from riskman.tui.modals import ConfirmQuit

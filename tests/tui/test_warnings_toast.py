@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from riskman.engine.snapshot import LimitWarning
+from riskman.core.views import LimitWarning
 from riskman.tui.app import RiskmanApp
 from tests.tui.conftest import ACC_A, SIZE, engine_of, running, until
 

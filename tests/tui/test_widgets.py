@@ -6,8 +6,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from riskman.engine.ports import FeedHealth, FeedState
-from riskman.engine.snapshot import EngineSnapshot
+from riskman.core.views import EngineSnapshot, FeedHealth, FeedState
 from tests.fakes import T0
 from widgets.health import banner_lines, status_lines
 
@@ -73,8 +72,7 @@ def test_banner_says_when_prices_come_from_rest() -> None:
 def test_a_position_priced_over_rest_says_so_in_its_last_price() -> None:
     from decimal import Decimal
 
-    from riskman.engine.snapshot import AccountView, PositionView
-    from riskman.engine.trade_counter import TradeCounts
+    from riskman.core.views import AccountView, PositionView, TradeCounts
     from widgets.tables import Palette, position_rows
 
     pos = PositionView(

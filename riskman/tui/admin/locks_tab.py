@@ -7,7 +7,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Static
 
 from riskman.control.interface import ClearLocks, ControlError
-from riskman.engine.snapshot import EngineSnapshot
+from riskman.core.views import EngineSnapshot
 from riskman.tui.admin.base import AdminTab
 from widgets.countdowns import lock_label
 from widgets.formatting import clock_time, countdown

@@ -19,7 +19,7 @@ from riskman.control.interface import (
     ScheduleState,
     Session,
 )
-from riskman.engine.snapshot import EngineSnapshot
+from riskman.core.views import EngineSnapshot
 from riskman.tui.admin.accounts_tab import AccountsTab
 from riskman.tui.admin.audit_tab import AuditTab
 from riskman.tui.admin.base import AdminTab

@@ -13,8 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import IntEnum
 
-from riskman.engine.lockouts import LockKind, Unlock
-from riskman.gateway.models import OrderSide
+from riskman.core.enums import OrderSide
+from riskman.core.locks import LockKind, Unlock
 
 
 class Category(IntEnum):

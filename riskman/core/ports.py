@@ -10,19 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Literal, Protocol
 
-from riskman.gateway.models import (
-    Account,
-    Contract,
-    Order,
-    OrderSide,
-    OrderType,
-    Position,
-    Quote,
-    Trade,
-)
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.models import Account, Contract, Order, Position, Quote, Trade
+from riskman.core.views import FeedHealth
 
 # --- events fed to the engine ---------------------------------------------------------------
 
@@ -79,31 +71,6 @@ class AccountSnapshot:
     trades: Sequence[Trade] | None = None
     requested: float = 0.0
     """`Clock.monotonic()` when the REST reads were sent."""
-
-
-class FeedState(StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    """Connected, subscribed and reconciled: the stream is trusted."""
-    RECONNECTING = "reconnecting"
-    STALE = "stale"
-    """Connected but silent past the limit: being rebuilt; REST is polled meanwhile."""
-    DOWN = "down"
-
-
-@dataclass(frozen=True, slots=True)
-class FeedHealth:
-    hub: Literal["user", "market"]
-    state: FeedState
-    last_event_age: float | None = None
-    """Seconds since the last inbound frame (event or ping); None before the first."""
-    reconnects: int = 0
-    detail: str = ""
-    since: datetime | None = None
-
-    @property
-    def trusted(self) -> bool:
-        return self.state is FeedState.CONNECTED
 
 
 class EventSink(Protocol):

@@ -1,6 +1,8 @@
 """Read-only views of engine state for the screens and logs (immutable, cheap to pass around).
 
-Widgets depend only on these types; they never reach into the engine.
+Widgets depend only on these types; they never reach into the engine. This module imports the
+standard library, `decimal`, `riskman.core.enums` and `riskman.core.locks` (both standard
+library only) and nothing else, so a screen or a client can import it without loading the engine.
 """
 
 from __future__ import annotations
@@ -8,13 +10,103 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
 
-from riskman.engine.actions import EnforcementRecord
-from riskman.engine.lockouts import LockoutChange
-from riskman.engine.ports import FeedHealth
-from riskman.engine.trade_counter import TradeCounts
-from riskman.gateway.models import Order
-from riskman.rules.base import RuleStatus
+from riskman.core.enums import OrderSide, OrderType
+from riskman.core.locks import Lockout
+
+# --- what the engine reports --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcementRecord:
+    """One line of the enforcement log."""
+
+    ts: datetime
+    account_id: int
+    rule: str
+    action: str
+    target: str
+    reason: str
+    result: str
+    detail: str = ""
+    latency_ms: float | None = None
+    """From the triggering event reaching riskman to the gateway's answer."""
+
+    @property
+    def ok(self) -> bool:
+        return self.result in {"ok", "already flat", "already gone", "locked", "cooldown"}
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutChange:
+    """A lock was set (`cleared_by` None) or cleared."""
+
+    lockout: Lockout
+    cleared_by: str | None = None
+    reason: str = ""
+
+
+class FeedState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    """Connected, subscribed and reconciled: the stream is trusted."""
+    RECONNECTING = "reconnecting"
+    STALE = "stale"
+    """Connected but silent past the limit: being rebuilt; REST is polled meanwhile."""
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHealth:
+    hub: Literal["user", "market"]
+    state: FeedState
+    last_event_age: float | None = None
+    """Seconds since the last inbound frame (event or ping); None before the first."""
+    reconnects: int = 0
+    detail: str = ""
+    since: datetime | None = None
+
+    @property
+    def trusted(self) -> bool:
+        return self.state is FeedState.CONNECTED
+
+
+@dataclass(frozen=True, slots=True)
+class TradeCounts:
+    minute: int
+    hour: int
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuleStatus:
+    value: str
+    """The current value the rule watches, formatted (e.g. "-$320.00", "3 / 5")."""
+    limit: str
+    used: float | None = None
+    """Fraction of the limit used (0.0-1.0+), when that means something."""
+    detail: str = ""
+    stale: bool = False
+    """The value depends on a quote that is missing or stale."""
+
+
+# --- the snapshot ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """A working order as a screen shows it (the fields of the gateway's order it needs)."""
+
+    id: int
+    account_id: int
+    contract_id: str
+    type: OrderType
+    side: OrderSide
+    size: int
+    limit_price: Decimal | None
+    stop_price: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +132,7 @@ class PositionView:
 
 @dataclass(frozen=True, slots=True)
 class OrderView:
-    order: Order
+    order: OrderLine
     symbol: str
     protective: bool
     """A stop on the closing side of an open position."""

@@ -16,22 +16,25 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from riskman.calendar import HolidayCalendar, ResetSchedule, SessionSchedule
-from riskman.engine.intents import CancelOrders, Category, CloseAll, Intent, Lock
-from riskman.engine.lockouts import LockKind, Unlock
-from riskman.engine.state import OrderChange, PositionChange
-from riskman.gateway.models import Account
+from riskman.core.clock import Clock
+from riskman.core.facts import OrderChange, PositionChange, TradeEffect
+from riskman.core.intents import CancelOrders, Category, CloseAll, Intent, Lock
+from riskman.core.locks import LockKind, Unlock
+from riskman.core.models import Account
+from riskman.core.queries import (
+    ContractQueries,
+    CounterQueries,
+    LockQueries,
+    PnlQueries,
+    QuoteQueries,
+    RuleStore,
+    RuleTimers,
+    StateQueries,
+)
+from riskman.core.views import RuleStatus, TradeCounts
 
 if TYPE_CHECKING:
     from riskman.config import Rules, SessionBlockOutside, Settings
-    from riskman.engine.clock import Clock
-    from riskman.engine.contracts import ContractCache
-    from riskman.engine.lockouts import LockoutManager
-    from riskman.engine.pnl import PnlTracker, TradeEffect
-    from riskman.engine.quotes import QuoteTracker
-    from riskman.engine.state import StateManager
-    from riskman.engine.timers import TimerManager
-    from riskman.engine.trade_counter import TradeCounter, TradeCounts
-    from riskman.storage.db import Database
 
 
 # --- triggers -------------------------------------------------------------------------------
@@ -88,21 +91,6 @@ Trigger = (
 )
 
 
-# --- status for the screens -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RuleStatus:
-    value: str
-    """The current value the rule watches, formatted (e.g. "-$320.00", "3 / 5")."""
-    limit: str
-    used: float | None = None
-    """Fraction of the limit used (0.0-1.0+), when that means something."""
-    detail: str = ""
-    stale: bool = False
-    """The value depends on a quote that is missing or stale."""
-
-
 # --- context --------------------------------------------------------------------------------
 
 
@@ -114,21 +102,21 @@ class RuleContext:
         *,
         settings: Callable[[], Settings],
         clock: Clock,
-        db: Database,
-        state: StateManager,
-        pnl: PnlTracker,
-        quotes: QuoteTracker,
-        contracts: ContractCache,
-        counter: TradeCounter,
-        lockouts: LockoutManager,
-        timers: TimerManager,
+        store: RuleStore,
+        state: StateQueries,
+        pnl: PnlQueries,
+        quotes: QuoteQueries,
+        contracts: ContractQueries,
+        counter: CounterQueries,
+        lockouts: LockQueries,
+        timers: RuleTimers,
         reset_schedule: Callable[[], ResetSchedule],
         calendar: Callable[[], HolidayCalendar],
         fire_timer: Callable[[str, int, str], None],
     ) -> None:
         self._settings = settings
         self.clock = clock
-        self.db = db
+        self._store = store
         self.state = state
         self.pnl = pnl
         self.quotes = quotes
@@ -215,19 +203,13 @@ class RuleContext:
         return self.timers.deadline(f"rule:{rule_id}:{account_id}:{name}")
 
     async def load_rule_state(self, rule_id: str) -> dict[int, str]:
-        rows = await self.db.fetchall(
-            "SELECT account_id, payload FROM rule_state WHERE rule = ?", (rule_id,)
-        )
-        return {row["account_id"]: row["payload"] for row in rows}
+        return await self._store.load_rule_state(rule_id)
 
     async def save_rule_state(self, rule_id: str, account_id: int, payload: str) -> None:
-        from riskman.storage.db import to_db_time
+        await self._store.save_rule_state(rule_id, account_id, payload)
 
-        await self.db.execute(
-            "INSERT OR REPLACE INTO rule_state (rule, account_id, payload, updated) "
-            "VALUES (?, ?, ?, ?)",
-            (rule_id, account_id, payload, to_db_time(self.clock.now())),
-        )
+    def defer_rule_state(self, rule_id: str, account_id: int, payload: str) -> None:
+        self._store.defer_rule_state(rule_id, account_id, payload)
 
 
 # --- the rule base class --------------------------------------------------------------------

@@ -8,12 +8,10 @@ and skip a bad event without knowing pydantic.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from enum import IntEnum
 from typing import Annotated, Any, TypeAlias
 
 from pydantic import (
@@ -27,6 +25,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from riskman.core.enums import OrderSide, OrderStatus, OrderType, PositionType, TradeLogType
+
 
 class PayloadError(ValueError):
     """A gateway payload that cannot be understood (wrong shape, type or value)."""
@@ -36,83 +36,6 @@ class PayloadError(ValueError):
         self.what = what
         self.reason = reason
 
-
-# --- enums (PROJECTX_API.md §4.1) ------------------------------------------------------------
-
-
-class OrderType(IntEnum):
-    UNKNOWN = 0
-    LIMIT = 1
-    MARKET = 2
-    STOP_LIMIT = 3
-    STOP = 4
-    TRAILING_STOP = 5
-    JOIN_BID = 6
-    JOIN_ASK = 7
-
-    @property
-    def is_stop(self) -> bool:
-        return self in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
-
-
-class OrderSide(IntEnum):
-    BID = 0  # buy
-    ASK = 1  # sell
-
-    @property
-    def sign(self) -> int:
-        """+1 for a buy, -1 for a sell."""
-        return 1 if self is OrderSide.BID else -1
-
-    @property
-    def label(self) -> str:
-        return "BUY" if self is OrderSide.BID else "SELL"
-
-
-class OrderStatus(IntEnum):
-    NONE = 0
-    OPEN = 1
-    FILLED = 2
-    CANCELLED = 3
-    EXPIRED = 4
-    REJECTED = 5
-    PENDING = 6
-    PENDING_CANCELLATION = 7
-    SUSPENDED = 8
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL
-
-    @property
-    def is_working(self) -> bool:
-        return self in _WORKING
-
-
-_TERMINAL = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
-)
-_WORKING = frozenset(
-    {OrderStatus.OPEN, OrderStatus.PENDING, OrderStatus.PENDING_CANCELLATION, OrderStatus.SUSPENDED}
-)
-
-
-class PositionType(IntEnum):
-    UNDEFINED = 0
-    LONG = 1
-    SHORT = 2
-
-    @property
-    def sign(self) -> int:
-        return {PositionType.LONG: 1, PositionType.SHORT: -1}.get(self, 0)
-
-
-class TradeLogType(IntEnum):
-    BUY = 0
-    SELL = 1
-
-
-# --- field types ----------------------------------------------------------------------------
 
 _MAX_PRICE = Decimal("1e12")
 _MAX_SIZE = 1_000_000
@@ -400,47 +323,3 @@ def parse_list(model: type[GatewayModel], data: Any, what: str) -> list[Any]:
     if not isinstance(data, list):
         raise PayloadError(what, f"expected a list, got {type(data).__name__}")
     return [_validate(model, item, what) for item in data]
-
-
-# --- contract ids and symbols ---------------------------------------------------------------
-
-# ProjectX roots differ from the exchange tickers for several products (PROJECTX_API.md §4.2).
-TICKER_TO_ROOT: dict[str, str] = {
-    "ES": "EP",
-    "NQ": "ENQ",
-    "CL": "CLE",
-    "MCL": "MCLE",
-    "GC": "GCE",
-    "SI": "SIE",
-    "HG": "CPE",
-    "NG": "NGE",
-}
-ROOT_TO_TICKER: dict[str, str] = {root: ticker for ticker, root in TICKER_TO_ROOT.items()}
-
-
-def normalize_root(symbol: str) -> str:
-    """Canonical (gateway) root for a symbol written either way: `es`, `ES`, `EP` -> `EP`."""
-    upper = symbol.strip().upper()
-    return TICKER_TO_ROOT.get(upper, upper)
-
-
-def display_symbol(root: str) -> str:
-    """The ticker a trader knows for a gateway root: `EP` -> `ES`."""
-    return ROOT_TO_TICKER.get(root, root)
-
-
-@functools.lru_cache(maxsize=4096)
-def root_of(contract_id: str) -> str:
-    """Symbol root of a contract id (`CON.F.US.EP.Z26` -> `EP`) or symbol id (`F.US.EP`).
-
-    Memoized: the rules ask for roots a dozen times per event, and a trader's contract ids
-    are a handful of strings.
-    """
-    parts = contract_id.split(".")
-    if parts and parts[0] == "CON" and len(parts) >= 5:
-        return parts[-2].upper()
-    if len(parts) >= 3 and parts[0] == "F":
-        return parts[2].upper()
-    if len(parts) >= 2:
-        return parts[-2].upper()
-    return contract_id.upper()
