@@ -675,7 +675,7 @@ class ControlServer:
 
     async def put_rules(self, request: Request, session: Session) -> Response:
         data = await _json(request)
-        if not isinstance(data, Mapping) or not data:
+        if not isinstance(data, Mapping):
             raise Invalid([], "expected a JSON object of rules")
         if "account" in data or "drop_own" in data:
             put = RulesPut.model_validate(data)
