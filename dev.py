@@ -4,6 +4,7 @@
 Usage:
     python3 dev.py demo            # the trader terminal on the embedded simulator
     python3 dev.py test [ARGS...]  # the whole test suite (ARGS go to pytest)
+    python3 dev.py lint            # ruff, ruff format --check, mypy --strict, the layer contract
     python3 dev.py bench [NAME]    # the benchmarks (see benchmarks/README.md)
     python3 dev.py riskman ARGS    # any riskman command, e.g. `riskman sim`
 
@@ -64,6 +65,29 @@ def run(args: list[str]) -> int:
     return subprocess.call(args, cwd=ROOT)
 
 
+_LINT_IMPORTS = "from importlinter.cli import lint_imports_command; lint_imports_command()"
+LINTS = (
+    ("ruff check", ["-m", "ruff", "check", "."]),
+    ("ruff format --check", ["-m", "ruff", "format", "--check", "."]),
+    ("mypy --strict", ["-m", "mypy", "-p", "riskman", "-p", "widgets", "-p", "styles"]),
+    ("import layers (lint-imports)", ["-c", _LINT_IMPORTS, "--no-cache"]),
+)
+
+
+def lint() -> int:
+    """Every check, each reported; fails if any failed."""
+    failed = []
+    for name, args in LINTS:
+        print(f"dev.py lint: {name}", flush=True)
+        if run([str(_python()), *args]) != 0:
+            failed.append(name)
+    if failed:
+        print(f"dev.py lint: FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print("dev.py lint: all checks passed")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(__doc__)
@@ -81,6 +105,8 @@ def main(argv: list[str]) -> int:
             print("dev.py: no tests were collected")
             return 0
         return code
+    if command == "lint":
+        return lint()
     if command == "bench":
         return run([str(_python()), "-m", "benchmarks", *rest])
     print(f"dev.py: unknown command {command!r}\n{__doc__}", file=sys.stderr)
