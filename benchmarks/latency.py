@@ -20,6 +20,7 @@ accounts, where the event pattern matters less than the pace.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ LIMIT = 1
 LOTS = 2
 CONTRACT = "CON.F.US.MNQ.Z26"
 PACE = (0.4, 0.6)
-TARGETS = {"headless": 1.5, "ui": 2.0, "attached": 1.6}
+TARGETS = {"headless": 1.5, "ui": 2.0, "streamed": 1.6}
 """riskman ÷ the aiohttp floor, at p50 and at p99, in the same run (issue 16)."""
 STREAM_CLIENTS = 3
 STREAMED_TARGET = 1.1
@@ -92,7 +93,9 @@ def measure_fills(
     if profile is not None:
         sut.call("profile_start")
     load_before = os.getloadavg()[0]
+    cpu_before = sut.call("cpu")
     result: dict[str, Any] = sim.call("fills", n=n, seed=seed, **common)
+    result["cpu"] = sut.call("cpu") - cpu_before
     result["load"] = (load_before, os.getloadavg()[0])
     if profile is not None:
         sut.call("profile_stop", path=str(profile))
@@ -116,6 +119,7 @@ def run(opts: Options) -> str:
     timeouts = dict.fromkeys(opts.modes, 0)
     loads: dict[str, list[float]] = {mode: [] for mode in opts.modes}
     rss: dict[str, int | None] = {}
+    cpu: dict[str, list[float]] = {mode: [] for mode in opts.modes}
     with Bench(keep=opts.keep) as bench:
         sim, info = bench.start_sim(accounts=1, contracts=20)
         account = info["account_ids"][0]
@@ -145,11 +149,12 @@ def run(opts: Options) -> str:
                     results[mode].add(result["latencies"])
                     timeouts[mode] += result["timeouts"]
                     loads[mode].extend(result["load"])
+                    cpu[mode].append(result["cpu"] / per_round)
                     rss[mode] = sut.rss_kb()
                     detach(bench, clients)
                     bench.discard(sut)
         bench.discard(sim)
-    return render(results, timeouts, rss, loads)
+    return render(results, timeouts, rss, loads, cpu)
 
 
 def ratios(s: dict[str, float], floor: dict[str, float] | None) -> list[float] | None:
@@ -163,6 +168,7 @@ def render(
     timeouts: dict[str, int],
     rss: dict[str, int | None],
     loads: dict[str, list[float]],
+    cpu: dict[str, list[float]] | None = None,
 ) -> str:
     summaries = {mode: dist.summary() for mode, dist in results.items() if dist.values}
     floor = summaries.get("floor")
@@ -189,6 +195,7 @@ def render(
                 " / ".join(f"{r:.2f}×" for r in by_httpx) if by_httpx else "—",
                 target,
                 f"{min(load):.1f}–{max(load):.1f}" if load else "—",
+                ms(sum(c := (cpu or {}).get(mode) or [math.nan]) / len(c)),
                 mb(rss.get(mode)),
             ]
         )
@@ -202,8 +209,10 @@ def render(
         "REST limiter as shipped. Ratios are p50 / p90 / p99 of the system ÷ the same "
         "percentile of the floor in the same run; the target is on p50 and p99 against the "
         "aiohttp floor. Load: the machine's 1-minute load average at the start and end of each "
-        "measurement (2 cores; above ~1 the systems compete for a core). RSS: resident memory "
-        "of the system under test after the run."
+        "measurement (2 cores; above ~1 the systems compete for a core). CPU: the system under "
+        "test's own CPU time (all threads) per breach, its whole cycle (the fill, the close's "
+        "fill, the trader's flatten): the load-independent cost. RSS: resident memory of the "
+        "system under test after the run."
     )
     streamed, headless = summaries.get("streamed"), summaries.get("headless")
     if streamed is not None and headless is not None:
@@ -227,6 +236,7 @@ def render(
             "÷ httpx floor (p50/p90/p99)",
             "target (p50, p99)",
             "load 1-min",
+            "CPU ms/breach",
             "RSS MB",
         ],
         rows,

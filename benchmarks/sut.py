@@ -112,6 +112,11 @@ class Sut:
             **{k: v() for k, v in self.extra.items()},
         }
 
+    async def cmd_cpu(self) -> float:
+        """CPU seconds this process has used so far (all its threads, user + system)."""
+        times = os.times()
+        return times.user + times.system
+
     async def cmd_reset_stats(self) -> None:
         self.gc.reset()
         self.counts.clear()
