@@ -541,17 +541,21 @@ class SignalRCoreTransport:
             else:
                 handshake.set_result(None)
             return
+        if message.get("type") == 1:
+            # An invocation: every gateway event. Its two fields are read here directly
+            # (signalrcore's decoder builds a message object first: a third of the decode).
+            target, arguments = message.get("target"), message.get("arguments")
+            if not isinstance(target, str) or not isinstance(arguments, list):
+                self._bad_frame("invocation without target/arguments", len(record))
+                return
+            self._queue.put_nowait(HubEvent(target, arguments))
+            return
         try:
             decoded = PROTOCOL.get_message(message)
         except (ValueError, TypeError, KeyError) as exc:
             self._bad_frame(f"not a hub message ({type(exc).__name__})", len(record))
             return
-        if isinstance(decoded, InvocationMessage):
-            if not isinstance(decoded.target, str) or not isinstance(decoded.arguments, list):
-                self._bad_frame("invocation without target/arguments", len(record))
-                return
-            self._queue.put_nowait(HubEvent(decoded.target, decoded.arguments))
-        elif isinstance(decoded, CompletionMessage):
+        if isinstance(decoded, CompletionMessage):
             future = self._pending.get(str(decoded.invocation_id))
             if future is not None and not future.done():
                 if decoded.error:
