@@ -25,6 +25,7 @@ riskman set-admin-password [--config PATH]
 riskman status [--config PATH] [--json]   is the engine running and armed? (exit 0/1/3)
 riskman service install|uninstall|status  the guard as a systemd service (as root)
 riskman notify-test [--config PATH]       send a test notification to every URL
+riskman init [--config PATH] [flags]      first run: write a working, checked config
 riskman report [--day YYYY-MM-DD] [--csv] [--config PATH]
                                           the day's summary and breach reports
 """
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     notify = sub.add_parser("notify-test", help="send a test notification to every URL")
     _config_arg(notify)
+
+    # `riskman init ...` is dispatched before this parser (its flags are its own).
+    sub.add_parser("init", help="first run: write a working config (riskman init --help)")
 
     report = sub.add_parser("report", help="the day's summary and breach reports")
     _config_arg(report)
@@ -222,6 +226,11 @@ def report(path: Path, day_text: str | None, as_csv: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["init"]:
+        from riskman.init_wizard import main as init_main
+
+        return init_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command
