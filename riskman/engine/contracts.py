@@ -90,14 +90,6 @@ class ContractCache:
             ),
         )
 
-    def get_tick_size(self, contract_id: str) -> Decimal | None:
-        contract = self._cache.get(contract_id)
-        return None if contract is None else contract.tick_size
-
-    def get_tick_value(self, contract_id: str) -> Decimal | None:
-        contract = self._cache.get(contract_id)
-        return None if contract is None else contract.tick_value
-
     def root(self, contract_id: str) -> str:
         """Symbol root (gateway spelling): from the cached symbolId, else from the id."""
         contract = self._cache.get(contract_id)

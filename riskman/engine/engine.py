@@ -386,10 +386,6 @@ class Engine:
     def is_guarded(self, account_id: int) -> bool:
         return self.guarded is None or account_id in self.guarded
 
-    def set_guarded(self, account_ids: Sequence[int] | None) -> None:
-        """Which accounts to guard (None: every account the gateway reports)."""
-        self.guarded = None if not account_ids else set(account_ids)
-
     # --- subscribers ---------------------------------------------------------------------
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:

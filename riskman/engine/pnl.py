@@ -185,13 +185,6 @@ class PnlTracker:
             if effect.fills_delta:
                 await self._write_day(tx, trade.account_id, effect.day)
 
-    async def add_trade_pnl(self, trade: Trade) -> Decimal:
-        """Record and persist one fill; return the account's realized P&L for today."""
-        effect = self.record(trade)
-        if effect is not None:
-            await self.persist(effect)
-        return self.get_daily_realized_pnl(trade.account_id)
-
     def _add(self, account_id: int, day: date, trade: Trade, fills: int) -> None:
         totals = self._days.setdefault((account_id, day), DayTotals())
         totals.realized += trade.net_pnl

@@ -85,10 +85,6 @@ class ResetScheduler:
     def is_holiday(self, day: date) -> bool:
         return self.calendar.is_holiday(day)
 
-    async def last_reset_day(self) -> date | None:
-        row = await self._db.fetchone("SELECT MAX(trading_day) FROM reset_log")
-        return date.fromisoformat(row[0]) if row and row[0] else None
-
     # --- firing --------------------------------------------------------------------------
 
     async def catch_up(self) -> bool:

@@ -561,7 +561,3 @@ class EventRouter:
                     intent.stop_price,
                     **common,  # type: ignore[arg-type]
                 )
-
-
-def lock_intents(intents: Iterable[Intent]) -> list[Lock]:
-    return [intent for intent in intents if isinstance(intent, Lock)]
