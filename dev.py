@@ -93,8 +93,9 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    # The benchmarks' floor client (aiohttp) is installed for `bench` only.
-    ensure_venv(("test", "bench") if command == "bench" else ("test",))
+    # Each command's tools: the checkers for `lint`, the benchmarks' extras for `bench`.
+    extras = {"bench": ("test", "bench"), "lint": ("test", "lint")}
+    ensure_venv(extras.get(command, ("test",)))
     if command == "demo":
         return run([str(BIN / "riskman"), "demo", *rest])
     if command == "riskman":
