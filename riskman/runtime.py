@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from riskman.config import Settings
 from riskman.control.lockfile import EngineLock, EngineRunning
 from riskman.control.paths import lock_path, socket_path
 from riskman.control.server import ControlServer, SocketInUse
+from riskman.core.backoff import Backoff
 from riskman.core.clock import Clock, SystemClock
 from riskman.core.rules import Rule
 from riskman.engine.engine import Engine
@@ -225,7 +225,8 @@ class Runtime:
 
     async def _login(self) -> None:
         assert self.rest is not None
-        deadline = None if self.start_wait <= 0 else time.monotonic() + self.start_wait
+        deadline = None if self.start_wait <= 0 else self.clock.monotonic() + self.start_wait
+        backoff = Backoff(self.clock, base=2.0, maximum=30.0, jitter=(0.8, 1.2))
         attempt = 0
         url = self.settings.gateway.api_url
         while True:
@@ -236,8 +237,8 @@ class Runtime:
             except AuthError as exc:
                 raise StartError(f"the gateway refused the login at {url}: {exc}") from None
             except (GatewayUnavailable, RateLimited) as exc:
-                delay = min(30.0, 2.0 ** min(attempt, 5)) * (0.8 + random.random() * 0.4)
-                if deadline is not None and time.monotonic() + delay > deadline:
+                delay = backoff.delay(attempt)
+                if deadline is not None and self.clock.monotonic() + delay > deadline:
                     raise StartError(f"cannot reach the gateway at {url}: {exc}") from None
                 log.warning(
                     "gateway at %s unreachable (attempt %d: %s); retrying in %.0f s",
@@ -246,7 +247,7 @@ class Runtime:
                     exc,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
             except GatewayError as exc:
                 raise StartError(f"login at {url} failed: {exc}") from None
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from riskman.config import EnforcementConfig
+from riskman.core.backoff import Backoff
 from riskman.core.clock import Clock, wait_for
 from riskman.core.enums import OrderSide, OrderType
 from riskman.core.models import Order, Position, Trade
@@ -71,6 +71,7 @@ class EnforcementActions:
         self._gateway = gateway
         self._state = state
         self._clock = clock
+        self._retry = Backoff(clock, base=0.25, maximum=5.0, jitter=(0.75, 1.25))
         self._db = db
         self.config = config
         self._record = record
@@ -451,8 +452,7 @@ class EnforcementActions:
         base = 2.0 if isinstance(exc, MarketClosed) else 0.25
         if isinstance(exc, RateLimited):
             base = 1.0
-        delay = min(5.0, base * (2 ** (attempt - 1))) * (0.75 + random.random() / 2)
-        await self._clock.sleep(delay)
+        await self._retry.wait(attempt, base=base)
 
     def _flat_since(self, account_id: int, contract_id: str) -> Callable[[], bool]:
         """A test for "the position went flat after now" (or is flat)."""

@@ -47,6 +47,7 @@ from signalrcore.transport.sockets.errors import SocketClosedError
 from signalrcore.transport.websockets.websocket_client import WebSocketClient
 from signalrcore.transport.websockets.websocket_transport import WebsocketTransport
 
+from riskman.core.backoff import Backoff
 from riskman.core.clock import Clock, SystemClock
 from riskman.core.models import LOGOUT_EVENT
 from riskman.core.views import FeedHealth, FeedState
@@ -601,20 +602,6 @@ class TokenSource(Protocol):
     def add_token_listener(self, listener: Callable[[], None]) -> Callable[[], None]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with jitter for reconnects."""
-
-    base: float = 0.5
-    maximum: float = 30.0
-
-    def delay(self, failures: int, rng: random.Random) -> float:
-        if failures <= 0:
-            return 0.0
-        raw = min(self.maximum, self.base * 2.0 ** (failures - 1))
-        return raw * (0.5 + 0.5 * rng.random())
-
-
 Setup = Callable[[HubTransport], Awaitable[None]]
 EventHandler = Callable[[HubEvent], None]
 HealthHandler = Callable[[FeedHealth], None]
@@ -667,7 +654,6 @@ class HubSupervisor:
             lambda: SignalRCoreTransport(self._clock)
         )
         self._silence_timeout = silence_timeout
-        self._backoff = Backoff(maximum=max_backoff)
         self._connect_timeout = connect_timeout
         self._setup_timeout = setup_timeout
         self._close_timeout = close_timeout
@@ -679,7 +665,7 @@ class HubSupervisor:
             stable_after if stable_after is not None else min(silence_timeout, STABLE_AFTER)
         )
         self._check_interval = max(0.05, min(1.0, silence_timeout / 4))
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(self._clock, base=0.5, maximum=max_backoff, rng=rng)
 
         self._state = FeedState.DOWN
         self._detail = "not started"
@@ -785,7 +771,7 @@ class HubSupervisor:
                 return
             failures = 0 if stable else failures + 1
             self._reconnects += 1
-            delay = self._backoff.delay(failures, self._rng)
+            delay = self._backoff.delay(failures)
             log.warning(
                 "%s hub: %s; reconnecting in %.1f s (attempt %d)",
                 self.hub,

@@ -42,6 +42,7 @@ import httpx
 from pydantic import SecretStr
 
 from riskman.config import GatewayConfig
+from riskman.core.backoff import Backoff
 from riskman.core.clock import Clock, SystemClock, TimerHandle
 from riskman.core.enums import OrderSide, OrderType
 from riskman.core.models import (
@@ -431,14 +432,8 @@ class RetryPolicy:
     """Attempts for a mutation refused before anything happened (connect error, 429)."""
     base_delay: float = 0.25
     max_delay: float = 4.0
-
-    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-        backoff = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        # Jitter in [50 %, 100 %] spreads clients that failed together.
-        jittered = backoff * (0.5 + 0.5 * rng.random())
-        if retry_after is not None:
-            return min(self.max_delay, max(jittered, retry_after))
-        return jittered
+    """Waits are `base_delay` x 2^(attempt - 1), at most `max_delay`, jittered in [50 %, 100 %]
+    (spreads clients that failed together); a longer Retry-After is honoured."""
 
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -508,7 +503,9 @@ class RestClient:
         self._clock: Clock = clock or SystemClock()
         self._live = live
         self._retry = retry or RetryPolicy()
-        self._rng = rng or random.Random()
+        self._retry_backoff = Backoff(
+            self._clock, base=self._retry.base_delay, maximum=self._retry.max_delay, rng=rng
+        )
         self.limiter = limiter or RateLimiter(
             self._clock, limit=DEFAULT_LIMIT, window=DEFAULT_WINDOW, reserve=DEFAULT_RESERVE
         )
@@ -810,7 +807,7 @@ class RestClient:
     async def _backoff(
         self, endpoint: Endpoint, attempt: int, why: str, retry_after: float | None = None
     ) -> None:
-        delay = self._retry.delay(attempt, self._rng, retry_after)
+        delay = self._retry_backoff.delay(attempt, retry_after=retry_after)
         log.debug("%s: %s; retrying in %.2f s", endpoint.path, why, delay)
         await self._clock.sleep(delay)
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from riskman.core.backoff import Backoff
 from riskman.core.clock import FakeClock
 from riskman.core.views import FeedHealth, FeedState
 from riskman.gateway.errors import AuthError
 from riskman.gateway.realtime import (
-    Backoff,
     HubConnectError,
     HubEvent,
     HubSupervisor,
@@ -167,11 +167,10 @@ async def test_failed_connects_back_off_then_report_down_and_keep_trying(
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
-    rng = random.Random(1)
-    backoff = Backoff(base=0.5, maximum=30.0)
-    assert backoff.delay(0, rng) == 0.0
+    backoff = Backoff(FakeClock(), base=0.5, maximum=30.0, rng=random.Random(1))
+    assert backoff.delay(0) == 0.0
     for failures, cap in [(1, 0.5), (2, 1.0), (3, 2.0), (8, 30.0), (20, 30.0)]:
-        delays = {backoff.delay(failures, rng) for _ in range(50)}
+        delays = {backoff.delay(failures) for _ in range(50)}
         assert all(cap / 2 <= d <= cap for d in delays)
         assert len(delays) > 1
 
