@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from riskman.gateway.rest import SecretRedactingFilter, redact
+from riskman.core.redaction import SecretRedactingFilter, redact
 
 # Attributes of every LogRecord; anything else was passed in `extra=` and goes into JSON.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

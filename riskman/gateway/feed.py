@@ -58,6 +58,7 @@ from riskman.core.ports import (
     QuoteEvent,
     TradeEvent,
 )
+from riskman.core.redaction import install_redaction
 from riskman.core.views import FeedHealth, FeedState
 from riskman.gateway.errors import GatewayError
 from riskman.gateway.realtime import (
@@ -68,7 +69,7 @@ from riskman.gateway.realtime import (
     HubSupervisor,
     HubTransport,
 )
-from riskman.gateway.rest import RestClient, install_redaction
+from riskman.gateway.rest import RestClient
 
 log = logging.getLogger(__name__)
 install_redaction(log)

@@ -50,9 +50,9 @@ from signalrcore.transport.websockets.websocket_transport import WebsocketTransp
 from riskman.core.backoff import Backoff
 from riskman.core.clock import Clock, SystemClock
 from riskman.core.models import LOGOUT_EVENT
+from riskman.core.redaction import install_redaction, redact
 from riskman.core.views import FeedHealth, FeedState
 from riskman.gateway.errors import GatewayError
-from riskman.gateway.rest import install_redaction, redact
 
 log = logging.getLogger(__name__)
 install_redaction(log)

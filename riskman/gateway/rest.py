@@ -22,21 +22,14 @@ Failure policy (the engine reacts to the error *kind*, see ``riskman.gateway.err
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import heapq
-import itertools
 import json
 import logging
 import random
-import re
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from enum import IntEnum
-from typing import Any, Final
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -58,367 +51,42 @@ from riskman.core.models import (
     parse_list,
     parse_model,
 )
+from riskman.core.redaction import Secret, install_redaction, redact
 from riskman.gateway.aiohttp_transport import AiohttpTransport
-from riskman.gateway.codes import (
-    CancelOrderErrorCode,
-    ClosePositionErrorCode,
-    LoginErrorCode,
-    ModifyOrderErrorCode,
-    PartialClosePositionErrorCode,
-    PlaceOrderErrorCode,
-    RetrieveBarErrorCode,
-    SearchAccountErrorCode,
-    SearchContractByIdErrorCode,
-    SearchContractErrorCode,
-    SearchOrderErrorCode,
-    SearchPositionErrorCode,
-    SearchTradeErrorCode,
-    ValidateErrorCode,
+from riskman.gateway.endpoints import (
+    ACCOUNT_SEARCH,
+    CONTRACT_SEARCH,
+    CONTRACT_SEARCH_BY_ID,
+    HISTORY_BARS,
+    LOGIN,
+    ORDER_CANCEL,
+    ORDER_MODIFY,
+    ORDER_PLACE,
+    ORDER_SEARCH,
+    ORDER_SEARCH_OPEN,
+    POSITION_CLOSE,
+    POSITION_PARTIAL_CLOSE,
+    POSITION_SEARCH_OPEN,
+    TRADE_SEARCH,
+    VALIDATE,
+    BarUnit,
+    Endpoint,
 )
 from riskman.gateway.errors import (
     AuthError,
     GatewayError,
     GatewayRejected,
     GatewayUnavailable,
-    MarketClosed,
     NotFound,
     OutcomeUnknown,
-    Pending,
     ProtocolError,
     RateLimited,
 )
+from riskman.gateway.jwt import jwt_expiry
+from riskman.gateway.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
-
-# --- secrets ----------------------------------------------------------------------------------
-
-_TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s\"']+", re.IGNORECASE)
-_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-_.=+/]+")
-_known_secrets: set[str] = set()
-_MIN_SECRET_LEN = 6  # shorter strings would redact innocent text
-
-
-def remember_secret(value: str) -> None:
-    """Register a secret so :func:`redact` (and the log filter) hide it wherever it appears."""
-    if len(value) >= _MIN_SECRET_LEN:
-        _known_secrets.add(value)
-
-
-def redact(text: str) -> str:
-    """`text` with every known token/key, `access_token=` value and bearer value hidden."""
-    for secret in _known_secrets:
-        if secret in text:
-            text = text.replace(secret, "<redacted>")
-    text = _TOKEN_IN_URL.sub(r"\1<redacted>", text)
-    return _BEARER.sub(r"\1<redacted>", text)
-
-
-class SecretRedactingFilter(logging.Filter):
-    """Rewrites a record's message so no registered secret or hub token can reach a handler.
-
-    Installed on our loggers and on signalrcore's (which logs the hub URL, token included,
-    at debug level). It is a second line of defence: nothing here logs a secret on purpose.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # The traceback too: an exception's message can carry a URL with its token. It is
-        # formatted here, redacted, and left in `exc_text`, which formatters use as is.
-        if record.exc_info and not record.exc_text:
-            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info)
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: let logging report it as usual
-            return True
-        cleaned = redact(message)
-        if cleaned != message or record.args:
-            record.msg = cleaned
-            record.args = None
-        return True
-
-
-_TRACEBACKS: Final = logging.Formatter()
-
-
-_FILTER: Final = SecretRedactingFilter()
-
-
-def install_redaction(logger: logging.Logger) -> None:
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
-
-
 install_redaction(log)
-
-
-class Secret:
-    """A string that never shows itself in a repr, str or f-string."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        remember_secret(value)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('<redacted>')"
-
-    __str__ = __repr__
-
-
-def jwt_expiry(token: str) -> datetime | None:
-    """The `exp` claim of a JWT (no signature check: we only want to know when to refresh)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-        exp = claims["exp"]
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
-            return None
-        return datetime.fromtimestamp(float(exp), tz=UTC)
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError, OverflowError, OSError):
-        return None
-
-
-class BarUnit(IntEnum):
-    SECOND = 1
-    MINUTE = 2
-    HOUR = 3
-    DAY = 4
-    WEEK = 5
-    MONTH = 6
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One REST endpoint: its path, its error-code enum, and how failures are classified."""
-
-    path: str
-    codes: type[IntEnum]
-    mutation: bool = False
-    urgent: bool = False
-    """Enforcement calls: always jump the limiter's queue."""
-    auth: bool = True
-    bars: bool = False
-    """Also counted against the 50 / 30 s History bucket."""
-    errors: Mapping[int, type[GatewayError]] = field(default_factory=dict)
-    refusal: type[GatewayError] = GatewayRejected
-    """The error for a code with no entry in `errors`."""
-
-    def error_for(self, code: int, message: str) -> GatewayError:
-        try:
-            name = self.codes(code).name
-        except ValueError:
-            name = f"UnknownCode{code}"
-        kind = self.errors.get(code, self.refusal)
-        return kind(self.path, message, code=code, code_name=name)
-
-
-LOGIN = Endpoint("Auth/loginKey", LoginErrorCode, auth=False, urgent=True, refusal=AuthError)
-VALIDATE = Endpoint("Auth/validate", ValidateErrorCode, urgent=True, refusal=AuthError)
-ACCOUNT_SEARCH = Endpoint("Account/search", SearchAccountErrorCode)
-POSITION_SEARCH_OPEN = Endpoint(
-    "Position/searchOpen",
-    SearchPositionErrorCode,
-    errors={SearchPositionErrorCode.AccountNotFound: NotFound},
-)
-POSITION_CLOSE = Endpoint(
-    "Position/closeContract",
-    ClosePositionErrorCode,
-    mutation=True,
-    urgent=True,
-    errors={
-        ClosePositionErrorCode.AccountNotFound: NotFound,
-        ClosePositionErrorCode.PositionNotFound: NotFound,
-        ClosePositionErrorCode.ContractNotFound: NotFound,
-        # Close code 5 is the market being closed/halted or having no price (§2.3, §7.2.5).
-        ClosePositionErrorCode.OrderRejected: MarketClosed,
-        ClosePositionErrorCode.OrderPending: Pending,
-    },
-)
-POSITION_PARTIAL_CLOSE = Endpoint(
-    "Position/partialCloseContract",
-    PartialClosePositionErrorCode,
-    mutation=True,
-    urgent=True,
-    errors={
-        PartialClosePositionErrorCode.AccountNotFound: NotFound,
-        PartialClosePositionErrorCode.PositionNotFound: NotFound,
-        PartialClosePositionErrorCode.ContractNotFound: NotFound,
-        PartialClosePositionErrorCode.OrderRejected: MarketClosed,
-        PartialClosePositionErrorCode.OrderPending: Pending,
-    },
-)
-ORDER_PLACE = Endpoint(
-    "Order/place",
-    PlaceOrderErrorCode,
-    mutation=True,
-    errors={
-        PlaceOrderErrorCode.AccountNotFound: NotFound,
-        PlaceOrderErrorCode.ContractNotFound: NotFound,
-        PlaceOrderErrorCode.OutsideTradingHours: MarketClosed,
-        PlaceOrderErrorCode.OrderPending: Pending,
-    },
-)
-ORDER_MODIFY = Endpoint(
-    "Order/modify",
-    ModifyOrderErrorCode,
-    mutation=True,
-    errors={
-        ModifyOrderErrorCode.AccountNotFound: NotFound,
-        ModifyOrderErrorCode.OrderNotFound: NotFound,
-        ModifyOrderErrorCode.ContractNotFound: NotFound,
-        ModifyOrderErrorCode.Pending: Pending,
-    },
-)
-ORDER_CANCEL = Endpoint(
-    "Order/cancel",
-    CancelOrderErrorCode,
-    mutation=True,
-    urgent=True,
-    errors={
-        CancelOrderErrorCode.AccountNotFound: NotFound,
-        CancelOrderErrorCode.OrderNotFound: NotFound,
-        CancelOrderErrorCode.Pending: Pending,
-    },
-)
-ORDER_SEARCH = Endpoint(
-    "Order/search", SearchOrderErrorCode, errors={SearchOrderErrorCode.AccountNotFound: NotFound}
-)
-ORDER_SEARCH_OPEN = Endpoint(
-    "Order/searchOpen",
-    SearchOrderErrorCode,
-    errors={SearchOrderErrorCode.AccountNotFound: NotFound},
-)
-TRADE_SEARCH = Endpoint(
-    "Trade/search", SearchTradeErrorCode, errors={SearchTradeErrorCode.AccountNotFound: NotFound}
-)
-CONTRACT_SEARCH = Endpoint("Contract/search", SearchContractErrorCode)
-CONTRACT_SEARCH_BY_ID = Endpoint(
-    "Contract/searchById",
-    SearchContractByIdErrorCode,
-    errors={SearchContractByIdErrorCode.ContractNotFound: NotFound},
-)
-HISTORY_BARS = Endpoint(
-    "History/retrieveBars",
-    RetrieveBarErrorCode,
-    bars=True,
-    errors={RetrieveBarErrorCode.ContractNotFound: NotFound},
-)
-
-ENDPOINTS: Final = (
-    LOGIN,
-    VALIDATE,
-    ACCOUNT_SEARCH,
-    POSITION_SEARCH_OPEN,
-    POSITION_CLOSE,
-    POSITION_PARTIAL_CLOSE,
-    ORDER_PLACE,
-    ORDER_MODIFY,
-    ORDER_CANCEL,
-    ORDER_SEARCH,
-    ORDER_SEARCH_OPEN,
-    TRADE_SEARCH,
-    CONTRACT_SEARCH,
-    CONTRACT_SEARCH_BY_ID,
-    HISTORY_BARS,
-)
-
-
-# --- rate limiting ----------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """A sliding-window limiter with a queue where urgent callers go first.
-
-    `limit` requests per `window` seconds in total; normal callers may only use
-    `limit - reserve` of them, so a burst of reads can never leave enforcement calls waiting
-    for a full window. Waiters are served urgent-first, then in arrival order.
-    """
-
-    def __init__(self, clock: Clock, *, limit: int, window: float, reserve: int = 0) -> None:
-        if not 0 <= reserve < limit:
-            raise ValueError("reserve must be smaller than limit")
-        self._clock = clock
-        self.limit = limit
-        self.window = window
-        self.reserve = reserve
-        self._sent: deque[float] = deque()
-        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-        self._timer: TimerHandle | None = None
-        self.granted = 0
-        """Requests let through so far (for tests and the status screen)."""
-
-    def _cap(self, priority: int) -> int:
-        return self.limit if priority == 0 else self.limit - self.reserve
-
-    def in_window(self) -> int:
-        self._expire()
-        return len(self._sent)
-
-    def _expire(self) -> None:
-        horizon = self._clock.monotonic() - self.window
-        while self._sent and self._sent[0] <= horizon:
-            self._sent.popleft()
-
-    async def acquire(self, *, urgent: bool = False) -> None:
-        priority = 0 if urgent else 1
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._queue, (priority, next(self._seq), future))
-        self._pump()
-        try:
-            await future
-        finally:
-            if not future.done():
-                future.cancel()
-            self._pump()
-
-    def _pump(self) -> None:
-        self._expire()
-        while self._queue:
-            priority, _, future = self._queue[0]
-            if future.done():
-                heapq.heappop(self._queue)
-                continue
-            if len(self._sent) >= self._cap(priority):
-                break
-            heapq.heappop(self._queue)
-            self._sent.append(self._clock.monotonic())
-            self.granted += 1
-            future.set_result(None)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        live = [item for item in self._queue if not item[2].done()]
-        if not live:
-            return
-        head = min(live)
-        # The head may go once enough of the oldest sends have left the window.
-        must_expire = len(self._sent) - self._cap(head[0]) + 1
-        if must_expire <= 0 or must_expire > len(self._sent):
-            return
-        free_at = self._sent[must_expire - 1] + self.window
-        delay = max(0.001, free_at - self._clock.monotonic())
-        self._timer = self._clock.call_at(
-            self._clock.now() + timedelta(seconds=delay), self._on_timer
-        )
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._pump()
-
 
 # --- retries ----------------------------------------------------------------------------------
 
@@ -993,31 +661,4 @@ def _retry_after(response: httpx.Response) -> float | None:
     return seconds if 0 <= seconds < 3600 else None
 
 
-__all__ = [
-    "ENDPOINTS",
-    "BarUnit",
-    "CancelOrderErrorCode",
-    "ClosePositionErrorCode",
-    "Endpoint",
-    "LoginErrorCode",
-    "ModifyOrderErrorCode",
-    "PartialClosePositionErrorCode",
-    "PlaceOrderErrorCode",
-    "RateLimiter",
-    "RestClient",
-    "RetrieveBarErrorCode",
-    "RetryPolicy",
-    "SearchAccountErrorCode",
-    "SearchContractByIdErrorCode",
-    "SearchContractErrorCode",
-    "SearchOrderErrorCode",
-    "SearchPositionErrorCode",
-    "SearchTradeErrorCode",
-    "Secret",
-    "SecretRedactingFilter",
-    "ValidateErrorCode",
-    "install_redaction",
-    "jwt_expiry",
-    "redact",
-    "remember_secret",
-]
+__all__ = ["RestClient", "RetryPolicy"]

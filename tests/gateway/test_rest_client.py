@@ -16,6 +16,7 @@ import pytest
 from riskman.config import GatewayConfig
 from riskman.core.clock import FakeClock
 from riskman.core.enums import OrderSide, OrderType, PositionType
+from riskman.core.redaction import redact
 from riskman.gateway.errors import (
     AuthError,
     GatewayRejected,
@@ -27,7 +28,9 @@ from riskman.gateway.errors import (
     ProtocolError,
     RateLimited,
 )
-from riskman.gateway.rest import RateLimiter, RestClient, RetryPolicy, jwt_expiry, redact
+from riskman.gateway.jwt import jwt_expiry
+from riskman.gateway.ratelimit import RateLimiter
+from riskman.gateway.rest import RestClient, RetryPolicy
 from tests.gateway.support import (
     API_KEY,
     ScriptedGateway,
@@ -749,7 +752,7 @@ async def test_rest_client_implements_the_engine_port_and_token_source(rest: Res
 
 
 def test_every_endpoint_has_its_own_code_enum_starting_at_success() -> None:
-    from riskman.gateway.rest import ENDPOINTS
+    from riskman.gateway.endpoints import ENDPOINTS
 
     assert len({e.path for e in ENDPOINTS}) == len(ENDPOINTS) == 15
     for endpoint in ENDPOINTS:

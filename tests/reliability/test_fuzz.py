@@ -37,8 +37,9 @@ from riskman.core.ports import AccountSnapshot, PositionEvent, TradeEvent
 from riskman.engine.engine import Engine
 from riskman.gateway.errors import GatewayError
 from riskman.gateway.feed import GatewayFeed
+from riskman.gateway.ratelimit import RateLimiter
 from riskman.gateway.realtime import HubEvent
-from riskman.gateway.rest import RateLimiter, RestClient, RetryPolicy
+from riskman.gateway.rest import RestClient, RetryPolicy
 from riskman.rules import ALL_RULES
 from tests.conftest import HOLIDAYS, REPO
 from tests.fakes import CONTRACTS, MNQ, T0, FakeGateway, account, contract

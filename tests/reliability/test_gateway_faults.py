@@ -23,8 +23,8 @@ from riskman.core.enums import OrderSide
 from riskman.core.ports import PositionEvent, TradeEvent
 from riskman.core.views import FeedState
 from riskman.gateway.feed import GatewayFeed
+from riskman.gateway.ratelimit import RateLimiter
 from riskman.gateway.realtime import HubEvent
-from riskman.gateway.rest import RateLimiter
 from riskman.runtime import Runtime
 from riskman.sim import Simulator
 from tests.conftest import HOLIDAYS, EngineFactory

@@ -30,8 +30,8 @@ import pytest
 
 from riskman.core.clock import FakeClock
 from riskman.core.locks import Unlock
+from riskman.core.redaction import remember_secret
 from riskman.engine.engine import Engine
-from riskman.gateway.rest import remember_secret
 from riskman.logs import JsonFormatter, setup_logging
 from riskman.rules import ALL_RULES
 from riskman.sim import Simulator
