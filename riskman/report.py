@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from riskman.calendar import ResetSchedule
-from riskman.engine.reports import BreachReport
+from riskman.core.views import BreachReport
 from riskman.storage.db import to_db_time
 
 

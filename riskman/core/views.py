@@ -7,11 +7,12 @@ library only) and nothing else, so a screen or a client can import it without lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from riskman.core.enums import OrderSide, OrderType
 from riskman.core.locks import Lockout
@@ -272,3 +273,89 @@ EngineChange = (
     | Breach
     | LimitWarning
 )
+
+
+# --- breach reports --------------------------------------------------------------------------
+
+BREACH_WINDOW = timedelta(seconds=30)
+"""Calls for the same rule and account within this long after a breach belong to it."""
+
+
+@dataclass
+class PriceSeen:
+    contract_id: str
+    symbol: str
+    side: str
+    size: int
+    average: str
+    last: str | None
+    age: float | None
+    """Seconds since the quote arrived."""
+    source: str
+    """hub or rest."""
+    open_pnl: str | None
+
+
+@dataclass
+class CallMade:
+    ts: datetime
+    action: str
+    target: str
+    result: str
+    detail: str
+    latency_ms: float | None
+
+
+@dataclass
+class StateAfter:
+    ts: datetime
+    status: str
+    locks: list[str]
+    positions: list[str]
+    realized: str
+    open_pnl: str
+
+
+@dataclass
+class BreachReport:
+    id: int
+    ts: datetime
+    trading_day: date
+    account_id: int
+    rule: str
+    title: str
+    reason: str
+    trigger: str
+    value: str = ""
+    threshold: str = ""
+    detail: str = ""
+    prices: list[PriceSeen] = field(default_factory=list)
+    calls: list[CallMade] = field(default_factory=list)
+    after: StateAfter | None = None
+
+    def covers(self, record: EnforcementRecord) -> bool:
+        return (
+            record.account_id == self.account_id
+            and record.rule == self.rule
+            and self.ts - timedelta(seconds=1) <= record.ts <= self.ts + BREACH_WINDOW
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> BreachReport:
+        data: dict[str, Any] = json.loads(text)
+        data["ts"] = datetime.fromisoformat(data["ts"])
+        data["trading_day"] = date.fromisoformat(data["trading_day"])
+        data["prices"] = [PriceSeen(**p) for p in data.get("prices", [])]
+        data["calls"] = [
+            CallMade(**{**c, "ts": datetime.fromisoformat(c["ts"])}) for c in data.get("calls", [])
+        ]
+        after = data.get("after")
+        data["after"] = (
+            None
+            if after is None
+            else StateAfter(**{**after, "ts": datetime.fromisoformat(after["ts"])})
+        )
+        return cls(**data)

@@ -14,17 +14,23 @@ before any answer of the gateway can have changed the state.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from riskman.core.clock import Clock, TimerHandle
 from riskman.core.rules import Rule
-from riskman.core.views import Breach, EnforcementRecord, EngineChange
+from riskman.core.views import (
+    BREACH_WINDOW,
+    Breach,
+    BreachReport,
+    CallMade,
+    EnforcementRecord,
+    EngineChange,
+    PriceSeen,
+    StateAfter,
+)
 from riskman.engine.lockouts import LockoutManager
 from riskman.engine.pnl import PnlTracker
 from riskman.engine.quotes import QuoteTracker
@@ -34,91 +40,9 @@ from riskman.symbols import display_symbol
 
 log = logging.getLogger(__name__)
 
-WINDOW = timedelta(seconds=30)
-"""Calls for the same rule and account within this long after a breach belong to it."""
 SETTLE = timedelta(seconds=3)
 """The state afterwards is read this long after the last call's answer."""
 KEEP = 200
-
-
-@dataclass
-class PriceSeen:
-    contract_id: str
-    symbol: str
-    side: str
-    size: int
-    average: str
-    last: str | None
-    age: float | None
-    """Seconds since the quote arrived."""
-    source: str
-    """hub or rest."""
-    open_pnl: str | None
-
-
-@dataclass
-class CallMade:
-    ts: datetime
-    action: str
-    target: str
-    result: str
-    detail: str
-    latency_ms: float | None
-
-
-@dataclass
-class StateAfter:
-    ts: datetime
-    status: str
-    locks: list[str]
-    positions: list[str]
-    realized: str
-    open_pnl: str
-
-
-@dataclass
-class BreachReport:
-    id: int
-    ts: datetime
-    trading_day: date
-    account_id: int
-    rule: str
-    title: str
-    reason: str
-    trigger: str
-    value: str = ""
-    threshold: str = ""
-    detail: str = ""
-    prices: list[PriceSeen] = field(default_factory=list)
-    calls: list[CallMade] = field(default_factory=list)
-    after: StateAfter | None = None
-
-    def covers(self, record: EnforcementRecord) -> bool:
-        return (
-            record.account_id == self.account_id
-            and record.rule == self.rule
-            and self.ts - timedelta(seconds=1) <= record.ts <= self.ts + WINDOW
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> BreachReport:
-        data: dict[str, Any] = json.loads(text)
-        data["ts"] = datetime.fromisoformat(data["ts"])
-        data["trading_day"] = date.fromisoformat(data["trading_day"])
-        data["prices"] = [PriceSeen(**p) for p in data.get("prices", [])]
-        data["calls"] = [
-            CallMade(**{**c, "ts": datetime.fromisoformat(c["ts"])}) for c in data.get("calls", [])
-        ]
-        after = data.get("after")
-        data["after"] = (
-            None
-            if after is None
-            else StateAfter(**{**after, "ts": datetime.fromisoformat(after["ts"])})
-        )
-        return cls(**data)
 
 
 class BreachReports:
@@ -156,7 +80,7 @@ class BreachReports:
             key = (change.account_id, change.rule)
             current = self._open.get(key)
             now = change.at or self._clock.now()
-            if current is not None and now - current[0].ts <= WINDOW:
+            if current is not None and now - current[0].ts <= BREACH_WINDOW:
                 return  # the same breach, still being handled
             if current is not None:
                 self._finish(key)
@@ -322,7 +246,7 @@ class BreachReports:
             (
                 record.account_id,
                 record.rule,
-                to_db_time(record.ts - WINDOW),
+                to_db_time(record.ts - BREACH_WINDOW),
                 to_db_time(record.ts + timedelta(seconds=1)),
             ),
         )

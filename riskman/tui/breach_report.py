@@ -15,8 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from riskman.control.interface import Control, ControlError, ReportQuery
-from riskman.core.views import EnforcementRecord
-from riskman.engine.reports import BreachReport
+from riskman.core.views import BreachReport, EnforcementRecord
 from riskman.report import breach_lines
 
 

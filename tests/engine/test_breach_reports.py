@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
-from riskman.engine.reports import SETTLE, BreachReport
+from riskman.core.views import BreachReport
+from riskman.engine.reports import SETTLE
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from tests.conftest import EngineFactory
 from tests.fakes import ES, FakeGateway, position, quote, settle, trade
