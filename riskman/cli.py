@@ -15,7 +15,8 @@ from riskman.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_conf
 EXIT_CONFIG = 2
 
 USAGE = """\
-riskman [--config PATH]                   the trader terminal (engine inside)
+riskman [--config PATH] [--attach]        the trader terminal: attached to the running
+                                          engine (the guard), else with the engine inside
 riskman --no-ui [--config PATH] [--log-format text|json]
                                           the same engine headless, as a daemon
 riskman demo                              the terminal on the embedded simulator
@@ -44,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskman", usage=USAGE, description=__doc__)
     _config_arg(parser)
     parser.add_argument("--no-ui", action="store_true", help="run headless (daemon)")
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="attach to the running engine; exit 3 if none answers (never start one)",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     sub = parser.add_subparsers(dest="command")
@@ -282,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     from riskman.tui.app import run_terminal
 
-    return run_terminal(settings, args.config)
+    return run_terminal(settings, args.config, attach=args.attach)
 
 
 def entry() -> int:

@@ -31,8 +31,19 @@ def quote_age(snapshot: EngineSnapshot, now: datetime) -> float | None:
     return snapshot.last_quote_age + max(0.0, (now - snapshot.at).total_seconds())
 
 
-def status_lines(snapshot: EngineSnapshot, zone: tzinfo, now: datetime) -> Content:
-    if snapshot.armed:
+def status_lines(
+    snapshot: EngineSnapshot,
+    zone: tzinfo,
+    now: datetime,
+    *,
+    mode: str = "",
+    lost: str | None = None,
+) -> Content:
+    """The strip's lines; `mode` (a third line) says which riskman this is, `lost` that the
+    engine stopped answering (the snapshot is then the last one it sent)."""
+    if lost is not None:
+        armed = Content.styled(" ✕ NOT GUARDED ", "bold reverse $error")
+    elif snapshot.armed:
         armed = Content.styled(" ● ENFORCING ", "bold reverse $success")
     else:
         armed = Content.styled(" ○ NOT ENFORCING FROM THE STREAM ", "bold reverse $error")
@@ -79,7 +90,19 @@ def status_lines(snapshot: EngineSnapshot, zone: tzinfo, now: datetime) -> Conte
                 ("  in ", "dim"),
                 span(left),
             ]
-    return Content("\n").join([first, Content.assemble(*parts)])
+    lines = [first, Content.assemble(*parts)]
+    if mode:
+        lines.append(Content.styled(mode, "dim"))
+    return Content("\n").join(lines)
+
+
+def lost_lines(why: str) -> list[str]:
+    """The banner while the engine this terminal attached to does not answer."""
+    return [
+        f"NOT GUARDED — {why}. Nothing here shows what riskman does now, and nothing may be "
+        "enforcing your rules.",
+        "Trying to attach again… (q detaches)",
+    ]
 
 
 def banner_lines(snapshot: EngineSnapshot) -> list[str]:
@@ -123,8 +146,16 @@ class StatusStrip(Static):
     _shape: tuple[int, int] = (-1, -1)
     """The width the content was measured at, and its height there."""
 
-    def show(self, snapshot: EngineSnapshot, zone: tzinfo, now: datetime) -> None:
-        self._put(status_lines(snapshot, zone, now))
+    def show(
+        self,
+        snapshot: EngineSnapshot,
+        zone: tzinfo,
+        now: datetime,
+        *,
+        mode: str = "",
+        lost: str | None = None,
+    ) -> None:
+        self._put(status_lines(snapshot, zone, now, mode=mode, lost=lost))
 
     def show_text(self, text: str) -> None:
         self._put(Content(text))

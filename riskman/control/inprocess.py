@@ -28,6 +28,7 @@ from riskman.calendar import HolidayCalendar
 from riskman.config import ConfigError, Rules, Settings, read_yaml
 from riskman.config_writer import NULL, KeyPath, to_text, update_config, update_holidays
 from riskman.control.interface import (
+    CONTRACT_WEIGHTS,
     AccountChoice,
     AccountRules,
     AccountsPut,
@@ -48,7 +49,6 @@ from riskman.control.interface import (
     LogEntry,
     LoginAnswer,
     LoginRequest,
-    Notice,
     PasswordChange,
     ReportAnswer,
     ReportQuery,
@@ -62,21 +62,14 @@ from riskman.control.interface import (
     Unauthorized,
     Unavailable,
 )
-from riskman.core.clock import Clock, SystemClock
-from riskman.core.views import (
-    EnforcementRecord,
-    EngineChange,
-    EngineSnapshot,
-    LimitWarning,
-    LockoutChange,
+from riskman.control.interface import (
+    notice_of as notice_of,
 )
+from riskman.core.clock import Clock, SystemClock
+from riskman.core.views import EnforcementRecord, EngineChange, EngineSnapshot
 from riskman.engine.engine import Engine
 from riskman.runtime import Runtime, StartError
 from riskman.storage.db import DatabaseError, from_db_time
-
-CONTRACT_WEIGHTS = RuleName(
-    key="contract_weights", id="RULE-015", title="Contract weights (option of 001/002)"
-)
 
 
 class EngineSource(Protocol):
@@ -217,7 +210,7 @@ class InProcessControl(Control):
 
     async def log_since(self, since: int = 0, limit: int = 500) -> list[LogEntry]:
         engine = self._engine()
-        await engine.writer.idle()
+        await engine.db.flush()  # the newest lines may wait in the store's write batch
         rows = await engine.db.fetchall(
             "SELECT id, ts, account_id, rule, action, target, reason, result, detail, latency_ms"
             " FROM enforcement_log WHERE id > ? ORDER BY id LIMIT ?",
@@ -514,29 +507,6 @@ class InProcessControl(Control):
 # --- helpers (engine side) --------------------------------------------------------------------
 
 
-def notice_of(change: EngineChange) -> Notice | None:
-    """A new lock, a failed action or a limit warning as a toast; None for the rest."""
-    if isinstance(change, LimitWarning):
-        return Notice(
-            f"Warning · account {change.account_id} · {change.threshold}%",
-            change.text,
-            10.0,
-            "warning",
-            bell=True,
-        )
-    if isinstance(change, LockoutChange) and change.cleared_by is None:
-        lock = change.lockout
-        kind = "COOLDOWN" if lock.kind.value == "cooldown" else "LOCKED"
-        return Notice(f"{kind} · account {lock.account_id} · {lock.rule}", lock.reason, 8.0)
-    if isinstance(change, EnforcementRecord) and not change.ok:
-        return Notice(
-            f"Enforcement problem · account {change.account_id} · {change.rule}",
-            f"{change.action} {change.target}: {change.result} {change.detail}".strip(),
-            12.0,
-        )
-    return None
-
-
 def rules_state(engine: Engine, entries: Mapping[int, tuple[int, Any]]) -> RulesState:
     settings = engine.settings
     names = [CONTRACT_WEIGHTS] + [
@@ -663,4 +633,3 @@ def audit_text(value: Any) -> str:
     return "(not set)" if value is None else to_text(plain(value))
 
 
-__all__ = ["EngineSource", "InProcessControl", "RunningEngine", "RuntimeSource", "Settings"]

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from riskman.core.views import EngineSnapshot
+from riskman.core.views import EnforcementRecord, EngineSnapshot, LimitWarning, LockoutChange
 
 # --- refusals ---------------------------------------------------------------------------------
 
@@ -159,6 +159,12 @@ class RuleName(Model):
     key: str
     id: str
     title: str
+
+
+CONTRACT_WEIGHTS = RuleName(
+    key="contract_weights", id="RULE-015", title="Contract weights (option of 001/002)"
+)
+"""An option of RULE-001/002 with its own key: no rule of its own runs it."""
 
 
 class AccountRules(Model):
@@ -339,6 +345,29 @@ class Notice:
     timeout: float = 8.0
     severity: Literal["information", "warning", "error"] = "error"
     bell: bool = False
+
+
+def notice_of(change: object) -> Notice | None:
+    """A new lock, a failed action or a limit warning as a toast; None for the rest."""
+    if isinstance(change, LimitWarning):
+        return Notice(
+            f"Warning · account {change.account_id} · {change.threshold}%",
+            change.text,
+            10.0,
+            "warning",
+            bell=True,
+        )
+    if isinstance(change, LockoutChange) and change.cleared_by is None:
+        lock = change.lockout
+        kind = "COOLDOWN" if lock.kind.value == "cooldown" else "LOCKED"
+        return Notice(f"{kind} · account {lock.account_id} · {lock.rule}", lock.reason, 8.0)
+    if isinstance(change, EnforcementRecord) and not change.ok:
+        return Notice(
+            f"Enforcement problem · account {change.account_id} · {change.rule}",
+            f"{change.action} {change.target}: {change.result} {change.detail}".strip(),
+            12.0,
+        )
+    return None
 
 
 Listener = Callable[[Notice | None], None]

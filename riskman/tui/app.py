@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -36,6 +38,7 @@ from riskman.tui.commands import BindingCommands
 from riskman.tui.modals import ConfirmQuit, PasswordModal
 from riskman.tui.trader import LiveScreen, TraderScreen
 from styles import APP_CSS
+from widgets.formatting import span
 
 if TYPE_CHECKING:
     pass
@@ -52,8 +55,14 @@ redraw that took long (a snapshot of many accounts that all changed) the next on
 proportionally longer, up to FORCE_EVERY."""
 EXIT_START = 3
 LOG_FILE = "riskman.log"
+PROBE_TIMEOUT = 2.0
+"""Seconds an engine has to answer before the terminal decides none runs."""
 NEWS_KEEP = 20
 NEWS_PER_TICK = 3
+EMBEDDED = (
+    "embedded: riskman runs inside this window, and closing it stops enforcing · "
+    "a guard that keeps running: sudo riskman service install"
+)
 
 
 class RiskmanApp(App[int]):
@@ -186,6 +195,16 @@ class RiskmanApp(App[int]):
             )
             self._news.clear()
 
+    def mode_line(self) -> str:
+        """Which riskman this terminal shows (the strip's last line)."""
+        if self.control.mode == "attached":
+            info = self.control.info
+            if info is None:
+                return "attached to riskman"
+            up = span((self.clock.now() - info.started).total_seconds())
+            return f"attached to riskman (pid {info.pid}, up {up}) · q detaches, riskman goes on"
+        return EMBEDDED
+
     def _show_phase(self) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, TraderScreen) and screen.ready:
@@ -260,8 +279,12 @@ class RiskmanApp(App[int]):
             self.notify(why, title="Admin")
 
     async def action_quit(self) -> None:
-        """Every way out (q, ctrl+q, the palette) asks first while riskman is guarding."""
+        """Every way out (q, ctrl+q, the palette) asks first while riskman is guarding in this
+        process; an attached terminal just detaches (the engine goes on)."""
         if self.phase == "stopping":
+            return
+        if self.control.mode == "attached":
+            self.stop_and_exit()
             return
         if self.phase != "running":
             self.stop_and_exit()
@@ -300,20 +323,32 @@ class RiskmanApp(App[int]):
 
 
 async def run_app(app: RiskmanApp) -> int:
-    """Run the terminal until it exits; stop the engine on every way out (SIGTERM, SIGHUP and
-    a crash included: the source is stopped again, which is harmless)."""
+    """Run the terminal until it exits; stop the engine (or detach) on every way out (SIGTERM,
+    SIGHUP and a crash included: the control is stopped again, which is harmless)."""
     from riskman.logs import setup_logging
 
-    # The screen is the terminal: logs go to a file beside the database.
-    log_file = app.log_file = app.settings.database.parent / LOG_FILE
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # The screen is the terminal: logs go to a file beside the database (or, attached to a
+    # guard whose folder this user cannot write, to the user's own state folder).
+    log_file = app.log_file = _log_file(app)
     stream = log_file.open("a", encoding="utf-8")
     handler = setup_logging("text", "INFO", stream)
     loop = asyncio.get_running_loop()
     hooked = []
+
+    def closed(signum: int) -> None:
+        if signum == signal.SIGHUP:
+            if app.control.mode == "attached":
+                log.info("the terminal window closed: detached, riskman goes on enforcing")
+            else:
+                log.warning(
+                    "the terminal window closed: riskman stops, and nothing enforces the rules "
+                    "until it runs again (a guard that keeps running: riskman service install)"
+                )
+        app.exit(0)
+
     for signum in (signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, app.exit, 0)
+            loop.add_signal_handler(signum, closed, signum)
             hooked.append(signum)
     try:
         await app.run_async()
@@ -331,11 +366,61 @@ async def run_app(app: RiskmanApp) -> int:
     return app.return_code or 0
 
 
-def run_terminal(settings: Settings, config_path: Path) -> int:
-    """`riskman [--config PATH]`: the trader terminal with the engine inside."""
-    from riskman.control.inprocess import InProcessControl, RuntimeSource
-    from riskman.runtime import Runtime
+def _log_file(app: RiskmanApp) -> Path:
+    folders = [app.settings.database.parent]
+    if app.control.mode == "attached":
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        folders.append(Path(state) / "riskman")
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / LOG_FILE
+            path.open("a", encoding="utf-8").close()
+        except OSError:
+            continue
+        return path
+    return Path(tempfile.gettempdir()) / f"riskman-{os.getuid()}.log"
 
-    control = InProcessControl(RuntimeSource(Runtime(settings)), config_path)
-    app = RiskmanApp(settings, config_path, control)
-    return asyncio.run(run_app(app))
+
+async def engine_answers(path: Path, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether an engine answers on the control socket `path` (within `timeout` seconds)."""
+    from riskman.control.client import ApiError, ControlClient, NotAnswering
+
+    async with ControlClient(path, timeout=timeout) as client:
+        try:
+            await client.status()
+        except NotAnswering:
+            return False
+        except ApiError:
+            return True  # it answers (and says what is wrong once attached)
+    return True
+
+
+def run_terminal(settings: Settings, config_path: Path, *, attach: bool = False) -> int:
+    """`riskman [--config PATH] [--attach]`: attach to the engine of this config when one
+    answers on its control socket; otherwise run the engine inside (never with `attach`)."""
+    return asyncio.run(_terminal(settings, config_path, attach=attach))
+
+
+async def _terminal(settings: Settings, config_path: Path, *, attach: bool) -> int:
+    from riskman.control.paths import socket_path
+
+    path = socket_path(settings)
+    control: Control
+    if await engine_answers(path):
+        from riskman.control.attached import AttachedControl
+
+        control = AttachedControl(settings, config_path, path=path)
+    elif attach:
+        print(
+            f"riskman: no riskman engine answers on {path} (start the guard: riskman --no-ui "
+            f"--config {config_path}, or sudo riskman service install)",
+            file=sys.stderr,
+        )
+        return EXIT_START
+    else:
+        from riskman.control.inprocess import InProcessControl, RuntimeSource
+        from riskman.runtime import Runtime
+
+        control = InProcessControl(RuntimeSource(Runtime(settings)), config_path)
+    return await run_app(RiskmanApp(settings, config_path, control))

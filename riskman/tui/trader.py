@@ -17,7 +17,7 @@ from textual.widgets import Footer, Label, Static, TabbedContent, TabPane
 
 from riskman.core.views import AccountView, EnforcementRecord, EngineSnapshot
 from widgets.account_card import AccountList
-from widgets.health import Banner, StatusStrip, banner_lines
+from widgets.health import Banner, StatusStrip, banner_lines, lost_lines
 from widgets.live_table import LiveTable, Row
 from widgets.tables import (
     LOG_COLUMNS,
@@ -135,7 +135,10 @@ class TraderScreen(LiveScreen):
             lines = [f"CANNOT CONNECT: {app.start_error}", f"Press q to quit.{details}"]
             banner.say(lines, "error")
         elif app.phase == "stopping":
-            banner.say(["Stopping riskman: flushing state…"], "warning")
+            if app.control.mode == "attached":
+                banner.say(["Detaching: riskman goes on enforcing."], "warning")
+            else:
+                banner.say(["Stopping riskman: flushing state…"], "warning")
         else:
             strip.show_text(f"Connecting to {app.control.where}…")
             banner.say([f"CONNECTING to {app.control.where}… nothing is enforced yet."], "warning")
@@ -143,9 +146,13 @@ class TraderScreen(LiveScreen):
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
         app = self.riskman
         zone = app.settings.zone
-        self.query_one(StatusStrip).show(snapshot, zone, app.clock.now())
+        lost = app.control.lost
+        strip = self.query_one(StatusStrip)
+        strip.show(snapshot, zone, app.clock.now(), mode=app.mode_line(), lost=lost)
         if app.phase == "stopping":
             self.show_phase()
+        elif lost is not None:
+            self.query_one(Banner).say(lost_lines(lost), "error")
         else:
             self.query_one(Banner).say(banner_lines(snapshot), "error")
         self._show_tab(snapshot, self.active_tab)

@@ -160,7 +160,13 @@ class AdminScreen(LiveScreen):
 
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
         app = self.riskman
-        self.query_one(StatusStrip).show(snapshot, app.settings.zone, app.clock.now())
+        self.query_one(StatusStrip).show(
+            snapshot,
+            app.settings.zone,
+            app.clock.now(),
+            mode=app.mode_line(),
+            lost=app.control.lost,
+        )
         self.query_one(LocksTab).show_snapshot(snapshot)
 
     async def load_audit(self) -> None:

@@ -1,0 +1,492 @@
+"""The interface implemented over a running engine's control socket: the attached terminal.
+
+The screens see the engine's snapshots as the stream brings them (the same views as in-process,
+decoded by `wire`); admin commands are the control API's admin verbs. When the stream stops
+(the engine was killed, or it hangs and sends nothing for `LOST_AFTER` seconds) `lost` says so
+at once and the terminal keeps trying to attach again, every `RETRY_EVERY` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from riskman.config import Settings
+from riskman.control.client import ApiError, ControlClient, NotAnswering
+from riskman.control.interface import (
+    AccountChoice,
+    AccountRules,
+    AccountsPut,
+    AccountsState,
+    AdminState,
+    AuditEntry,
+    CannotStart,
+    Cleared,
+    ClearLocks,
+    ConfigChange,
+    Control,
+    ControlError,
+    EngineInfo,
+    Holiday,
+    Invalid,
+    Listener,
+    LockEntry,
+    LogEntry,
+    LoginAnswer,
+    LoginRequest,
+    PasswordChange,
+    RuleName,
+    RulesPut,
+    RulesState,
+    SaveResult,
+    SchedulePut,
+    ScheduleState,
+    Session,
+    Throttled,
+    Unauthorized,
+    Unavailable,
+    notice_of,
+)
+from riskman.control.paths import socket_path
+from riskman.engine.snapshot import AccountView, EngineSnapshot
+
+log = logging.getLogger("riskman.tui")
+
+LOST_AFTER = 1.5
+"""Seconds without a frame (the engine sends one at least every second) before the terminal
+says NOT GUARDED: within 2 s of the engine stopping or hanging, redraw included."""
+RETRY_EVERY = 0.5
+"""Seconds between two attempts to attach again."""
+REQUEST_TIMEOUT = 5.0
+
+
+class AttachedControl(Control):
+    mode = "attached"
+
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: Path,
+        *,
+        path: Path | None = None,
+        lost_after: float = LOST_AFTER,
+        retry_every: float = RETRY_EVERY,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.path = path or socket_path(settings)
+        self.lost_after = lost_after
+        self.retry_every = retry_every
+        self._client = ControlClient(self.path, timeout=REQUEST_TIMEOUT)
+        self._info: EngineInfo | None = None
+        self._snapshot: EngineSnapshot | None = None
+        self._listeners: list[Listener] = []
+        self._lost: str | None = None
+        self._last_frame = 0.0
+        self._follow: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._failures = 0
+        self.attaches = 0
+        """How many times the stream was opened (1 at start; more after re-attaching)."""
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"riskman on {self.path}"
+
+    @property
+    def info(self) -> EngineInfo | None:
+        return self._info
+
+    @property
+    def lost(self) -> str | None:
+        return self._lost
+
+    async def start(self) -> None:
+        """Attach: the engine's status, then its stream (CannotStart: nothing answers)."""
+        try:
+            await self._attach_info()
+        except NotAnswering as exc:
+            raise CannotStart(str(exc)) from None
+        except ApiError as exc:
+            raise CannotStart(f"the engine on {self.path} refused: {exc}") from None
+        self._last_frame = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._follow = loop.create_task(self._follow_stream(), name="riskman-attached-stream")
+        self._watch = loop.create_task(self._watchdog(), name="riskman-attached-watchdog")
+
+    async def stop(self) -> None:
+        """Detach: the engine goes on."""
+        for task in (self._follow, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._follow = self._watch = None
+        with contextlib.suppress(Exception):
+            await self._client.logout()
+        await self._client.aclose()
+
+    async def _attach_info(self) -> None:
+        status = await self._client.status()
+        self._info = EngineInfo(
+            pid=int(status.get("pid") or 0),
+            started=datetime.fromisoformat(str(status["started"])),
+            config=str(status.get("config") or self.config_path),
+        )
+
+    async def _follow_stream(self) -> None:
+        """Read frames while the stream lasts; attach again after it ends."""
+        while True:
+            try:
+                async with self._client.stream() as frames:
+                    self.attaches += 1
+                    if self._lost is not None:
+                        with contextlib.suppress(NotAnswering, ApiError, KeyError, ValueError):
+                            await self._attach_info()
+                    async for frame in frames:
+                        self._take(frame.snapshot)
+                        for change in frame.changes:
+                            notice = notice_of(change)
+                            if notice is not None:
+                                self._tell(notice)
+            except NotAnswering:
+                pass
+            except Exception:
+                log.exception("the engine's stream failed")
+            self._set_lost("riskman stopped answering on its control socket")
+            await asyncio.sleep(self.retry_every)
+
+    async def _watchdog(self) -> None:
+        """NOT GUARDED when no frame came for `lost_after` seconds (a hung engine)."""
+        while True:
+            await asyncio.sleep(min(0.1, self.lost_after / 4))
+            if self._lost is None and time.monotonic() - self._last_frame > self.lost_after:
+                self._set_lost(f"riskman sent nothing for {self.lost_after:.1f} s: it hangs")
+                task = self._follow
+                if task is not None:
+                    # Drop the silent connection; the follower attaches again.
+                    self._follow = asyncio.get_running_loop().create_task(
+                        self._follow_stream(), name="riskman-attached-stream"
+                    )
+                    task.cancel()
+
+    def _set_lost(self, why: str) -> None:
+        if self._lost is None:
+            log.warning("%s: NOT GUARDED until it answers again", why)
+            self._lost = why
+            self._tell(None)
+
+    def _take(self, snapshot: EngineSnapshot) -> None:
+        self._snapshot = _reuse(self._snapshot, snapshot)
+        self._last_frame = time.monotonic()
+        if self._lost is not None:
+            log.info("attached again to riskman on %s", self.path)
+            self._lost = None
+        self._tell(None)
+
+    # --- views ----------------------------------------------------------------------------
+
+    def snapshot(self) -> EngineSnapshot | None:
+        return self._snapshot
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _tell(self, notice: Any) -> None:
+        for listener in list(self._listeners):
+            listener(notice)
+
+    async def log_since(self, since: int = 0, limit: int = 500) -> list[LogEntry]:
+        data = await self._call(None, self._client.log, since, limit)
+        return [
+            LogEntry(
+                id=item["id"],
+                at=item["ts"],
+                account_id=item["account"],
+                rule=item["rule"],
+                action=item["action"],
+                target=item["target"],
+                reason=item["reason"],
+                result=item["result"],
+                detail=item.get("detail") or "",
+                latency_ms=item.get("latency_ms"),
+            )
+            for item in data["records"]
+        ]
+
+    # --- admin ----------------------------------------------------------------------------
+
+    async def _call(self, session: Session | None, method: Any, *args: Any, **kw: Any) -> Any:
+        """One API call, its refusals as the interface's."""
+        self._client.token = None if session is None else session.token
+        try:
+            return await method(*args, **kw)
+        except NotAnswering as exc:
+            raise Unavailable(str(exc)) from None
+        except ApiError as exc:
+            raise _refusal(exc) from None
+        finally:
+            self._client.token = None
+
+    async def admin_state(self) -> AdminState:
+        # The engine says whether a password is set (and whether logins wait) at login.
+        if self._lost is not None:
+            raise Unavailable(f"{self._lost}: the admin screens need the engine")
+        return AdminState(password_set=True, idle_lock=self.settings.admin.idle_lock)
+
+    async def login(self, request: LoginRequest) -> LoginAnswer:
+        self._client.token = None
+        try:
+            await self._client.login(request.password)
+        except NotAnswering as exc:
+            raise Unavailable(str(exc)) from None
+        except ApiError as exc:
+            refusal = _refusal(exc)
+            if isinstance(refusal, Throttled):
+                return LoginAnswer(failures=max(self._failures, 3), locked_until=refusal.until)
+            if not isinstance(refusal, Unauthorized):
+                raise refusal from None
+            self._failures += 1
+            return LoginAnswer(failures=self._failures)
+        finally:
+            token, self._client.token = self._client.token, None
+        self._failures = 0
+        if token is None:
+            raise Unavailable("the engine answered the login without a session")
+        return LoginAnswer(session=Session(token=token))
+
+    async def create_password(self, request: PasswordChange) -> LoginAnswer:
+        raise Unavailable(
+            "set the first admin password where the engine runs: riskman set-admin-password"
+        )
+
+    async def logout(self, session: Session) -> None:
+        with contextlib.suppress(ControlError):
+            await self._call(session, self._client.logout)
+
+    async def change_password(self, session: Session, request: PasswordChange) -> None:
+        await self._call(session, self._client.set_password, request.password)
+
+    async def get_rules(self, session: Session) -> RulesState:
+        data = await self._call(session, self._client.rules)
+        listed = await self._call(session, self._client.accounts)
+        rules: dict[str, Any] = data["rules"]
+        own: Mapping[str, Any] = data.get("accounts") or {}
+        accounts = []
+        for account_id in listed.get("configured") or []:
+            mine = own.get(str(account_id))
+            accounts.append(
+                AccountRules(
+                    id=account_id,
+                    own=None if mine is None else _differences(rules, mine),
+                    effective=rules if mine is None else mine,
+                )
+            )
+        return RulesState(rules=rules, accounts=accounts, names=self._rule_names())
+
+    def _rule_names(self) -> list[RuleName]:
+        names = {
+            "contract_weights": RuleName(
+                key="contract_weights", id="RULE-015", title="Contract weights (option of 001/002)"
+            )
+        }
+        snapshot = self._snapshot
+        for view in snapshot.accounts if snapshot is not None else ():
+            for rule in view.rules:
+                names.setdefault(rule.key, RuleName(key=rule.key, id=rule.id, title=rule.title))
+        return list(names.values())
+
+    async def put_rules(self, session: Session, request: RulesPut) -> SaveResult:
+        if request.drop_own:
+            raise Invalid(
+                [],
+                "Not saved: an attached terminal cannot drop an account's own rules yet "
+                "(edit the file).",
+            )
+        data = await self._call(
+            session, self._client.set_rules, request.rules, account=request.account
+        )
+        return _saved(data)
+
+    async def get_accounts(self, session: Session) -> AccountsState:
+        data = await self._call(session, self._client.accounts)
+        configured = set(data.get("configured") or [])
+        return AccountsState(
+            guard_all=bool(data.get("guard_all")),
+            accounts=[
+                AccountChoice(id=item["id"], name=item["name"], guarded=item["id"] in configured)
+                for item in data.get("accounts") or []
+            ],
+            problem=str(data.get("problem") or ""),
+        )
+
+    async def put_accounts(self, session: Session, request: AccountsPut) -> SaveResult:
+        if not request.guard_all and not request.ids:
+            raise Invalid(
+                [], "Select at least one account, or switch on “Guard every active account”."
+            )
+        ids = [] if request.guard_all else request.ids
+        return _saved(await self._call(session, self._client.set_accounts, ids))
+
+    async def get_schedule(self, session: Session) -> ScheduleState:
+        data = await self._call(session, self._client.schedule)
+        return ScheduleState(
+            daily_reset=data["daily_reset"],
+            timezone=data["timezone"],
+            holidays_file=self.settings.holidays_file.name,
+            holidays=[_holiday(item) for item in data.get("holidays") or []],
+        )
+
+    async def put_schedule(self, session: Session, request: SchedulePut) -> SaveResult:
+        before = await self.get_schedule(session)
+        body: dict[str, Any] = {}
+        if request.daily_reset is not None and request.daily_reset != before.daily_reset:
+            body["daily_reset"] = request.daily_reset
+        if request.timezone is not None and request.timezone != before.timezone:
+            body["timezone"] = request.timezone
+        old = {_key(h) for h in before.holidays}
+        new = old if request.holidays is None else {_key(h) for h in request.holidays}
+        if new != old:
+            body["holidays"] = [
+                {"date": day.isoformat(), "name": name, "time": close}
+                for day, name, close in sorted(new)
+            ]
+        if not body:
+            return SaveResult()
+        data = await self._call(session, self._client.set_schedule, **body)
+        result = _saved(data)
+        keys = [c for c in result.changes if c.key != "holidays"]
+        if "holidays" not in {c.key for c in result.changes}:
+            return result.model_copy(update={"changes": keys})
+        return SaveResult(
+            changes=keys,
+            holidays_added=[_text(h) for h in sorted(new - old)],
+            holidays_removed=[_text(h) for h in sorted(old - new)],
+        )
+
+    async def lockouts(self, session: Session) -> list[LockEntry]:
+        data = await self._call(session, self._client.lockouts)
+        names = {}
+        if self._snapshot is not None:
+            names = {view.account_id: view.name for view in self._snapshot.accounts}
+        return [
+            LockEntry(
+                account_id=item["account"],
+                account=names.get(item["account"], str(item["account"])),
+                id=item["id"],
+                rule=item["rule"],
+                kind=item["kind"],
+                reason=item["reason"],
+                until=item.get("until"),
+                unlock=item.get("ends") or "",
+            )
+            for item in data
+        ]
+
+    async def clear_lockouts(self, session: Session, request: ClearLocks) -> Cleared:
+        if not request.reason.strip():
+            raise Invalid([], "Not cleared: a reason is required to clear a lockout.")
+        if request.lock is not None:
+            ids = [request.lock]
+        else:
+            ids = [
+                lock.id
+                for lock in await self.lockouts(session)
+                if lock.account_id == request.account
+            ]
+        cleared: list[int] = []
+        for lock_id in ids:
+            cleared += await self._call(
+                session, self._client.clear_lockout, lock_id, request.reason.strip()
+            )
+        return Cleared(cleared=cleared)
+
+    async def audit(self, session: Session, limit: int = 200) -> list[AuditEntry]:
+        records = await self._call(session, self._client.audit, limit)
+        return [
+            AuditEntry(
+                id=item["id"],
+                at=item.get("ts"),
+                action=item["action"],
+                target=item["target"],
+                old=item.get("old") or "",
+                new=item.get("new") or "",
+                reason=item.get("reason") or "",
+            )
+            for item in records
+        ]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _refusal(exc: ApiError) -> ControlError:
+    if exc.status == 401:
+        return Unauthorized(str(exc))
+    if exc.status == 429:
+        until = exc.data.get("locked_until")
+        at = (
+            datetime.fromisoformat(until) if isinstance(until, str) else datetime.now().astimezone()
+        )
+        return Throttled(str(exc), at)
+    problems = exc.data.get("problems")
+    if exc.status in (400, 404, 409, 422):
+        if isinstance(problems, list) and problems:
+            return Invalid([str(p) for p in problems], f"Not saved ({exc})")
+        return Invalid([], f"Not saved: {exc}.")
+    return Unavailable(f"the engine answered {exc.status}: {exc}")
+
+
+def _saved(data: Mapping[str, Any]) -> SaveResult:
+    return SaveResult(
+        changes=[ConfigChange(key=str(key), old="…", new="…") for key in data.get("changed") or []]
+    )
+
+
+def _differences(base: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:
+    """The rules an account sets itself: what differs from the global ones."""
+    return {key: value for key, value in mine.items() if base.get(key) != value}
+
+
+def _holiday(item: Mapping[str, Any]) -> Holiday:
+    return Holiday(day=date.fromisoformat(item["date"]), name=item["name"], close=item.get("time"))
+
+
+def _key(holiday: Holiday) -> tuple[date, str, str | None]:
+    return (holiday.day, holiday.name, holiday.close)
+
+
+def _text(holiday: tuple[date, str, str | None]) -> str:
+    day, name, close = holiday
+    return f"{day} {name}" + (f" (closes {close})" if close else " (closed)")
+
+
+def _reuse(old: EngineSnapshot | None, new: EngineSnapshot) -> EngineSnapshot:
+    """`new` with the objects of `old` wherever they are equal: the screens redo the rows of
+    an account (and the log lines) only when its view is a new object, as in-process."""
+    if old is None:
+        return new
+    views: dict[int, AccountView] = {view.account_id: view for view in old.accounts}
+    accounts = tuple(
+        views[view.account_id] if views.get(view.account_id) == view else view
+        for view in new.accounts
+    )
+    records = {record: record for record in old.log}
+    log_records = tuple(records.get(record, record) for record in new.log)
+    from dataclasses import replace
+
+    return replace(new, accounts=accounts, log=log_records)
