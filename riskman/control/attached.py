@@ -41,6 +41,8 @@ from riskman.control.interface import (
     LoginAnswer,
     LoginRequest,
     PasswordChange,
+    ReportAnswer,
+    ReportQuery,
     RuleName,
     RulesPut,
     RulesState,
@@ -227,6 +229,12 @@ class AttachedControl(Control):
             )
             for item in data["records"]
         ]
+
+    async def breach_report(self, query: ReportQuery) -> ReportAnswer:
+        data = await self._call(
+            None, self._client.breach_report, query.account_id, query.rule, query.at.isoformat()
+        )
+        return ReportAnswer(report=data.get("report"))
 
     # --- admin ----------------------------------------------------------------------------
 
