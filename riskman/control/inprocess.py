@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from riskman.admin import FREE_TRIES, MIN_LENGTH, AdminGuard, PasswordError, PasswordStore
 from riskman.calendar import HolidayCalendar
-from riskman.config import ConfigError, Rules, Settings, read_yaml
+from riskman.config import ConfigError, Rules, read_yaml
 from riskman.config_writer import NULL, KeyPath, to_text, update_config, update_holidays
 from riskman.control.interface import (
     CONTRACT_WEIGHTS,
@@ -631,5 +631,3 @@ def plain(value: Any) -> Any:
 
 def audit_text(value: Any) -> str:
     return "(not set)" if value is None else to_text(plain(value))
-
-
