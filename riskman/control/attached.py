@@ -12,16 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from riskman.config import Settings
 from riskman.control.client import ApiError, ControlClient, NotAnswering
 from riskman.control.interface import (
-    AccountChoice,
-    AccountRules,
     AccountsPut,
     AccountsState,
     AdminState,
@@ -29,11 +27,9 @@ from riskman.control.interface import (
     CannotStart,
     Cleared,
     ClearLocks,
-    ConfigChange,
     Control,
     ControlError,
     EngineInfo,
-    Holiday,
     Invalid,
     Listener,
     LockEntry,
@@ -43,7 +39,6 @@ from riskman.control.interface import (
     PasswordChange,
     ReportAnswer,
     ReportQuery,
-    RuleName,
     RulesPut,
     RulesState,
     SaveResult,
@@ -53,7 +48,6 @@ from riskman.control.interface import (
     Throttled,
     Unauthorized,
     Unavailable,
-    notice_of,
 )
 from riskman.control.paths import socket_path
 from riskman.engine.snapshot import AccountView, EngineSnapshot
@@ -155,10 +149,8 @@ class AttachedControl(Control):
                             await self._attach_info()
                     async for frame in frames:
                         self._take(frame.snapshot)
-                        for change in frame.changes:
-                            notice = notice_of(change)
-                            if notice is not None:
-                                self._tell(notice)
+                        for notice in frame.notices:
+                            self._tell(notice)
             except NotAnswering:
                 pass
             except Exception:
@@ -214,21 +206,7 @@ class AttachedControl(Control):
 
     async def log_since(self, since: int = 0, limit: int = 500) -> list[LogEntry]:
         data = await self._call(None, self._client.log, since, limit)
-        return [
-            LogEntry(
-                id=item["id"],
-                at=item["ts"],
-                account_id=item["account"],
-                rule=item["rule"],
-                action=item["action"],
-                target=item["target"],
-                reason=item["reason"],
-                result=item["result"],
-                detail=item.get("detail") or "",
-                latency_ms=item.get("latency_ms"),
-            )
-            for item in data["records"]
-        ]
+        return [LogEntry.model_validate(item) for item in data["records"]]
 
     async def breach_report(self, query: ReportQuery) -> ReportAnswer:
         data = await self._call(
@@ -251,10 +229,10 @@ class AttachedControl(Control):
             self._client.token = None
 
     async def admin_state(self) -> AdminState:
-        # The engine says whether a password is set (and whether logins wait) at login.
         if self._lost is not None:
             raise Unavailable(f"{self._lost}: the admin screens need the engine")
-        return AdminState(password_set=True, idle_lock=self.settings.admin.idle_lock)
+        state: AdminState = await self._call(None, self._client.admin_state)
+        return state
 
     async def login(self, request: LoginRequest) -> LoginAnswer:
         self._client.token = None
@@ -265,14 +243,18 @@ class AttachedControl(Control):
         except ApiError as exc:
             refusal = _refusal(exc)
             if isinstance(refusal, Throttled):
-                return LoginAnswer(failures=max(self._failures, 3), locked_until=refusal.until)
+                return LoginAnswer(
+                    failures=int(exc.data.get("failures") or 3), locked_until=refusal.until
+                )
             if not isinstance(refusal, Unauthorized):
                 raise refusal from None
-            self._failures += 1
-            return LoginAnswer(failures=self._failures)
+            until = exc.data.get("locked_until")
+            return LoginAnswer(
+                failures=int(exc.data.get("failures") or 0),
+                locked_until=datetime.fromisoformat(until) if isinstance(until, str) else None,
+            )
         finally:
             token, self._client.token = self._client.token, None
-        self._failures = 0
         if token is None:
             raise Unavailable("the engine answered the login without a session")
         return LoginAnswer(session=Session(token=token))
@@ -290,120 +272,40 @@ class AttachedControl(Control):
         await self._call(session, self._client.set_password, request.password)
 
     async def get_rules(self, session: Session) -> RulesState:
-        data = await self._call(session, self._client.rules)
-        listed = await self._call(session, self._client.accounts)
-        rules: dict[str, Any] = data["rules"]
-        own: Mapping[str, Any] = data.get("accounts") or {}
-        accounts = []
-        for account_id in listed.get("configured") or []:
-            mine = own.get(str(account_id))
-            accounts.append(
-                AccountRules(
-                    id=account_id,
-                    own=None if mine is None else _differences(rules, mine),
-                    effective=rules if mine is None else mine,
-                )
-            )
-        return RulesState(rules=rules, accounts=accounts, names=self._rule_names())
-
-    def _rule_names(self) -> list[RuleName]:
-        names = {
-            "contract_weights": RuleName(
-                key="contract_weights", id="RULE-015", title="Contract weights (option of 001/002)"
-            )
-        }
-        snapshot = self._snapshot
-        for view in snapshot.accounts if snapshot is not None else ():
-            for rule in view.rules:
-                names.setdefault(rule.key, RuleName(key=rule.key, id=rule.id, title=rule.title))
-        return list(names.values())
+        state: RulesState = await self._call(session, self._client.rules)
+        return state
 
     async def put_rules(self, session: Session, request: RulesPut) -> SaveResult:
-        if request.drop_own:
-            raise Invalid(
-                [],
-                "Not saved: an attached terminal cannot drop an account's own rules yet "
-                "(edit the file).",
-            )
-        data = await self._call(
-            session, self._client.set_rules, request.rules, account=request.account
+        result: SaveResult = await self._call(
+            session,
+            self._client.set_rules,
+            request.rules,
+            account=request.account,
+            drop_own=request.drop_own,
         )
-        return _saved(data)
+        return result
 
     async def get_accounts(self, session: Session) -> AccountsState:
-        data = await self._call(session, self._client.accounts)
-        configured = set(data.get("configured") or [])
-        return AccountsState(
-            guard_all=bool(data.get("guard_all")),
-            accounts=[
-                AccountChoice(id=item["id"], name=item["name"], guarded=item["id"] in configured)
-                for item in data.get("accounts") or []
-            ],
-            problem=str(data.get("problem") or ""),
-        )
+        state: AccountsState = await self._call(session, self._client.accounts)
+        return state
 
     async def put_accounts(self, session: Session, request: AccountsPut) -> SaveResult:
-        if not request.guard_all and not request.ids:
-            raise Invalid(
-                [], "Select at least one account, or switch on “Guard every active account”."
-            )
-        ids = [] if request.guard_all else request.ids
-        return _saved(await self._call(session, self._client.set_accounts, ids))
+        result: SaveResult = await self._call(
+            session, self._client.set_accounts, request.ids, guard_all=request.guard_all
+        )
+        return result
 
     async def get_schedule(self, session: Session) -> ScheduleState:
-        data = await self._call(session, self._client.schedule)
-        return ScheduleState(
-            daily_reset=data["daily_reset"],
-            timezone=data["timezone"],
-            holidays_file=self.settings.holidays_file.name,
-            holidays=[_holiday(item) for item in data.get("holidays") or []],
-        )
+        state: ScheduleState = await self._call(session, self._client.schedule)
+        return state
 
     async def put_schedule(self, session: Session, request: SchedulePut) -> SaveResult:
-        before = await self.get_schedule(session)
-        body: dict[str, Any] = {}
-        if request.daily_reset is not None and request.daily_reset != before.daily_reset:
-            body["daily_reset"] = request.daily_reset
-        if request.timezone is not None and request.timezone != before.timezone:
-            body["timezone"] = request.timezone
-        old = {_key(h) for h in before.holidays}
-        new = old if request.holidays is None else {_key(h) for h in request.holidays}
-        if new != old:
-            body["holidays"] = [
-                {"date": day.isoformat(), "name": name, "time": close}
-                for day, name, close in sorted(new)
-            ]
-        if not body:
-            return SaveResult()
-        data = await self._call(session, self._client.set_schedule, **body)
-        result = _saved(data)
-        keys = [c for c in result.changes if c.key != "holidays"]
-        if "holidays" not in {c.key for c in result.changes}:
-            return result.model_copy(update={"changes": keys})
-        return SaveResult(
-            changes=keys,
-            holidays_added=[_text(h) for h in sorted(new - old)],
-            holidays_removed=[_text(h) for h in sorted(old - new)],
-        )
+        result: SaveResult = await self._call(session, self._client.set_schedule, request)
+        return result
 
     async def lockouts(self, session: Session) -> list[LockEntry]:
-        data = await self._call(session, self._client.lockouts)
-        names = {}
-        if self._snapshot is not None:
-            names = {view.account_id: view.name for view in self._snapshot.accounts}
-        return [
-            LockEntry(
-                account_id=item["account"],
-                account=names.get(item["account"], str(item["account"])),
-                id=item["id"],
-                rule=item["rule"],
-                kind=item["kind"],
-                reason=item["reason"],
-                until=item.get("until"),
-                unlock=item.get("ends") or "",
-            )
-            for item in data
-        ]
+        entries: list[LockEntry] = await self._call(session, self._client.lockouts)
+        return entries
 
     async def clear_lockouts(self, session: Session, request: ClearLocks) -> Cleared:
         if not request.reason.strip():
@@ -426,14 +328,8 @@ class AttachedControl(Control):
     async def audit(self, session: Session, limit: int = 200) -> list[AuditEntry]:
         records = await self._call(session, self._client.audit, limit)
         return [
-            AuditEntry(
-                id=item["id"],
-                at=item.get("ts"),
-                action=item["action"],
-                target=item["target"],
-                old=item.get("old") or "",
-                new=item.get("new") or "",
-                reason=item.get("reason") or "",
+            AuditEntry.model_validate(
+                {k: v for k, v in item.items() if k in AuditEntry.model_fields}
             )
             for item in records
         ]
@@ -453,34 +349,11 @@ def _refusal(exc: ApiError) -> ControlError:
         return Throttled(str(exc), at)
     problems = exc.data.get("problems")
     if exc.status in (400, 404, 409, 422):
-        if isinstance(problems, list) and problems:
-            return Invalid([str(p) for p in problems], f"Not saved ({exc})")
-        return Invalid([], f"Not saved: {exc}.")
+        listed = [str(p) for p in problems] if isinstance(problems, list) else []
+        # The engine's message is the summary and then each problem ("; "-joined).
+        summary = str(exc).removesuffix("".join(f"; {p}" for p in listed))
+        return Invalid(listed, summary)
     return Unavailable(f"the engine answered {exc.status}: {exc}")
-
-
-def _saved(data: Mapping[str, Any]) -> SaveResult:
-    return SaveResult(
-        changes=[ConfigChange(key=str(key), old="…", new="…") for key in data.get("changed") or []]
-    )
-
-
-def _differences(base: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:
-    """The rules an account sets itself: what differs from the global ones."""
-    return {key: value for key, value in mine.items() if base.get(key) != value}
-
-
-def _holiday(item: Mapping[str, Any]) -> Holiday:
-    return Holiday(day=date.fromisoformat(item["date"]), name=item["name"], close=item.get("time"))
-
-
-def _key(holiday: Holiday) -> tuple[date, str, str | None]:
-    return (holiday.day, holiday.name, holiday.close)
-
-
-def _text(holiday: tuple[date, str, str | None]) -> str:
-    day, name, close = holiday
-    return f"{day} {name}" + (f" (closes {close})" if close else " (closed)")
 
 
 def _reuse(old: EngineSnapshot | None, new: EngineSnapshot) -> EngineSnapshot:

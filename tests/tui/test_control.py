@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,10 +12,12 @@ import pytest
 
 from riskman.config import Settings, load_config
 from riskman.config_writer import NULL
+from riskman.control.attached import AttachedControl
 from riskman.control.inprocess import InProcessControl, rule_changes
 from riskman.control.interface import (
     AccountsPut,
     ClearLocks,
+    Control,
     Holiday,
     Invalid,
     LoginRequest,
@@ -23,7 +26,10 @@ from riskman.control.interface import (
     SchedulePut,
     Session,
     Unauthorized,
+    Unavailable,
 )
+from riskman.control.paths import socket_path
+from riskman.control.server import ControlServer
 from riskman.control.wire import snapshot_from_json, snapshot_to_json
 from riskman.core.clock import FakeClock
 from tests.fakes import T0
@@ -31,7 +37,7 @@ from tests.tui.conftest import ACC_A, ACC_B, PASSWORD, FactorySource, text_of
 
 
 @pytest.fixture
-async def control(settings: Settings, config_path: Path) -> AsyncIterator[InProcessControl]:
+async def engine_side(settings: Settings, config_path: Path) -> AsyncIterator[InProcessControl]:
     clock = FakeClock(T0)
     control = InProcessControl(FactorySource(settings, clock), config_path, clock=clock)
     await control.start()
@@ -41,27 +47,57 @@ async def control(settings: Settings, config_path: Path) -> AsyncIterator[InProc
         await control.stop()
 
 
-async def login(control: InProcessControl) -> Session:
+@pytest.fixture(params=["in-process", "attached"])
+async def control(
+    request: pytest.FixtureRequest,
+    engine_side: InProcessControl,
+    settings: Settings,
+    config_path: Path,
+) -> AsyncIterator[Control]:
+    """The interface under test: the engine's own, or the same through its control socket."""
+    if request.param == "in-process":
+        yield engine_side
+        return
+    assert engine_side.engine is not None
+    server = ControlServer(settings, engine_side.engine, socket_path(settings))
+    await server.start()
+    attached = AttachedControl(settings, config_path)
+    try:
+        await attached.start()
+        first = asyncio.Event()
+        unsubscribe = attached.subscribe(lambda _: first.set())
+        async with asyncio.timeout(10):
+            await first.wait()
+        unsubscribe()
+        yield attached
+    finally:
+        await attached.stop()
+        await server.stop()
+
+
+async def login(control: Control) -> Session:
     answer = await control.login(LoginRequest(password=PASSWORD))
     assert answer.session is not None
     return answer.session
 
 
-async def test_a_snapshot_survives_json_unchanged(control: InProcessControl) -> None:
+async def test_a_snapshot_survives_json_unchanged(control: Control) -> None:
     snapshot = control.snapshot()
     assert snapshot is not None and snapshot.accounts and snapshot.log
     assert any(view.locks for view in snapshot.accounts)
     assert snapshot_from_json(snapshot_to_json(snapshot)) == snapshot
 
 
-async def test_admin_commands_need_a_session_that_idles_out(control: InProcessControl) -> None:
+async def test_admin_commands_need_a_session_that_idles_out(
+    control: Control, engine_side: InProcessControl
+) -> None:
     with pytest.raises(Unauthorized):
         await control.get_rules(Session(token="guessed"))
     wrong = await control.login(LoginRequest(password="not the password"))
     assert wrong.session is None and wrong.failures == 1
     session = await login(control)
     assert (await control.get_rules(session)).rules["daily_realized_loss"]["limit"] == 300
-    clock = control.clock
+    clock = engine_side.clock
     assert isinstance(clock, FakeClock)
     await clock.advance(301)  # admin.idle_lock is 5m
     with pytest.raises(Unauthorized):
@@ -72,22 +108,26 @@ async def test_admin_commands_need_a_session_that_idles_out(control: InProcessCo
         await control.audit(again)
 
 
-async def test_three_wrong_passwords_throttle_and_are_audited(control: InProcessControl) -> None:
+async def test_three_wrong_passwords_throttle_and_are_audited(
+    control: Control, engine_side: InProcessControl
+) -> None:
     for _ in range(3):
         answer = await control.login(LoginRequest(password="wrong-wrong"))
     assert answer.locked_until is not None and answer.failures == 3
     refused = await control.login(LoginRequest(password=PASSWORD))
     assert refused.session is None and refused.locked_until is not None
     assert (await control.admin_state()).locked_until == refused.locked_until
-    clock = control.clock
+    clock = engine_side.clock
     assert isinstance(clock, FakeClock)
     await clock.advance(31)
     session = await login(control)
-    assert [e.action for e in await control.audit(session)][:1] == ["admin_locked"]
+    # (Through the socket the server also records each login.)
+    actions = [e.action for e in await control.audit(session) if e.action != "login"]
+    assert actions[:1] == ["admin_locked"]
 
 
 async def test_a_partial_rules_object_is_written_applied_and_audited(
-    control: InProcessControl, config_path: Path
+    control: Control, engine_side: InProcessControl, config_path: Path
 ) -> None:
     session = await login(control)
     result = await control.put_rules(
@@ -97,14 +137,14 @@ async def test_a_partial_rules_object_is_written_applied_and_audited(
         ("rules.daily_realized_loss.limit", "300", "250")
     ]
     assert "limit: 250   # keep this comment" in text_of(config_path)
-    assert control.engine is not None
-    assert control.engine.settings.rules.daily_realized_loss.limit == 250
+    assert engine_side.engine is not None
+    assert engine_side.engine.settings.rules.daily_realized_loss.limit == 250
     audit = await control.audit(session)
     assert (audit[0].action, audit[0].target) == ("config", "rules.daily_realized_loss.limit")
 
 
 async def test_an_invalid_change_is_refused_with_the_problems_and_the_file_is_untouched(
-    control: InProcessControl, config_path: Path
+    control: Control, config_path: Path
 ) -> None:
     session = await login(control)
     before = text_of(config_path)
@@ -119,7 +159,7 @@ async def test_an_invalid_change_is_refused_with_the_problems_and_the_file_is_un
 
 
 async def test_one_accounts_own_rules_and_dropping_them(
-    control: InProcessControl, config_path: Path
+    control: Control, config_path: Path
 ) -> None:
     session = await login(control)
     await control.put_accounts(session, AccountsPut(ids=[ACC_A, ACC_B]))
@@ -138,7 +178,7 @@ async def test_one_accounts_own_rules_and_dropping_them(
     assert load_config(config_path).account_ids == [ACC_A, ACC_B]
 
 
-async def test_locks_are_cleared_with_a_reason_only(control: InProcessControl) -> None:
+async def test_locks_are_cleared_with_a_reason_only(control: Control) -> None:
     session = await login(control)
     locks = await control.lockouts(session)
     mine = [lock for lock in locks if lock.account_id == ACC_B]
@@ -152,7 +192,7 @@ async def test_locks_are_cleared_with_a_reason_only(control: InProcessControl) -
     assert all(lock.id != mine[0].id for lock in await control.lockouts(session))
 
 
-async def test_schedule_and_holidays(control: InProcessControl) -> None:
+async def test_schedule_and_holidays(control: Control) -> None:
     session = await login(control)
     state = await control.get_schedule(session)
     assert state.daily_reset == "17:00" and state.holidays
@@ -166,25 +206,25 @@ async def test_schedule_and_holidays(control: InProcessControl) -> None:
     assert again.daily_reset == "16:00" and extra in again.holidays
 
 
-async def test_password_change_and_first_password(control: InProcessControl) -> None:
+async def test_password_change_and_first_password(control: Control) -> None:
     session = await login(control)
     with pytest.raises(Invalid, match="Not changed"):
         await control.change_password(session, PasswordChange(password="short"))
-    with pytest.raises(Unauthorized):
+    with pytest.raises((Unauthorized, Unavailable)):
         await control.create_password(PasswordChange(password="another-password"))
     await control.change_password(session, PasswordChange(password="another-password"))
     assert (await control.login(LoginRequest(password=PASSWORD))).session is None
     assert (await control.login(LoginRequest(password="another-password"))).session is not None
 
 
-async def test_the_log_pages_by_id(control: InProcessControl) -> None:
+async def test_the_log_pages_by_id(control: Control) -> None:
     entries = await control.log_since(0)
     assert entries and [e.id for e in entries] == sorted(e.id for e in entries)
     assert await control.log_since(entries[-1].id) == []
     assert (await control.log_since(entries[0].id)) == entries[1:]
 
 
-async def test_status_for_scripts(control: InProcessControl) -> None:
+async def test_status_for_scripts(control: Control) -> None:
     status = await control.status()
     assert {a.id: a.status for a in status.accounts}[ACC_B] in ("LOCKED", "NOT GUARDED")
     assert status.pending == []
