@@ -50,7 +50,7 @@ from riskman.control.interface import (
     Unavailable,
 )
 from riskman.control.paths import socket_path
-from riskman.engine.snapshot import AccountView, EngineSnapshot
+from riskman.core.views import AccountView, EngineSnapshot
 
 log = logging.getLogger("riskman.tui")
 

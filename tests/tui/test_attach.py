@@ -20,7 +20,7 @@ from riskman.control.attached import AttachedControl
 from riskman.control.client import ControlClient
 from riskman.control.paths import socket_path
 from riskman.control.server import ControlServer
-from riskman.engine.clock import FakeClock
+from riskman.core.clock import FakeClock
 from riskman.engine.engine import Engine
 from riskman.tui.admin import AdminScreen
 from riskman.tui.admin.rules_tab import RulesTab
