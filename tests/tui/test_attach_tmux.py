@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from riskman.gateway.models import OrderSide, OrderType
 
 from riskman.config import load_config
+from riskman.core.enums import OrderSide, OrderType
 from riskman.gateway.rest import RestClient
 from riskman.sim import Simulator
 from tests.fakes import MNQ
