@@ -2,7 +2,8 @@
 
 `FakeGateway` implements `GatewayPort`: it records every call, keeps a tiny account model
 (positions and orders) and, when connected to a sink, answers a close like the real gateway
-does: the position event (size 0) arrives on the stream afterwards.
+does: the fill's trade, then the position event (size 0 when closed), arrive on the stream
+afterwards (at a price of the position's average: a realized P&L of 0).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from riskman.core.enums import OrderSide, OrderStatus, OrderType, PositionType
 from riskman.core.models import Account, Contract, Order, Position, Quote, Trade
-from riskman.core.ports import OrderEvent, PositionEvent
+from riskman.core.ports import OrderEvent, PositionEvent, TradeEvent
 from riskman.gateway.errors import GatewayError, NotFound
 
 T0 = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)
@@ -201,6 +202,27 @@ class FakeGateway:
         if self.sink is not None:
             self.sink(event)
 
+    def _emit_fill(self, pos: Position, size: int) -> None:
+        """The trade of a close of `size` contracts of `pos`, as the gateway streams it."""
+        if self.sink is None:
+            return
+        fill_id = next(_ids)
+        self._emit(
+            TradeEvent(
+                Trade(
+                    id=fill_id,
+                    account_id=pos.account_id,
+                    contract_id=pos.contract_id,
+                    creation_timestamp=pos.creation_timestamp or T0,
+                    price=pos.average_price,
+                    profit_and_loss=Decimal(0),
+                    side=OrderSide.ASK if pos.type is PositionType.LONG else OrderSide.BID,
+                    size=size,
+                    order_id=fill_id,
+                )
+            )
+        )
+
     # --- GatewayPort ---------------------------------------------------------------------
 
     async def close_contract(self, account_id: int, contract_id: str) -> None:
@@ -208,6 +230,7 @@ class FakeGateway:
         pos = self.positions.get(account_id, {}).pop(contract_id, None)
         if pos is None:
             raise NotFound("Position/closeContract", "", code=2, code_name="PositionNotFound")
+        self._emit_fill(pos, pos.size)
         self._emit(
             PositionEvent(pos.model_copy(update={"size": 0, "type": PositionType.UNDEFINED}))
         )
@@ -223,6 +246,7 @@ class FakeGateway:
             raise GatewayError("Position/partialCloseContract", "InvalidCloseSize", code=5)
         new = pos.model_copy(update={"size": pos.size - size})
         self.set_position(new)
+        self._emit_fill(pos, size)
         self._emit(PositionEvent(new))
 
     async def cancel_order(self, account_id: int, order_id: int) -> None:
@@ -290,11 +314,16 @@ async def settle(engine: Any) -> None:
 
 
 async def open_position(engine: Any, gateway: FakeGateway, pos: Position) -> None:
-    """The trader's position at the broker, and its event reaching the engine."""
-    from riskman.core.ports import PositionEvent
+    """The trader's position at the broker, as riskman reads it over REST (the truth).
+
+    A stream position update would wait for the fill that explains it (the trade, see
+    `riskman.engine.fills`); a test that sends the fills too uses `PositionEvent` directly.
+    """
+    from riskman.engine.router import PositionsSnapshot
 
     gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
+    held = tuple(gateway.positions.get(pos.account_id, {}).values())
+    await engine.process(PositionsSnapshot(pos.account_id, held, engine.clock.monotonic()))
 
 
 async def send_quote(engine: Any, contract_id: str, q: Quote) -> None:

@@ -223,6 +223,10 @@ class Rule(ABC):
     title: ClassVar[str]
     category: ClassVar[Category]
     triggers: ClassVar[frozenset[type]]
+    waits_for_fills: ClassVar[bool] = False
+    """An account-level rule on realized + open P&L (or balance + open P&L): not evaluated
+    while a position update that came before its fill waits for the fill (and its fees), at
+    most `riskman.engine.fills.SETTLE_AFTER`; the fill evaluates it."""
 
     def __init__(self, ctx: RuleContext) -> None:
         self.ctx = ctx

@@ -227,10 +227,18 @@ class EnforcementActions:
 
     # --- notifications -------------------------------------------------------------------
 
-    def position_changed(self, account_id: int, contract_id: str) -> None:
-        """The router saw a position event: wake the actions waiting to verify it."""
+    def position_changed(
+        self, account_id: int, contract_id: str, *, flat: bool | None = None
+    ) -> None:
+        """The router saw a position event: wake the actions waiting to verify it.
+
+        `flat`: the gateway said the position is flat (the engine's own view may still wait
+        for the fill's trade); by default, whether the engine holds no position.
+        """
         key = (account_id, contract_id)
-        if key in self._flats and self._state.get_position(account_id, contract_id) is None:
+        if flat is None:
+            flat = self._state.get_position(account_id, contract_id) is None
+        if key in self._flats and flat:
             self._flats[key] += 1
         for future in self._waiters.pop((account_id, contract_id), []):
             if not future.done():

@@ -54,6 +54,7 @@ from riskman.core.views import (
 from riskman.engine.actions import EnforcementActions
 from riskman.engine.contracts import ContractCache
 from riskman.engine.durable import DurableWriter
+from riskman.engine.fills import SETTLE_AFTER
 from riskman.engine.limit_warnings import LimitWarnings
 from riskman.engine.lockouts import LockoutManager
 from riskman.engine.pnl import PnlTracker
@@ -66,6 +67,7 @@ from riskman.engine.router import (
     PositionsSnapshot,
     ReconcileEvent,
     RouterEvent,
+    SettleEvent,
     TimerEvent,
 )
 from riskman.engine.state import StateManager
@@ -198,7 +200,10 @@ class Engine:
             ensure_contract=self._ensure_contract,
             writer=self.writer,
             on_plan=self._on_plan,
+            settle_later=self._settle_later,
+            reread_positions=self._reread_positions,
         )
+        self._rereads: dict[int, asyncio.Task[None]] = {}
         self.guarded: set[int] | None = set(settings.account_ids) or None
         self.quote_subscriptions: QuoteSubscriptions | None = None
         self._quotes_wanted: asyncio.Task[None] | None = None
@@ -312,6 +317,9 @@ class Engine:
         except TimeoutError:
             log.warning("enforcement still in flight at shutdown: %s", self.actions.in_flight())
         await self.actions.cancel_all_tasks()
+        for task in self._rereads.values():
+            task.cancel()
+        await asyncio.gather(*self._rereads.values(), return_exceptions=True)
         self.timers.cancel_all()
         self.reports.finish_all()
         await self.lockouts.commit()
@@ -749,6 +757,40 @@ class Engine:
     def _contract_loaded(self, contract_id: str) -> None:
         for account_id in self.state.accounts_holding(contract_id):
             self.submit_check("contract loaded", account_id)
+
+    def _settle_later(self, account_id: int, contract_id: str | None) -> None:
+        """Route a `SettleEvent` once `SETTLE_AFTER` has passed (unless one is on its way)."""
+        name = f"settle:{account_id}:{contract_id or ''}"
+        if self.timers.deadline(name) is not None:
+            return
+        self.timers.start_timer_at(
+            name,
+            self.clock.now() + timedelta(seconds=SETTLE_AFTER),
+            lambda: self._queue.put_nowait(
+                SettleEvent(account_id, contract_id, self.clock.monotonic())
+            ),
+        )
+
+    def _reread_positions(self, account_id: int) -> None:
+        """Read the account's positions over REST (a fill's position update never came)."""
+        running = self._rereads.get(account_id)
+        if running is not None and not running.done():
+            return
+
+        async def reread() -> None:
+            asked = self.clock.monotonic()
+            try:
+                positions = await self.gateway.search_open_positions(account_id, urgent=True)
+            except Exception as exc:
+                log.warning("re-reading the positions of %s failed: %s", account_id, exc)
+                for contract_id in self.state.unsettled_contracts(account_id):
+                    self._settle_later(account_id, contract_id)
+                return
+            self._positions_seen(account_id, positions, asked)
+
+        self._rereads[account_id] = asyncio.get_running_loop().create_task(
+            reread(), name=f"riskman-reread-{account_id}"
+        )
 
     def _positions_seen(self, account_id: int, positions: Sequence[Position], asked: float) -> None:
         """A REST re-read of positions (during enforcement): let state catch up with it."""

@@ -54,6 +54,7 @@ from riskman.core.rules import (
 )
 from riskman.engine.actions import EnforcementActions
 from riskman.engine.durable import DurableWriter
+from riskman.engine.fills import SETTLE_AFTER
 from riskman.engine.lockouts import LockoutManager
 from riskman.engine.pnl import PnlTracker
 from riskman.engine.quotes import QuoteTracker
@@ -94,6 +95,16 @@ class PositionsSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class SettleEvent:
+    """Time is up for what waited on a fill (`riskman.engine.fills.SETTLE_AFTER`): a position
+    (`contract_id`) or the balance (None) the gateway reported and no fill explained."""
+
+    account_id: int
+    contract_id: str | None
+    received: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class CheckEvent:
     """Evaluate every rule for the account(s) (start-up, config change, reset)."""
 
@@ -102,7 +113,9 @@ class CheckEvent:
     received: float = 0.0
 
 
-RouterEvent = GatewayEvent | TimerEvent | ReconcileEvent | PositionsSnapshot | CheckEvent
+RouterEvent = (
+    GatewayEvent | TimerEvent | ReconcileEvent | PositionsSnapshot | CheckEvent | SettleEvent
+)
 
 
 class EventRouter:
@@ -122,6 +135,8 @@ class EventRouter:
         ensure_contract: Callable[[str], None],
         writer: DurableWriter,
         on_plan: Callable[[Plan, object], None] | None = None,
+        settle_later: Callable[[int, str | None], None] = lambda account_id, contract_id: None,
+        reread_positions: Callable[[int], None] = lambda account_id: None,
     ) -> None:
         self._state = state
         self._lockouts = lockouts
@@ -136,6 +151,8 @@ class EventRouter:
         self._positions_changed = on_positions_changed
         self._ensure_contract = ensure_contract
         self._writer = writer
+        self._settle_later = settle_later
+        self._reread_positions = reread_positions
         self._baselines: dict[tuple[int, str], tuple[tuple[str, datetime], int]] = {}
         """(account, contract) -> (the cooldown, the position size before it grew in it)."""
         self._live: dict[tuple[str, int, object], float] = {}
@@ -183,6 +200,8 @@ class EventRouter:
             await self._reconcile_positions(event.account_id, event.positions, event.received)
         elif isinstance(event, CheckEvent):
             await self._on_check(event)
+        elif isinstance(event, SettleEvent):
+            await self._on_settle(event)
 
     # --- per event -----------------------------------------------------------------------
 
@@ -202,24 +221,51 @@ class EventRouter:
         position = event.position
         if not self._is_guarded(position.account_id):
             return
-        change = self._state.update_position(position)
-        self._actions.position_changed(position.account_id, position.contract_id)
-        if change.before is None and self._state.accounts_holding(position.contract_id) == {
-            position.account_id
-        }:
+        change = self._state.report_position(position)
+        # A close is confirmed by the gateway's word, even while the engine's view waits for
+        # the fill (its realized P&L).
+        self._actions.position_changed(
+            position.account_id, position.contract_id, flat=position.is_closed
+        )
+        if not self._state.position_settled(position.account_id, position.contract_id):
+            self._settle_later(position.account_id, position.contract_id)
+        if change is None:
+            return
+        await self._route_position(change, event.received)
+
+    async def _route_position(
+        self, change: PositionChange, received: float, regate: PositionChange | None = None
+    ) -> None:
+        """The engine's position moved: the lockout gate and the position rules."""
+        after, before = change.after, change.before
+        current = after or before
+        if current is None:
+            if regate is not None:
+                await self._enforce(self._gate_position(regate), received)
+            return
+        account_id, contract_id = current.account_id, current.contract_id
+        if change.changed:
+            self._actions.position_changed(account_id, contract_id)
+        if (
+            before is None
+            and after is not None
+            and self._state.accounts_holding(contract_id) == {account_id}
+        ):
             # Nobody held this contract: its quotes were not subscribed (or are being dropped),
             # so the last one kept is not live even when it looks fresh. Marking a position
             # re-opened seconds after a close at that old price could close it for a loss it
             # does not have. The subscription made for it now brings a live quote.
-            self._quotes.forget(position.contract_id)
-        if change.before is None or change.after is None:
+            self._quotes.forget(contract_id)
+        if (before is None) != (after is None):
             self._positions_changed()
-        if change.after is not None:
-            self._ensure_contract(position.contract_id)
+        if after is not None:
+            self._ensure_contract(contract_id)
         intents = self._gate_position(change)
-        intents += self._evaluate(position.account_id, PositionTrigger(change))
-        await self._enforce(intents, event.received)
-        self._changed(position.account_id)
+        if regate is not None:
+            intents += self._gate_position(regate)
+        intents += self._evaluate(account_id, PositionTrigger(change))
+        await self._enforce(intents, received)
+        self._changed(account_id)
 
     async def _on_order(self, event: OrderEvent) -> None:
         order = event.order
@@ -231,7 +277,8 @@ class EventRouter:
         await self._enforce(intents, event.received)
         self._changed(order.account_id)
 
-    async def _on_trade(self, event: TradeEvent) -> None:
+    async def _on_trade(self, event: TradeEvent, *, project: bool = True) -> None:
+        """A fill. `project=False`: read over REST with the positions, which include it."""
         trade = event.trade
         if not self._is_guarded(trade.account_id):
             return
@@ -241,11 +288,23 @@ class EventRouter:
         # riskman's own closes are not the trader's trades: they never count toward RULE-006.
         own = effect.is_new and self._actions.claim_fill(trade)
         counts = self._counter.record_trade(trade) if effect.is_new and not own else None
+        # The position (and balance) as of this fill first, so that no rule sees its realized
+        # P&L beside the open P&L it came from; its position rules and the lockout gate after
+        # the fill's own locks (a cooldown it starts cuts what it opened).
+        change = regate = None
+        if effect.is_new and not trade.voided:
+            if project:
+                self._note_live(("position", trade.account_id, trade.contract_id), event)
+            change, regate = self._state.apply_trade(trade, project=project)
+            if not self._state.position_settled(trade.account_id, trade.contract_id):
+                self._settle_later(trade.account_id, trade.contract_id)
         intents = self._evaluate(trade.account_id, TradeTrigger(effect, counts))
         # Locks are committed before the fill: a crash in between then replays the fill (not
         # yet stored) and re-derives the lock, instead of finding the fill stored and the lock
         # lost. The actions are already on their way either way.
         await self._enforce(intents, event.received)
+        if change is not None and (change.changed or regate is not None):
+            await self._route_position(change, event.received, regate)
         account_id = trade.account_id
 
         async def store() -> None:
@@ -254,14 +313,51 @@ class EventRouter:
 
         self._writer.submit(store)
 
-    async def _on_account(self, event: AccountEvent) -> None:
+    async def _on_account(self, event: AccountEvent, *, truth: bool = False) -> None:
         account = event.account
         if not self._is_guarded(account.id):
             return
-        before = self._state.update_account(account)
+        before = self._state.update_account(account, truth=truth)
+        if not self._state.balance_settled(account.id):
+            self._settle_later(account.id, None)
         intents = self._evaluate(account.id, AccountTrigger(before, account))
         await self._enforce(intents, event.received)
         self._changed(account.id)
+
+    async def _on_settle(self, event: SettleEvent) -> None:
+        """What the gateway reported and no fill explained in `SETTLE_AFTER` is believed: for
+        the whole account at once (its positions and its balance), so that no rule sees one
+        without the other."""
+        account_id, contract_id = event.account_id, event.contract_id
+        if not self._is_guarded(account_id):
+            return
+        since = self._state.waiting_since(account_id, contract_id)
+        if since is None:
+            return
+        if event.received and event.received - since < SETTLE_AFTER:
+            self._settle_later(account_id, contract_id)  # it waits since later: not yet
+            return
+        changes = [
+            change
+            for contract in sorted(self._state.unsettled_contracts(account_id))
+            if (change := self._state.settle_position(account_id, contract)) is not None
+        ]
+        balance = self._state.settle_balance(account_id)
+        for change in changes:
+            if change.changed:
+                await self._route_position(change, event.received)
+        if changes or balance:
+            # Rules that waited for a consistent account (`Rule.waits_for_fills`) run now.
+            intents = self._evaluate(account_id, CheckTrigger("settled"))
+            await self._enforce(intents, event.received)
+            self._changed(account_id)
+        if any(
+            self._state.pending_fills(account_id, contract)
+            for contract in self._state.unsettled_contracts(account_id)
+        ):
+            # A fill whose position update never came: ask the gateway (the answer is routed
+            # as a `PositionsSnapshot`, the truth).
+            self._reread_positions(account_id)
 
     async def _on_timer(self, event: TimerEvent) -> None:
         rule = self._by_id.get(event.rule)
@@ -315,7 +411,7 @@ class EventRouter:
             return
         received = snapshot.requested
         if not self._newer_than(("account", account_id, None), received):
-            await self._on_account(AccountEvent(snapshot.account, received))
+            await self._on_account(AccountEvent(snapshot.account, received), truth=True)
         await self._reconcile_positions(account_id, snapshot.positions, received)
         orders, gone = self._state.order_updates(account_id, snapshot.orders)
         for order in orders:
@@ -326,18 +422,37 @@ class EventRouter:
                 self._state.remove_order(account_id, order.id)
         if snapshot.trades is not None:
             for trade in sorted(snapshot.trades, key=lambda t: (t.creation_timestamp, t.id)):
-                await self._on_trade(TradeEvent(trade, received))
+                await self._on_trade(TradeEvent(trade, received), project=False)
         self._changed(account_id)
 
     async def _reconcile_positions(
         self, account_id: int, positions: Sequence[Position], received: float
     ) -> None:
+        """A REST read of the account's positions is the truth (as of when it was sent): it
+        replaces what waited on fills, except where the stream spoke after it was sent."""
         if not self._is_guarded(account_id):
             return
-        updates = self._state.position_updates(account_id, positions)
-        for position in updates:
-            if not self._newer_than(("position", account_id, position.contract_id), received):
-                await self._on_position(PositionEvent(position, received))
+        rest = {p.contract_id: p for p in positions if p.size > 0}
+        contracts = set(rest) | self._state.unsettled_contracts(account_id)
+        contracts |= {s.contract_id for s in self._state.get_all_positions(account_id)}
+        for contract_id in sorted(contracts):
+            if self._newer_than(("position", account_id, contract_id), received):
+                continue
+            fresh = rest.get(contract_id)
+            state = self._state.get_position(account_id, contract_id)
+            if fresh is None:
+                if state is None and self._state.position_settled(account_id, contract_id):
+                    continue
+                fresh = Position(account_id=account_id, contract_id=contract_id, size=0)
+            elif (
+                state is not None
+                and state.position == fresh
+                and self._state.position_settled(account_id, contract_id)
+            ):
+                continue
+            change = self._state.update_position(fresh)
+            self._actions.position_changed(account_id, contract_id, flat=fresh.is_closed)
+            await self._route_position(change, received)
 
     # --- the lockout gate ----------------------------------------------------------------
 
@@ -435,7 +550,10 @@ class EventRouter:
     def _evaluate(self, account_id: int, trigger: Trigger) -> list[Intent]:
         intents: list[Intent] = []
         kind = type(trigger)
+        consistent = self._state.fills_consistent(account_id)
         for rule in self.rules:
+            if rule.waits_for_fills and not consistent:
+                continue
             if kind in rule.triggers or kind is CheckTrigger:
                 intents += self._run_rule(rule, account_id, trigger)
         return intents

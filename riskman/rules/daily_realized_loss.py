@@ -26,6 +26,7 @@ class DailyRealizedLoss(Rule):
     title = "Daily loss limit"
     category = Category.LOCKOUT
     triggers = frozenset({TradeTrigger, QuoteTrigger, PositionTrigger, CheckTrigger})
+    waits_for_fills = True
 
     def _value(self, account_id: int) -> tuple[Decimal, bool]:
         """Today's P&L as this rule counts it, and whether a stale quote left some out."""

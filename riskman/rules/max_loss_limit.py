@@ -7,7 +7,9 @@ neither does the floor, and the floor stops trailing at the starting balance.
 
 Balance + open P&L at or below the floor closes everything, cancels the orders and locks the
 account until an admin clears it (on Topstep this fails the account). Open P&L counts only the
-positions with a fresh quote: a missing or stale quote never breaches by itself.
+positions with a fresh quote: a missing or stale quote never breaches by itself. The balance is
+the one as of the fills seen (`StateManager.balance`): exact whatever order a fill's trade,
+position and balance updates arrive in.
 
 The EOD high is persisted per account in `rule_state`.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,6 @@ from riskman.core.rules import (
     QuoteTrigger,
     Rule,
     RuleContext,
-    TimerTrigger,
     TradeTrigger,
     Trigger,
     money,
@@ -42,18 +43,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-CONFIRM = "confirm"
-CONFIRM_AFTER = timedelta(seconds=1)
-
-
 class MaxLossLimit(Rule):
     id = "RULE-014"
     key = "max_loss_limit"
     title = "Maximum loss limit"
     category = Category.LOCKOUT
     triggers = frozenset(
-        {AccountTrigger, QuoteTrigger, PositionTrigger, TradeTrigger, CheckTrigger, TimerTrigger}
+        {AccountTrigger, QuoteTrigger, PositionTrigger, TradeTrigger, CheckTrigger}
     )
+    waits_for_fills = True
 
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
@@ -100,17 +98,6 @@ class MaxLossLimit(Rule):
         value, _ = equity
         floor = self.floor(account_id)
         if value > floor:
-            self.ctx.cancel_rule_timer(self.id, account_id, CONFIRM)
-            return []
-        if isinstance(trigger, AccountTrigger) and self.ctx.state.get_all_positions(account_id):
-            # A balance update can arrive before the event closing the position it came from:
-            # for that moment the closing loss is in the balance *and* in the open P&L. A breach
-            # seen on a balance update with positions open is confirmed a second later (or at
-            # once by the next position, quote or fill event); price moves still act at once.
-            if self.ctx.rule_timer_deadline(self.id, account_id, CONFIRM) is None:
-                self.ctx.start_rule_timer(
-                    self.id, account_id, CONFIRM, self.ctx.now() + CONFIRM_AFTER
-                )
             return []
         reason = f"balance + open P&L {money(value)} reached the maximum loss limit {money(floor)}"
         return self.lock_and_flatten(account_id, reason, None, Unlock.ADMIN)
@@ -154,11 +141,14 @@ class MaxLossLimit(Rule):
     def _equity(self, account_id: int) -> tuple[Decimal, bool] | None:
         """Balance + open P&L, and whether a stale quote left a position out (None: no
         balance known yet)."""
-        account = self.ctx.state.get_account(account_id)
-        if account is None:
+        # The balance as of the fills seen: a balance update that arrives before the trade and
+        # the position update of its fill waits for them (MOD-009), so a closing loss is never
+        # counted in the balance and in the open P&L at once.
+        balance = self.ctx.state.balance(account_id)
+        if balance is None:
             return None
         open_pnl = self.ctx.pnl.calculate_unrealized_pnl(account_id)
-        return account.balance + open_pnl.total, not open_pnl.complete
+        return balance + open_pnl.total, not open_pnl.complete
 
     async def _load(self) -> None:
         if self._loaded:

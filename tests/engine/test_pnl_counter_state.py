@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from riskman.core.enums import OrderSide
 from riskman.core.facts import PositionChange
 from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.pnl import open_pnl
@@ -101,7 +102,7 @@ async def test_trade_counter_counts_orders_by_fill_time_in_rolling_windows(
 async def test_restart_restores_pnl_counts_and_positions(make_engine: EngineFactory, clock) -> None:
     engine = await make_engine()
     await engine.process(TradeEvent(trade(ACC, pnl="-120", fees="2", order_id=1)))
-    await engine.process(TradeEvent(trade(ACC, pnl=None, order_id=2)))
+    await engine.process(TradeEvent(trade(ACC, pnl=None, order_id=2, side=OrderSide.BID)))
     await engine.process(PositionEvent(position(ACC, MNQ, 2)))
     await engine.close()
 

@@ -13,7 +13,7 @@ from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.engine import Engine
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, T0, FakeGateway, position, quote, settle, trade
+from tests.fakes import ES, MNQ, T0, FakeGateway, open_position, position, quote, settle, trade
 
 ACC = 7
 RESET = datetime(2026, 11, 18, 23, 0, tzinfo=UTC)  # 17:00 CST on T0's day
@@ -65,8 +65,7 @@ async def test_open_loss_counts_when_include_unrealized(
     engine = await make_engine(_cfg(), rule_classes=[DailyRealizedLoss])
     await engine.process(TradeEvent(trade(ACC, pnl="-300")))
     pos = position(ACC, ES, 1, "5000")
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
+    await open_position(engine, gateway, pos)
     await engine.process(QuoteEvent(ES, quote("4996.25", bid="4996", ask="4996.25")))  # -$200 open
     await settle(engine)
     assert _locked(engine)

@@ -10,12 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide
 from riskman.core.locks import Lockout, Unlock
-from riskman.core.ports import AccountEvent, PositionEvent, QuoteEvent
+from riskman.core.ports import AccountEvent, PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.engine import Engine
+from riskman.engine.fills import SETTLE_AFTER
 from riskman.rules.max_loss_limit import MaxLossLimit
 from tests.conftest import EngineFactory
-from tests.fakes import MNQ, T0, FakeGateway, account, position, quote
+from tests.fakes import MNQ, T0, FakeGateway, account, open_position, position, quote, trade
 
 ACC = 7
 OTHER = 8
@@ -56,8 +58,7 @@ async def _balance(engine: Engine, balance: str, account_id: int = ACC) -> None:
 async def _long(engine: Engine, gateway: FakeGateway, mark: str | None) -> None:
     """Long 1 MNQ at 21000 ($2 a point); `mark` None: no quote at all."""
     pos = position(ACC, MNQ, 1, "21000")
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
+    await open_position(engine, gateway, pos)
     if mark is not None:
         await engine.process(QuoteEvent(MNQ, quote(mark)))
 
@@ -310,11 +311,52 @@ async def test_balance_update_before_the_close_event_does_not_count_the_loss_twi
     make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
 ) -> None:
     # Floor 48,000. Long MNQ marked at a -$1,200 open loss; the trader closes it: the gateway
-    # sends the new balance (50,000 - 1,200 = 48,800) before the position's size-0 event.
+    # sends the new balance (50,000 - 1,200 = 48,800) before the position's size-0 event, and
+    # no trade at all (it was lost): believed together after SETTLE_AFTER.
     engine = await _engine(make_engine, mll())
+    await _balance(engine, "50000")
     await _long(engine, gateway, "20400")  # 21000 -> 20400 = -600 points x $2 = -$1,200
     await _balance(engine, "48800")  # for a moment: 48,800 + (-1,200) = 47,600 < floor
     await engine.process(PositionEvent(position(ACC, MNQ, 0)))
     await clock.advance(2)
     await engine.actions.wait_idle()
     assert _lock(engine) is None and gateway.named("close_contract") == []
+    assert engine.state.balance(ACC) == Decimal(48800)
+
+
+@pytest.mark.parametrize("order", ["account, trade, position", "account, position, trade"])
+async def test_balance_update_before_the_fill_waits_for_its_trade_not_for_a_timer(
+    make_engine: EngineFactory, gateway: FakeGateway, order: str
+) -> None:
+    # The same close with its trade: exact at every event, no clock needed.
+    engine = await _engine(make_engine, mll())
+    await _balance(engine, "50000")
+    await engine.process(TradeEvent(trade(ACC, pnl=None, side=OrderSide.BID, contract_id=MNQ)))
+    await _long(engine, gateway, "20400")  # its position update
+    fill = trade(ACC, pnl="-1200", side=OrderSide.ASK, contract_id=MNQ)
+    events = {
+        "account": AccountEvent(account(ACC, "48800")),
+        "trade": TradeEvent(fill),
+        "position": PositionEvent(position(ACC, MNQ, 0)),
+    }
+    for name in order.split(", "):
+        await engine.process(events[name])
+        assert _lock(engine) is None, f"locked after the {name} update"
+        assert engine.state.balance(ACC) + engine.pnl.calculate_unrealized_pnl(ACC).total in (
+            Decimal(48800),
+        ), name
+    assert gateway.named("close_contract") == []
+
+
+async def test_a_balance_drop_no_fill_explains_is_believed_after_settle_after(
+    make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock
+) -> None:
+    engine = await _engine(make_engine, mll())
+    await _balance(engine, "50000")
+    await _long(engine, gateway, "21000")
+    await _balance(engine, "47900")  # a charge, not a fill
+    assert _lock(engine) is None
+    await clock.advance(SETTLE_AFTER)
+    await engine.actions.wait_idle()
+    lock = _lock(engine)
+    assert lock is not None and "$47,900.00" in lock.reason

@@ -10,11 +10,11 @@ import pytest
 from riskman.core.clock import FakeClock
 from riskman.core.enums import OrderSide, OrderStatus, OrderType
 from riskman.core.models import Order
-from riskman.core.ports import OrderEvent
+from riskman.core.ports import OrderEvent, TradeEvent
 from riskman.engine.engine import Engine
 from riskman.rules.no_stop_loss_grace import NoStopLossGrace
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, T0, FakeGateway, open_position, order, position
+from tests.fakes import ES, MNQ, T0, FakeGateway, open_position, order, position, trade
 
 ACC = 7
 OTHER = 8
@@ -188,6 +188,7 @@ async def test_closed_position_drops_its_timer(
     engine = await _engine(make_engine)
     await open_position(engine, gateway, position(ACC, MNQ, 1))
     await clock.advance(10)
+    await engine.process(TradeEvent(trade(ACC, pnl="0", side=OrderSide.ASK)))  # its closing fill
     await open_position(engine, gateway, position(ACC, MNQ, 0))
     assert TIMER not in engine.timers.names()
     await clock.advance(60)

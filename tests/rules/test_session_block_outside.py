@@ -15,6 +15,7 @@ from riskman.core.locks import Lockout, Unlock
 from riskman.core.models import Order
 from riskman.core.ports import AccountEvent, OrderEvent
 from riskman.engine.engine import Engine
+from riskman.engine.fills import SETTLE_AFTER
 from riskman.rules.session_block_outside import SessionBlockOutside
 from tests.conftest import EngineFactory, make_settings
 from tests.fakes import MNQ, T0, FakeGateway, account, open_position, order, position
@@ -234,6 +235,8 @@ async def test_position_first_seen_outside_is_judged_by_its_opening_time(
     assert _lock(engine) is None
     # It reverses to short now, outside the session (same gateway timestamp): new exposure.
     await open_position(engine, gateway, position(ACC, MNQ, 1, short=True, opened=ct(11, 18, 14)))
+    # (No fill came with the reversal: riskman believes the gateway after SETTLE_AFTER.)
+    await clock.advance(SETTLE_AFTER)
     await engine.actions.wait_idle()
     lock = _lock(engine)
     assert lock is not None and lock.reason.startswith("position opened outside")

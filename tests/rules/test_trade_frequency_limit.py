@@ -15,7 +15,7 @@ from riskman.core.ports import OrderEvent, PositionEvent, TradeEvent
 from riskman.engine.engine import Engine
 from riskman.rules.trade_frequency_limit import TradeFrequencyLimit, fmt_duration
 from tests.conftest import EngineFactory
-from tests.fakes import MNQ, T0, FakeGateway, order, position, trade
+from tests.fakes import ES, MNQ, T0, FakeGateway, order, position, trade
 
 ACC = 7
 OTHER = 8
@@ -43,9 +43,20 @@ def _cfg(**overrides: Any) -> dict[str, Any]:
 
 
 async def _fill(
-    engine: Engine, at: datetime, *, account_id: int = ACC, order_id: int | None = None
+    engine: Engine,
+    at: datetime,
+    *,
+    account_id: int = ACC,
+    order_id: int | None = None,
+    side: OrderSide = OrderSide.BID,
 ) -> None:
-    await engine.process(TradeEvent(trade(account_id, pnl=None, at=at, order_id=order_id)))
+    """A fill of 1 ES and the position update that confirms it, as the gateway sends them."""
+    await engine.process(
+        TradeEvent(trade(account_id, pnl=None, at=at, order_id=order_id, contract_id=ES, side=side))
+    )
+    state = engine.state.get_position(account_id, ES)
+    held = position(account_id, ES, 0) if state is None else state.position
+    await engine.process(PositionEvent(held))
 
 
 async def _fills(engine: Engine, clock: FakeClock, count: int, spacing: float) -> datetime:
@@ -53,7 +64,8 @@ async def _fills(engine: Engine, clock: FakeClock, count: int, spacing: float) -
     for index in range(count):
         if index:
             await clock.advance(spacing)
-        await _fill(engine, clock.now())
+        # Buying and selling in turn: the even fills close what the odd ones opened.
+        await _fill(engine, clock.now(), side=OrderSide.ASK if index % 2 else OrderSide.BID)
     return clock.now()
 
 

@@ -16,7 +16,7 @@ from riskman.core.rules import QuoteTrigger
 from riskman.engine.engine import Engine
 from riskman.rules.trade_management import TradeManagement
 from tests.conftest import EngineFactory
-from tests.fakes import ES, MNQ, FakeGateway, order, position, quote
+from tests.fakes import ES, MNQ, FakeGateway, open_position, order, position, quote
 
 ACC = 7
 OTHER = 8
@@ -46,8 +46,7 @@ async def _setup(
     account_id: int = ACC,
 ) -> None:
     pos = position(account_id, MNQ, size, avg, short=short)
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
+    await open_position(engine, gateway, pos)
     if stop is not None:
         side = OrderSide.BID if short else OrderSide.ASK
         await engine.process(OrderEvent(order(account_id, 70 + account_id, side=side, stop=stop)))
