@@ -273,13 +273,19 @@ class _NoActions(EnforcementActions):
 
 
 def describe(intent: Intent) -> tuple[Any, ...]:
+    reason = intent.reason
+    if intent.rule == "LOCKOUT":
+        # The gate acts on a position update at once, even before its fill: when the fill
+        # then starts another cooldown, the gate's reason names the lock in force when it
+        # acted. What it does (close, or cut back to a size) is compared in full.
+        reason = reason.split(" (", 1)[0]
     return (
         type(intent).__name__,
         intent.rule,
         intent.account_id,
         getattr(intent, "contract_id", None),
         getattr(intent, "target_size", None),
-        intent.reason,
+        reason,
         getattr(intent, "until", None),
         getattr(intent, "kind", None),
     )

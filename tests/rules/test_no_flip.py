@@ -10,9 +10,10 @@ import pytest
 from riskman.core.enums import OrderSide
 from riskman.core.ports import PositionEvent, TradeEvent
 from riskman.engine.engine import Engine
+from riskman.engine.fills import SETTLE_AFTER
 from riskman.rules.no_flip import NoFlip
 from tests.conftest import EngineFactory
-from tests.fakes import MNQ, FakeGateway, position, settle, trade
+from tests.fakes import MNQ, FakeGateway, open_position, position, settle, trade
 
 ACC = 7
 CFG = {"no_flip": {"enabled": True}}
@@ -28,10 +29,18 @@ def _pos(size: int, short: bool = False) -> Any:
 
 
 async def _events(engine: Engine, gateway: FakeGateway, events: list[Any]) -> None:
-    for event in events:
-        if isinstance(event, PositionEvent):
-            gateway.set_position(event.position)
+    """The first position is read over REST (the truth); the fill has happened at the broker
+    before the rest of its events reach riskman, in the order given. A position update no
+    fill explains is believed after SETTLE_AFTER."""
+    rest = list(events)
+    if isinstance(rest[0], PositionEvent):
+        await open_position(engine, gateway, rest.pop(0).position)
+    updates = [event for event in rest if isinstance(event, PositionEvent)]
+    if updates:
+        gateway.set_position(updates[-1].position)
+    for event in rest:
         await engine.process(event)
+    await engine.clock.advance(SETTLE_AFTER)
     await settle(engine)
 
 

@@ -10,11 +10,11 @@ import pytest
 
 from riskman.core.clock import FakeClock
 from riskman.core.locks import LockKind, Lockout, Unlock
-from riskman.core.ports import PositionEvent, QuoteEvent, TradeEvent
+from riskman.core.ports import QuoteEvent, TradeEvent
 from riskman.engine.engine import Engine
 from riskman.rules.weekly_limits import TRADES_LOCK, WeeklyLimits
 from tests.conftest import EngineFactory
-from tests.fakes import MNQ, FakeGateway, position, quote, settle, trade
+from tests.fakes import MNQ, FakeGateway, open_position, position, quote, settle, trade
 
 ACC = 7
 MONDAY = datetime(2026, 11, 16, 15, 0, tzinfo=UTC)  # 09:00 CST
@@ -112,10 +112,9 @@ async def test_open_loss_counts_unless_told_otherwise(
 ) -> None:
     for include, locked in ((False, False), (True, True)):
         engine = await _engine(make_engine, loss=1000, include_unrealized=include)
+        gateway.positions.clear()  # the -800 fill below closes what the last round held
         await _fill(engine, clock, "-800")
-        pos = position(ACC, MNQ, 1, "21000")
-        gateway.set_position(pos)
-        await engine.process(PositionEvent(pos))
+        await open_position(engine, gateway, position(ACC, MNQ, 1, "21000"))
         await engine.process(QuoteEvent(MNQ, quote("20900")))  # -$200 open
         await settle(engine)
         assert (_lock(engine) is not None) is locked
