@@ -340,9 +340,14 @@ async def play(scenario: Scenario, *, canonical: bool, folder: Path) -> Decision
             }
             frames: list[list[Any]] = [[event for _, event in events]]
             if not canonical:
-                keyed = sorted(
-                    enumerate(events), key=lambda pair: (item.order_keys[pair[0]], pair[0])
-                )
+                # Any order of the kinds of events; a reversal's two position updates keep
+                # their own order (one stream: the gateway never reports them backwards).
+                keys = list(item.order_keys[: len(events)])
+                last = -1
+                for number, (kind, _) in enumerate(events):
+                    if kind == "position":
+                        keys[number] = last = max(keys[number], last)
+                keyed = sorted(enumerate(events), key=lambda pair: (keys[pair[0]], pair[0]))
                 if item.drop_position:
                     keyed = [pair for pair in keyed if pair[1][0] != "position"]
                 frames = [[]]
