@@ -27,24 +27,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from riskman.engine.clock import FakeClock
-from riskman.engine.intents import Intent
-from riskman.engine.ports import AccountEvent, OrderEvent, PositionEvent, QuoteEvent, TradeEvent
-from riskman.gateway.models import (
-    Account,
-    Order,
-    OrderSide,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionType,
-    Quote,
-    Trade,
-)
 
+from riskman.core.clock import FakeClock
+from riskman.core.enums import OrderSide, OrderStatus, OrderType, PositionType
+from riskman.core.intents import Intent
+from riskman.core.models import Account, Order, Position, Quote, Trade
+from riskman.core.ports import AccountEvent, OrderEvent, PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.actions import EnforcementActions
 from riskman.engine.engine import Engine
 from riskman.engine.router import PositionsSnapshot
+from riskman.rules import ALL_RULES
 from tests.conftest import make_settings
 from tests.fakes import ES, MNQ, T0, FakeGateway, contract
 
@@ -298,7 +290,10 @@ async def play(scenario: Scenario, *, canonical: bool, folder: Path) -> Decision
     clock = FakeClock(T0)
     gateway = FakeGateway()
     engine = await Engine.open(
-        make_settings(folder, rules(scenario.include_unrealized)), gateway, clock=clock
+        make_settings(folder, rules(scenario.include_unrealized)),
+        gateway,
+        clock=clock,
+        rule_classes=ALL_RULES,
     )
     engine.actions.__class__ = _NoActions
     for contract_id in (MNQ, ES):
@@ -433,6 +428,7 @@ scenarios = st.builds(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(scenario=scenarios)
+@pytest.mark.timeout(900)
 def test_every_order_and_frame_split_of_a_fill_decides_as_the_canonical_order(
     scenario: Scenario,
 ) -> None:
