@@ -386,7 +386,9 @@ class EventRouter:
     # --- REST snapshots never undo newer stream events -------------------------------------
 
     def _note_live(
-        self, key: tuple[str, int, object], event: PositionEvent | OrderEvent | AccountEvent
+        self,
+        key: tuple[str, int, object],
+        event: PositionEvent | OrderEvent | AccountEvent | TradeEvent,
     ) -> None:
         """Remember when the stream last spoke of `key` (events from the hub only)."""
         self._live[key] = event.received
