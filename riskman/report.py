@@ -259,3 +259,74 @@ def report_csv(report: DayReport) -> str:
                 ]
             )
     return buffer.getvalue()
+
+
+# --- the daily history ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryDay:
+    day: date
+    account_id: int
+    realized: Decimal
+    trades: int
+    breaches: int
+    locks: int
+    actions: int
+
+
+async def store_day(
+    db: Any, report: DayReport, balances: dict[int, Decimal], now: datetime
+) -> None:
+    """Keep a finished trading day's summary in `daily_history` (one row per account)."""
+    for a in report.accounts:
+        balance = balances.get(a.account_id)
+        await db.execute(
+            "INSERT OR REPLACE INTO daily_history (account_id, trading_day, realized, fees, "
+            "trades, breaches, locks, actions, balance, stored) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                a.account_id,
+                report.day.isoformat(),
+                str(a.realized),
+                str(a.fees),
+                a.trades,
+                a.breaches,
+                a.locks,
+                a.action_count,
+                None if balance is None else str(balance),
+                to_db_time(now),
+            ),
+        )
+
+
+async def history(db: Reader, days: int = 30) -> list[HistoryDay]:
+    """The stored summaries of the last `days` trading days, newest first."""
+    rows = await db.fetchall(
+        "SELECT account_id, trading_day, realized, trades, breaches, locks, actions "
+        "FROM daily_history WHERE trading_day IN (SELECT DISTINCT trading_day FROM daily_history "
+        "ORDER BY trading_day DESC LIMIT ?) ORDER BY trading_day DESC, account_id",
+        (days,),
+    )
+    return [
+        HistoryDay(
+            date.fromisoformat(row["trading_day"]),
+            row["account_id"],
+            Decimal(row["realized"]),
+            row["trades"],
+            row["breaches"],
+            row["locks"],
+            row["actions"],
+        )
+        for row in rows
+    ]
+
+
+def summary_message(a: AccountDay, day: date, name: str) -> str:
+    """The daily summary notification of one account."""
+    who = name if name == str(a.account_id) else f"{name} ({a.account_id})"
+    rules = ", ".join(sorted(a.actions)) or "none"
+    return (
+        f"{who} day {day}: P&L {_money(a.realized)} (fees {_money(a.fees)}), {a.trades} trades, "
+        f"{a.breaches} breaches, {a.locks} locks; rules that acted: {rules}."
+    )

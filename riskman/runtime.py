@@ -5,11 +5,13 @@ stopped together. The headless daemon and the terminal both run one `Runtime`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from riskman.config import Settings
 from riskman.control.lockfile import EngineLock, EngineRunning
@@ -18,11 +20,13 @@ from riskman.control.server import ControlServer, SocketInUse
 from riskman.core.backoff import Backoff
 from riskman.core.clock import Clock, SystemClock
 from riskman.core.rules import Rule
+from riskman.core.views import ResetDone
 from riskman.engine.engine import Engine
 from riskman.gateway.errors import AuthError, GatewayError, GatewayUnavailable, RateLimited
 from riskman.gateway.feed import GatewayFeed
 from riskman.gateway.rest import RestClient
-from riskman.notify import Notifier
+from riskman.notify import Message, Notifier
+from riskman.report import day_report, store_day, summary_message
 from riskman.rules import ALL_RULES
 
 log = logging.getLogger("riskman")
@@ -30,6 +34,48 @@ log = logging.getLogger("riskman")
 FREEZE_AFTER = 1.0
 """Seconds after arming before the start-up heap is frozen (start-up enforcement goes first)."""
 _heap_frozen = False
+
+
+class DailyHistory:
+    """At each daily reset: the finished day's summary stored (`daily_history`, the History
+    tab) and sent as a `daily_summary` notification. Off the enforcement path: a task after
+    the reset is done."""
+
+    def __init__(self, engine: Engine, notifier: Notifier | None) -> None:
+        self.engine = engine
+        self.notifier = notifier
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unsubscribe = engine.subscribe(self._on_change)
+
+    def _on_change(self, change: object) -> None:
+        if isinstance(change, ResetDone):
+            task = asyncio.get_running_loop().create_task(self.record(change.ended))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def record(self, day: date) -> None:
+        engine = self.engine
+        try:
+            await engine.db.flush()
+            report = await day_report(engine.db, engine.resets.schedule, day)
+            balances = {a.id: a.balance for a in engine.state.accounts() if engine.is_guarded(a.id)}
+            await store_day(engine.db, report, balances, engine.clock.now())
+        except Exception:
+            log.exception("the summary of %s could not be stored", day)
+            return
+        if self.notifier is not None:
+            for a in report.accounts:
+                account = engine.state.get_account(a.account_id)
+                name = account.name if account is not None else str(a.account_id)
+                self.notifier.post(
+                    Message("daily_summary", a.account_id, summary_message(a, day, name))
+                )
+
+    async def close(self) -> None:
+        self._unsubscribe()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class StartError(Exception):
@@ -69,6 +115,7 @@ class Runtime:
         self.engine: Engine | None = None
         self.feed: GatewayFeed | None = None
         self.notifier: Notifier | None = None
+        self.history: DailyHistory | None = None
         self.times = StartTimes()
         self._freezer: asyncio.Task[None] | None = None
         self.socket = socket_path(settings)
@@ -109,6 +156,7 @@ class Runtime:
             self.notifier = Notifier.for_engine(self.engine)
             if self.notifier is not None:
                 self.notifier.start()
+            self.history = DailyHistory(self.engine, self.notifier)
             self.times.engine_ready = time.monotonic() - began
             if not self.settings.account_ids:
                 await self._guard_active_accounts()
@@ -164,6 +212,9 @@ class Runtime:
                 await control.stop()
             if feed is not None:
                 await feed.stop()
+            if self.history is not None:
+                await self.history.close()
+                self.history = None
             if notifier is not None:
                 await notifier.stop()
         finally:

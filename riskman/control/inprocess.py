@@ -42,6 +42,7 @@ from riskman.control.interface import (
     Control,
     ControlError,
     EngineInfo,
+    HistoryRow,
     Holiday,
     Invalid,
     Listener,
@@ -230,6 +231,23 @@ class InProcessControl(Control):
                 latency_ms=row["latency_ms"],
             )
             for row in rows
+        ]
+
+    async def history(self, days: int = 30) -> list[HistoryRow]:
+        from riskman.report import history
+
+        engine = self._engine()
+        return [
+            HistoryRow(
+                day=row.day,
+                account_id=row.account_id,
+                realized=row.realized,
+                trades=row.trades,
+                breaches=row.breaches,
+                locks=row.locks,
+                actions=row.actions,
+            )
+            for row in await history(engine.db, max(1, min(days, 366)))
         ]
 
     async def breach_report(self, query: ReportQuery) -> ReportAnswer:

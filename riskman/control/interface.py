@@ -283,6 +283,18 @@ class LogEntry(Model):
     latency_ms: float | None = None
 
 
+class HistoryRow(Model):
+    """One account's finished trading day (stored at the daily reset)."""
+
+    day: date
+    account_id: int
+    realized: Decimal
+    trades: int
+    breaches: int
+    locks: int
+    actions: int
+
+
 class ReportQuery(Model):
     """Which enforcement-log entry's breach report."""
 
@@ -456,6 +468,10 @@ class Control:
     async def breach_report(self, query: ReportQuery) -> ReportAnswer:
         """The breach report an enforcement-log entry belongs to."""
         raise Unavailable("breach reports are not available here")
+
+    async def history(self, days: int = 30) -> list[HistoryRow]:
+        """The last `days` finished trading days, newest first, one row per account."""
+        raise Unavailable("the history is not available here")
 
     # --- admin ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Label, Static, TabbedContent, TabPane
 
 from riskman.core.views import AccountView, EnforcementRecord, EngineSnapshot
+from riskman.tui.history import HistoryView
 from widgets.account_card import AccountList
 from widgets.health import Banner, StatusStrip, banner_lines, lost_lines
 from widgets.live_table import LiveTable, Row
@@ -59,6 +60,7 @@ class TraderScreen(LiveScreen):
         Binding("p", "show_tab('positions')", "Positions", tooltip="Positions and orders"),
         Binding("r", "show_tab('rules')", "Rules", tooltip="Each rule, its limit, % used"),
         Binding("l", "show_tab('log')", "Log", tooltip="Every enforcement action"),
+        Binding("h", "show_tab('history')", "History", tooltip="The last 30 trading days"),
         Binding("enter", "open_report", "Breach report", show=False),
     ]
 
@@ -89,6 +91,8 @@ class TraderScreen(LiveScreen):
                 yield LiveTable(RULE_COLUMNS, id="rules-table")
             with TabPane("Enforcement log", id="log"):
                 yield LiveTable(LOG_COLUMNS, id="log-table", wrap=True)
+            with TabPane("History", id="history"):
+                yield HistoryView(id="history-view")
 
     def on_mount(self) -> None:
         self._rows: dict[tuple[str, int], tuple[AccountView, Palette, list[Row]]] = {}
@@ -118,7 +122,7 @@ class TraderScreen(LiveScreen):
         # in the hidden tab would hand focus to its neighbour there, and TabbedContent
         # switches back to the tab that holds the focus.
         self.query_one(TabbedContent).active = tab
-        self.query_one(f"#{tab}").query("LiveTable, #accounts").first().focus()
+        self.query_one(f"#{tab}").query("LiveTable, #accounts, HistoryView").first().focus()
 
     @property
     def active_tab(self) -> str:
@@ -162,6 +166,8 @@ class TraderScreen(LiveScreen):
         # before it is drawn.
         snapshot = self.riskman.snapshot
         self.query_one(AccountList).set_shown(event.pane.id == "dashboard")
+        if event.pane.id == "history":
+            self.run_worker(self.query_one(HistoryView).load(self.riskman.control))
         if snapshot is not None and event.pane.id:
             self._show_tab(snapshot, event.pane.id)
 
