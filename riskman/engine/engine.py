@@ -221,6 +221,7 @@ class Engine:
             trading_day=lambda: self.resets.trading_day(),
             accounts=lambda: sorted({a.id for a in self.state.accounts() if self.is_guarded(a.id)}),
             publish=self._publish,
+            realized=lambda account_id: self.pnl.get_daily_realized_pnl(account_id),
         )
         self.subscribe(self.warnings.on_change)
         self.reports = BreachReports(

@@ -9,9 +9,11 @@ is stored (deferred write), so a restart does not warn again the same day.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
+from decimal import Decimal
 
 from riskman.config import Settings
 from riskman.core.clock import Clock, TimerHandle
@@ -25,6 +27,13 @@ WATCHED = ("daily_realized_loss", "max_loss_limit", "daily_realized_profit")
 """The money limits that warn, by rule key."""
 CHECK_DELAY = 0.2
 """Seconds between an account change and its check (changes meanwhile are coalesced)."""
+
+CONSISTENCY = "consistency"
+
+
+def _money(value: Decimal) -> str:
+    return f"{'-' if value < 0 else ''}${abs(value):,.2f}"
+
 
 _WHAT = {
     "daily_realized_loss": "of the daily loss limit used",
@@ -44,6 +53,7 @@ class LimitWarnings:
         trading_day: Callable[[], date],
         accounts: Callable[[], Sequence[int]],
         publish: Callable[[EngineChange], None],
+        realized: Callable[[int], Decimal] = lambda account_id: Decimal(0),
     ) -> None:
         self._settings = settings
         self._rules = {rule.key: rule for rule in rules if rule.key in WATCHED}
@@ -52,7 +62,11 @@ class LimitWarnings:
         self._trading_day = trading_day
         self._accounts = accounts
         self._publish = publish
+        self._realized = realized
         self._fired: set[tuple[date, int, str, int]] = set()
+        self._before: dict[int, tuple[Decimal, Decimal]] = {}
+        """Per account, over the trading days before today: (total realized P&L, best day)."""
+        self._reload: asyncio.Task[None] | None = None
         self._dirty: set[int] = set()
         self._scheduled: TimerHandle | None = None
         self.enabled = False
@@ -66,7 +80,29 @@ class LimitWarnings:
         )
         for row in rows:
             self._fired.add((day, row["account_id"], row["rule"], row["threshold"]))
+        await self._load_days(day)
         self.enabled = True
+
+    async def _load_days(self, today: date) -> None:
+        before: dict[int, tuple[Decimal, Decimal]] = {}
+        for row in await self._db.fetchall(
+            "SELECT account_id, realized FROM daily_pnl WHERE trading_day < ?",
+            (today.isoformat(),),
+        ):
+            total, best = before.get(row["account_id"], (Decimal(0), Decimal(0)))
+            pnl = Decimal(row["realized"])
+            before[row["account_id"]] = (total + pnl, max(best, pnl))
+        self._before = before
+
+    def consistency(self, account_id: int) -> tuple[Decimal, Decimal, Decimal] | None:
+        """(the best day's share of the total profit so far, today's share, the total) with
+        today counted; None while the total is not a profit."""
+        total_before, best_before = self._before.get(account_id, (Decimal(0), Decimal(0)))
+        today = self._realized(account_id)
+        total = total_before + today
+        if total <= 0:
+            return None
+        return max(best_before, today) / total, max(Decimal(0), today) / total, total
 
     def close(self) -> None:
         if self._scheduled is not None:
@@ -86,6 +122,7 @@ class LimitWarnings:
         elif isinstance(change, ResetDone):
             day = self._trading_day()
             self._fired = {key for key in self._fired if key[0] >= day}
+            self._reload = asyncio.get_running_loop().create_task(self._load_days(day))
             return
         else:
             return
@@ -110,8 +147,6 @@ class LimitWarnings:
 
     def _check(self, account_id: int) -> list[LimitWarning]:
         thresholds = self._settings().warnings.at
-        if not thresholds:
-            return []
         day = self._trading_day()
         fired = []
         for key, rule in self._rules.items():
@@ -149,4 +184,35 @@ class LimitWarnings:
             log.warning("account=%s %s", account_id, text)
             self._publish(warning)
             fired.append(warning)
+        fired.extend(self._check_consistency(account_id, day))
         return fired
+
+    def _check_consistency(self, account_id: int, day: date) -> list[LimitWarning]:
+        """Topstep's consistency target: warn once a day when today's profit would be more
+        than `consistency.max_day_share` of the total profit so far."""
+        share = self._settings().consistency.max_day_share
+        key = (day, account_id, CONSISTENCY, 100)
+        if share is None or key in self._fired:
+            return []
+        numbers = self.consistency(account_id)
+        if numbers is None:
+            return []
+        _best, today_share, total = numbers
+        if today_share <= share:
+            return []
+        self._fired.add(key)
+        self._db.defer(
+            "INSERT OR IGNORE INTO limit_warnings (trading_day, account_id, rule, "
+            "threshold, ts, value) VALUES (?, ?, ?, ?, ?, ?)",
+            (day.isoformat(), account_id, CONSISTENCY, 100, to_db_time(self._clock.now()), ""),
+        )
+        text = (
+            f"Consistency: today is {today_share:.0%} of your total profit {_money(total)} "
+            f"(at most {share:.0%} counts for one day)"
+        )
+        warning = LimitWarning(
+            account_id, CONSISTENCY, 100, float(today_share / share), text, self._clock.now()
+        )
+        log.warning("account=%s %s", account_id, text)
+        self._publish(warning)
+        return [warning]

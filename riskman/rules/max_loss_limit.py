@@ -111,10 +111,14 @@ class MaxLossLimit(Rule):
         if equity is None:
             return RuleStatus(value="no balance yet", limit=money(floor), detail=detail)
         value, stale = equity
+        tomorrow = self.tomorrow_floor(account_id)
+        if tomorrow is not None:
+            detail = f"tomorrow's floor {money(tomorrow)} if the day ended now; {detail}"
         room = high - floor
         used = float(max(Decimal(0), (high - value) / room)) if room > 0 else 0.0
         return RuleStatus(
-            value=f"balance+open {money(value)} vs floor {money(floor)} (used {used:.0%})",
+            value=f"{money(value - floor)} above the floor {money(floor)} "
+            f"(balance+open {money(value)}, used {used:.0%})",
             limit=money(floor),
             used=used,
             detail=detail,
@@ -131,6 +135,16 @@ class MaxLossLimit(Rule):
             cfg.eod_high or Decimal(0),
             self._eod_high.get(account_id, Decimal(0)),
         )
+
+    def tomorrow_floor(self, account_id: int) -> Decimal | None:
+        """The floor after the next daily reset if the day ended now (the balance as the new
+        end-of-day high, if higher)."""
+        account = self.ctx.state.get_account(account_id)
+        if account is None:
+            return None
+        cfg: MaxLossLimitConfig = self.cfg(account_id)
+        high = max(self.eod_high(account_id), account.balance)
+        return min(high - cfg.drawdown, cfg.starting_balance)
 
     def floor(self, account_id: int) -> Decimal:
         cfg: MaxLossLimitConfig = self.cfg(account_id)

@@ -5,6 +5,7 @@ target."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from riskman.core.ports import AccountEvent, TradeEvent
@@ -83,3 +84,28 @@ async def test_warnings_off_with_an_empty_list(make_engine: EngineFactory) -> No
     seen = _collect(engine)
     await _loss(engine, "-450")
     assert seen == []
+
+
+async def test_consistency_warns_once_when_today_would_be_too_big_a_share(
+    make_engine: EngineFactory,
+) -> None:
+    engine = await make_engine({}, rule_classes=[], consistency={"max_day_share": 0.5})
+    for day, pnl in (("2026-11-16", "400"), ("2026-11-17", "-100")):
+        await engine.db.execute(
+            "INSERT INTO daily_pnl (account_id, trading_day, realized, gross, fees, fills, "
+            "updated) VALUES (?, ?, ?, ?, '0', 1, '')",
+            (ACC, day, pnl, pnl),
+        )
+    await engine.warnings._load_days(engine.resets.trading_day())
+    seen = _collect(engine)
+    await _loss(engine, "290")  # 290 of 590: 49 %
+    assert seen == []
+    best, today, total = engine.warnings.consistency(ACC)
+    assert (round(best, 3), round(today, 3), total) == (Decimal("0.678"), Decimal("0.492"), 590)
+    await _loss(engine, "20")  # 310 of 610: 51 %
+    assert [w.rule for w in seen] == ["consistency"]
+    assert (
+        "today is 51% of your total profit $610.00 (at most 50% counts for one day)" in seen[0].text
+    )
+    await _loss(engine, "100")
+    assert len(seen) == 1  # once a day

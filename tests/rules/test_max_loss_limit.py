@@ -299,10 +299,21 @@ async def test_status_shows_equity_against_the_floor(
     assert _rule(engine).status(ACC).value == "no balance yet"
     await _balance(engine, "49300")
     status = _rule(engine).status(ACC)
-    assert status.value == "balance+open $49,300.00 vs floor $48,000.00 (used 35%)"
+    assert (
+        status.value == "$1,300.00 above the floor $48,000.00 (balance+open $49,300.00, used 35%)"
+    )
     assert status.used == pytest.approx(0.35)
     assert status.limit == "$48,000.00"
-    assert status.detail == "EOD high $50,000.00, drawdown $2,000.00"
+    assert status.detail == (
+        "tomorrow's floor $48,000.00 if the day ended now; EOD high $50,000.00, drawdown $2,000.00"
+    )
+    await _balance(engine, "50800")  # a new high: tomorrow's floor trails up
+    assert (
+        _rule(engine)
+        .status(ACC)
+        .detail.startswith("tomorrow's floor $48,800.00 if the day ended now")
+    )
+    await _balance(engine, "49300")
     await _long(engine, gateway, None)
     assert _rule(engine).status(ACC).stale
 
