@@ -290,7 +290,8 @@ async def demo_session(
 ) -> AsyncIterator[DemoApp]:
     """The simulator running, the demo folder written, and the app ready to run (not started:
     its engine connects when it mounts). Everything is stopped on the way out."""
-    from riskman.control.inprocess import InProcessControl, RuntimeSource
+    from riskman.control.inprocess import InProcessControl
+    from riskman.runtime import RuntimeSource
     from riskman.tui.demo_panel import DemoApp
 
     sim = Simulator(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from riskman.config import Settings
+from riskman.control.interface import CannotStart
 from riskman.control.lockfile import EngineLock, EngineRunning
 from riskman.control.paths import lock_path, socket_path
 from riskman.control.server import ControlServer, SocketInUse
@@ -78,7 +79,7 @@ class DailyHistory:
                 await task
 
 
-class StartError(Exception):
+class StartError(CannotStart):
     """riskman cannot start: one clear line for the user (bad config, credentials, gateway)."""
 
 
@@ -309,3 +310,21 @@ class Runtime:
             log.warning("the gateway reports no active account to guard")
         names = ", ".join(f"{a.name} ({a.id})" for a in accounts)
         log.info("guarding every active account: %s", names or "none")
+
+
+class RuntimeSource:
+    """The in-process interface's engine source in production: log in, open the engine,
+    connect the hubs."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @property
+    def where(self) -> str:
+        return f"the gateway at {self.runtime.settings.gateway.api_url}"
+
+    async def start(self) -> Engine:
+        return await self.runtime.start()
+
+    async def stop(self) -> None:
+        await self.runtime.stop()

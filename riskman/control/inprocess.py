@@ -69,7 +69,6 @@ from riskman.control.interface import (
 from riskman.core.clock import Clock, SystemClock
 from riskman.core.views import EnforcementRecord, EngineChange, EngineSnapshot
 from riskman.engine.engine import Engine
-from riskman.runtime import Runtime, StartError
 from riskman.storage.db import DatabaseError, from_db_time
 
 
@@ -83,29 +82,13 @@ class EngineSource(Protocol):
         ...
 
     async def start(self) -> Engine:
-        """Connect and return the running engine; raise StartError with one clear line."""
+        """Connect and return the running engine; raise CannotStart (the runtime's StartError
+        is one) with one clear line."""
         ...
 
     async def stop(self) -> None:
         """Stop everything and flush state; safe to call more than once."""
         ...
-
-
-class RuntimeSource:
-    """The real thing: log in, open the engine, connect the hubs."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    @property
-    def where(self) -> str:
-        return f"the gateway at {self.runtime.settings.gateway.api_url}"
-
-    async def start(self) -> Engine:
-        return await self.runtime.start()
-
-    async def stop(self) -> None:
-        await self.runtime.stop()
 
 
 class RunningEngine:
@@ -167,7 +150,9 @@ class InProcessControl(Control):
     async def start(self) -> None:
         try:
             engine = await self.source.start()
-        except (StartError, DatabaseError) as exc:
+        except CannotStart:
+            raise  # the runtime's StartError is one
+        except DatabaseError as exc:
             raise CannotStart(str(exc)) from exc
         self.engine = engine
         store = PasswordStore(self._password_file or engine.settings.password_file)

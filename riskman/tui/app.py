@@ -419,8 +419,8 @@ async def _terminal(settings: Settings, config_path: Path, *, attach: bool) -> i
         )
         return EXIT_START
     else:
-        from riskman.control.inprocess import InProcessControl, RuntimeSource
-        from riskman.runtime import Runtime
+        from riskman.control.inprocess import InProcessControl
+        from riskman.runtime import Runtime, RuntimeSource
 
         control = InProcessControl(RuntimeSource(Runtime(settings)), config_path)
     return await run_app(RiskmanApp(settings, config_path, control))
