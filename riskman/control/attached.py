@@ -30,6 +30,7 @@ from riskman.control.interface import (
     Control,
     ControlError,
     EngineInfo,
+    HistoryRow,
     Invalid,
     Listener,
     LockEntry,
@@ -213,6 +214,10 @@ class AttachedControl(Control):
             None, self._client.breach_report, query.account_id, query.rule, query.at.isoformat()
         )
         return ReportAnswer(report=data.get("report"))
+
+    async def history(self, days: int = 30) -> list[HistoryRow]:
+        data = await self._call(None, self._client.history, days)
+        return [HistoryRow.model_validate(item) for item in data["days"]]
 
     # --- admin ----------------------------------------------------------------------------
 

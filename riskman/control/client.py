@@ -127,6 +127,11 @@ class ControlClient:
         result: dict[str, Any] = await self.request("GET", "/v1/report", day=day)
         return result
 
+    async def history(self, days: int = 30) -> dict[str, Any]:
+        """The last `days` finished trading days (`{"days": [...]}`, newest first)."""
+        result: dict[str, Any] = await self.request("GET", "/v1/history", days=days)
+        return result
+
     async def breach_report(self, account: int, rule: str, at: str) -> dict[str, Any]:
         """The breach report of one enforcement-log entry (`at`: its ISO time)."""
         result: dict[str, Any] = await self.request(

@@ -466,6 +466,7 @@ class ControlServer:
             Route("/v1/snapshot", self.get_snapshot, methods=["GET"]),
             Route("/v1/report", self.get_report, methods=["GET"]),
             Route("/v1/report/breach", self.get_breach, methods=["GET"]),
+            Route("/v1/history", self.get_history, methods=["GET"]),
             WebSocketRoute("/v1/stream", self.stream_ws),
             Route("/v1/admin/state", self.admin_state, methods=["GET"]),
             Route("/v1/admin/login", self.login, methods=["POST"]),
@@ -537,6 +538,29 @@ class ControlServer:
         data = report.as_json()
         data["open"] = [json.loads(r.to_json()) for r in pending]
         return JSONResponse(data)
+
+    async def get_history(self, request: Request) -> Response:
+        """The last `?days=N` (default 30) finished trading days, one row per account."""
+        from riskman.report import history
+
+        days = max(1, min(366, _int_param(request, "days", 30) or 30))
+        rows = await history(self.engine.db, days)
+        return JSONResponse(
+            {
+                "days": [
+                    {
+                        "day": row.day.isoformat(),
+                        "account_id": row.account_id,
+                        "realized": str(row.realized),
+                        "trades": row.trades,
+                        "breaches": row.breaches,
+                        "locks": row.locks,
+                        "actions": row.actions,
+                    }
+                    for row in rows
+                ]
+            }
+        )
 
     async def get_breach(self, request: Request) -> Response:
         """The breach report of one log entry: `?account=ID&rule=RULE-003&at=ISO-TIME`."""

@@ -20,13 +20,36 @@ def _money(value: Decimal) -> str:
     return f"{'-' if value < 0 else ''}${abs(value):,.2f}"
 
 
-def history_text(rows: Sequence[HistoryRow]) -> Text:
+def consistency_lines(rows: Sequence[HistoryRow], max_share: Decimal | None, text: Text) -> None:
+    """Per account: the best day's share of the total profit of these days, as a bar."""
+    for account_id in sorted({row.account_id for row in rows}):
+        days = [row.realized for row in rows if row.account_id == account_id]
+        total = sum(days, Decimal(0))
+        if total <= 0:
+            continue
+        best = max(days)
+        share = best / total
+        filled = min(HALF, int(share * HALF))
+        over = max_share is not None and share > max_share
+        text.append(
+            f"Account {account_id}: best day {_money(best)} is {share:.0%} of the total profit "
+            f"{_money(total)}"
+            + ("" if max_share is None else f" (consistency target: at most {max_share:.0%})")
+            + "  "
+        )
+        text.append("█" * filled, style="red" if over else "green")
+        text.append("░" * (HALF - filled) + "\n")
+    text.append("\n")
+
+
+def history_text(rows: Sequence[HistoryRow], max_share: Decimal | None = None) -> Text:
     if not rows:
         return Text(
             "No finished trading day yet: each day's summary is kept here at the daily reset."
         )
     top = max(abs(row.realized) for row in rows) or Decimal(1)
     text = Text()
+    consistency_lines(rows, max_share, text)
     text.append(
         f"{'Day':<12}{'Account':>10}{'P&L':>13}{'Trades':>8}{'Breaches':>10}{'Locks':>7}  "
         f"{'loss':>{HALF}}│profit\n",
@@ -54,7 +77,7 @@ class HistoryView(VerticalScroll, can_focus=True):
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static("Loading the history…", id="history-chart")
 
-    async def load(self, control: object) -> None:
+    async def load(self, control: object, max_share: Decimal | None = None) -> None:
         chart = self.query_one("#history-chart", Static)
         try:
             rows = await control.history(30)  # type: ignore[attr-defined]
@@ -62,4 +85,4 @@ class HistoryView(VerticalScroll, can_focus=True):
             chart.update(str(exc))
             return
         self.rows = rows
-        chart.update(history_text(rows))
+        chart.update(history_text(rows, max_share))

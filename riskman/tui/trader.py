@@ -167,7 +167,9 @@ class TraderScreen(LiveScreen):
         snapshot = self.riskman.snapshot
         self.query_one(AccountList).set_shown(event.pane.id == "dashboard")
         if event.pane.id == "history":
-            self.run_worker(self.query_one(HistoryView).load(self.riskman.control))
+            app = self.riskman
+            share = app.settings.consistency.max_day_share
+            self.run_worker(self.query_one(HistoryView).load(app.control, share))
         if snapshot is not None and event.pane.id:
             self._show_tab(snapshot, event.pane.id)
 

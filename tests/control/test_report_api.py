@@ -46,3 +46,37 @@ async def test_report_gives_the_summary_and_each_breach_with_its_calls(
 
     with pytest.raises(ApiError):
         await client.report(day="yesterday")
+
+
+async def test_history_through_the_socket_and_the_attached_interface(
+    served: ServedFactory, tmp_path: Any
+) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from riskman.control.attached import AttachedControl
+    from riskman.report import AccountDay, DayReport, store_day
+    from tests.fakes import T0
+
+    engine, server, client = await served()
+    day = DayReport(date(2026, 11, 17), T0, T0, [AccountDay(1001, Decimal("-42.5"), trades=3)], [])
+    await store_day(engine.db, day, {}, T0)
+    data = await client.history(7)
+    assert data["days"] == [
+        {
+            "day": "2026-11-17",
+            "account_id": 1001,
+            "realized": "-42.5",
+            "trades": 3,
+            "breaches": 0,
+            "locks": 0,
+            "actions": 0,
+        }
+    ]
+    attached = AttachedControl(engine.settings, tmp_path / "riskman.yaml", path=server.path)
+    await attached.start()
+    try:
+        [row] = await attached.history()
+        assert row.realized == Decimal("-42.5") and row.day == date(2026, 11, 17)
+    finally:
+        await attached.stop()

@@ -33,7 +33,33 @@ async def test_history_tab_shows_the_stored_days_with_a_bar_each(app: RiskmanApp
             "2026-11-15",
         ]
         lines = str(view.query_one("#history-chart", Static).render()).splitlines()
+        assert lines[0] == ""  # no profit over these days: no consistency line
+        lines = lines[1:]
         assert lines[1].startswith("2026-11-17") and "-$400.00" in lines[1]
         assert lines[1].endswith("█" * 24 + "│")  # the biggest loss: a full bar to the left
         assert lines[2].endswith("│" + "█" * 12)  # half as big, a profit: to the right
         assert lines[3].endswith(" " * 24 + "│")  # a flat day: no bar
+
+
+def test_the_best_days_share_of_the_profit_is_a_bar() -> None:
+    from riskman.control.interface import HistoryRow
+    from riskman.tui.history import history_text
+
+    rows = [
+        HistoryRow(
+            day=date(2026, 11, d),
+            account_id=ACC_A,
+            realized=Decimal(p),
+            trades=1,
+            breaches=0,
+            locks=0,
+            actions=0,
+        )
+        for d, p in ((17, "600"), (16, "300"), (13, "100"))
+    ]
+    first = str(history_text(rows, Decimal("0.5"))).splitlines()[0]
+    assert first.startswith(
+        f"Account {ACC_A}: best day $600.00 is 60% of the total profit $1,000.00 "
+        "(consistency target: at most 50%)"
+    )
+    assert first.endswith("█" * 14 + "░" * 10)
