@@ -152,6 +152,8 @@ class EventRouter:
         self._ensure_contract = ensure_contract
         self._writer = writer
         self._settle_later = settle_later
+        self._reconciled: set[int] = set()
+        """Accounts the gateway's REST truth has been read for since the start."""
         self._reread_positions = reread_positions
         self._baselines: dict[tuple[int, str], tuple[tuple[str, datetime], int]] = {}
         """(account, contract) -> (the cooldown, the position size before it grew in it)."""
@@ -198,6 +200,7 @@ class EventRouter:
             await self._on_reconcile(event.snapshot)
         elif isinstance(event, PositionsSnapshot):
             await self._reconcile_positions(event.account_id, event.positions, event.received)
+            await self._confirmed(event.account_id, event.received)
         elif isinstance(event, CheckEvent):
             await self._on_check(event)
         elif isinstance(event, SettleEvent):
@@ -378,7 +381,10 @@ class EventRouter:
         for account_id in accounts:
             if not self._is_guarded(account_id):
                 continue
-            intents = self._gate_existing(account_id)
+            # Positions and orders restored from the database are not acted on before the
+            # gateway's REST read of the account confirms them (one breach, one call, also
+            # after a restart): the gate runs on them at the account's reconcile.
+            intents = self._gate_existing(account_id) if account_id in self._reconciled else []
             intents += self._evaluate(account_id, CheckTrigger(event.reason))
             await self._enforce(intents, event.received)
             self._changed(account_id)
@@ -425,7 +431,16 @@ class EventRouter:
         if snapshot.trades is not None:
             for trade in sorted(snapshot.trades, key=lambda t: (t.creation_timestamp, t.id)):
                 await self._on_trade(TradeEvent(trade, received), project=False)
+        await self._confirmed(account_id, received)
         self._changed(account_id)
+
+    async def _confirmed(self, account_id: int, received: float) -> None:
+        """The gateway's REST truth for the account was read: the first time since the start,
+        what a lock must close is known now (see `_on_check`)."""
+        if account_id in self._reconciled or not self._is_guarded(account_id):
+            return
+        self._reconciled.add(account_id)
+        await self._enforce(self._gate_existing(account_id), received)
 
     async def _reconcile_positions(
         self, account_id: int, positions: Sequence[Position], received: float
