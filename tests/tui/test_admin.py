@@ -71,6 +71,11 @@ async def trader_rule_limit_reads(pilot: Any, row: str, limit: str) -> None:
     await until(pilot, lambda: str(table.cells(row)[4]) == limit)
 
 
+async def until_notified(pilot: Any, app: RiskmanApp, title: str) -> None:
+    """Until the screen said `title` (a save says so once it was applied and audited)."""
+    await until(pilot, lambda: any(n.title == title for n in app._notifications))
+
+
 def feedback(app: RiskmanApp) -> str:
     screen = app.screen
     assert isinstance(screen, PasswordModal)
@@ -139,6 +144,8 @@ async def test_edit_a_limit_saves_the_file_with_its_comments_and_the_engine_uses
         field.value = "250"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: engine_of(app).settings.rules.daily_realized_loss.limit == 250)
+        await until_notified(pilot, app, "Saved and applied")  # applied, then audited
+        await until(pilot, lambda: app.settings.rules.daily_realized_loss.limit == 250)
         text = text_of(config_path)
         assert "    limit: 250   # keep this comment\n" in text
         assert text.startswith("# riskman test configuration: these comments must survive")
@@ -311,6 +318,7 @@ async def test_reset_time_and_a_holiday_are_saved_and_applied(
         engine = engine_of(app)
         assert engine is not None
         await until(pilot, lambda: engine.calendar.early_close(date(2026, 12, 31)) is not None)
+        await until_notified(pilot, app, "Holidays saved")
         assert 'daily_reset: "16:00"' in text_of(config_path)
         assert engine.snapshot().next_reset.hour == 22  # 16:00 CST
         assert "New Year's Eve" in text_of(settings.holidays_file)
@@ -331,6 +339,7 @@ async def test_clearing_an_optional_limit_writes_null_so_the_default_does_not_co
         await until(
             pilot, lambda: engine_of(app).settings.rules.trade_frequency_limit.per_hour is None
         )
+        await until_notified(pilot, app, "Saved and applied")
         assert "    per_hour: null\n" in text_of(config_path)
         rows = await audit_rows(app, "config")
         assert [(r["old_value"], r["new_value"]) for r in rows] == [("10", "null")]
@@ -430,12 +439,13 @@ async def test_an_account_goes_back_to_the_global_rules(
         engine = engine_of(app)
         assert engine is not None
         await until(pilot, lambda: engine.settings.rules_for(ACC_A).max_contracts.limit == 2)
-        assert not drop.disabled
+        # The screen follows once the engine's new rules are read back (after the audit).
+        await until(pilot, lambda: not drop.disabled)
         await pilot.click("#drop-overrides")
         await until(pilot, lambda: engine.settings.rules_for(ACC_A).max_contracts.limit == 5)
-        assert screen.query_one("#f-max_contracts--limit", Input).value == "5"
+        limit = screen.query_one("#f-max_contracts--limit", Input)
+        await until(pilot, lambda: limit.value == "5" and drop.disabled)
         assert f"{{id: {ACC_A}}}" in text_of(config_path)
-        assert drop.disabled
         targets = [r["target"] for r in await audit_rows(app, "config")]
         assert targets == ["accounts.0.rules.max_contracts.limit", "accounts.0.rules"]
 
