@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from riskman.config import Settings
 from riskman.control.interface import CannotStart
@@ -47,14 +48,34 @@ class DailyHistory:
         self.notifier = notifier
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe = engine.subscribe(self._on_change)
+        self._spawn(self.catch_up())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_change(self, change: object) -> None:
         if isinstance(change, ResetDone):
-            task = asyncio.get_running_loop().create_task(self.record(change.ended))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self.record(change.ended))
 
-    async def record(self, day: date) -> None:
+    async def catch_up(self, days: int = 30) -> None:
+        """Store the days whose reset ran while nothing recorded them (riskman was down, or a
+        database from before the history): without a notification, they are old news."""
+        try:
+            rows = await self.engine.db.fetchall(
+                "SELECT trading_day FROM reset_log WHERE trading_day NOT IN "
+                "(SELECT DISTINCT trading_day FROM daily_history) "
+                "ORDER BY trading_day DESC LIMIT ?",
+                (days,),
+            )
+        except Exception:
+            log.exception("the missing daily summaries could not be looked up")
+            return
+        for row in rows:
+            await self.record(date.fromisoformat(row["trading_day"]), notify=False)
+
+    async def record(self, day: date, *, notify: bool = True) -> None:
         engine = self.engine
         try:
             await engine.db.flush()
@@ -64,7 +85,7 @@ class DailyHistory:
         except Exception:
             log.exception("the summary of %s could not be stored", day)
             return
-        if self.notifier is not None:
+        if notify and self.notifier is not None:
             for a in report.accounts:
                 account = engine.state.get_account(a.account_id)
                 name = account.name if account is not None else str(a.account_id)

@@ -48,3 +48,28 @@ async def test_the_reset_stores_and_notifies_the_days_summary(
     assert summary.endswith("1 locks; rules that acted: RULE-003.")
     await recorder.close()
     await notifier.stop()
+
+
+async def test_a_day_whose_reset_ran_while_nothing_recorded_it_is_stored_quietly(
+    make_engine: EngineFactory, clock: Any
+) -> None:
+    rules = {"daily_realized_loss": {"enabled": True, "limit": 500}}
+    engine = await make_engine(rules, rule_classes=[DailyRealizedLoss])
+    await engine.process(TradeEvent(trade(ACC, pnl="80", at=clock.now())))
+    await settle(engine)
+    await engine.close()
+    await clock.set(RESET)  # riskman was down at the reset: the restart catches it up
+    again = await make_engine(rules, rule_classes=[DailyRealizedLoss])
+    sender = Recorder()
+    notifier = Notifier.for_engine(again, sender)
+    assert notifier is not None
+    notifier.start()
+    recorder = DailyHistory(again, notifier)
+    async with asyncio.timeout(10):
+        await asyncio.gather(*recorder._tasks)
+        await notifier.idle()
+    [day] = await history(again.db)
+    assert day.day == date(2026, 11, 18) and day.realized == Decimal(80)
+    assert sender.sent == []  # old news: stored, not sent
+    await recorder.close()
+    await notifier.stop()
