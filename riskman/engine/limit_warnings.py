@@ -23,7 +23,7 @@ from riskman.storage.db import Database, to_db_time
 
 log = logging.getLogger("riskman.warnings")
 
-WATCHED = ("daily_realized_loss", "max_loss_limit", "daily_realized_profit")
+WATCHED = ("daily_realized_loss", "max_loss_limit", "daily_realized_profit", "trailing_daily_loss")
 """The money limits that warn, by rule key."""
 CHECK_DELAY = 0.2
 """Seconds between an account change and its check (changes meanwhile are coalesced)."""
@@ -39,6 +39,7 @@ _WHAT = {
     "daily_realized_loss": "of the daily loss limit used",
     "max_loss_limit": "of the way to the maximum loss floor",
     "daily_realized_profit": "of the daily profit target reached",
+    "trailing_daily_loss": "of the trailing daily loss used",
 }
 
 

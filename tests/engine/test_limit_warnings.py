@@ -109,3 +109,16 @@ async def test_consistency_warns_once_when_today_would_be_too_big_a_share(
     )
     await _loss(engine, "100")
     assert len(seen) == 1  # once a day
+
+
+async def test_the_trailing_daily_loss_warns_too(make_engine: EngineFactory) -> None:
+    from riskman.rules.trailing_daily_loss import TrailingDailyLoss
+
+    rules = {"trailing_daily_loss": {"enabled": True, "limit": 1000, "trail": "realized"}}
+    engine = await make_engine(rules, rule_classes=[TrailingDailyLoss])
+    seen = _collect(engine)
+    await engine.process(AccountEvent(account(ACC, balance="50000")))
+    await engine.process(AccountEvent(account(ACC, balance="49200")))  # $800 of the $1,000
+    await settle(engine)
+    engine.warnings.check_now()
+    assert [(w.rule, w.threshold) for w in seen] == [("RULE-016", 75)]
