@@ -174,7 +174,9 @@ class Strict(BaseModel):
 # --- rules (SPEC.md §3) ---------------------------------------------------------------------
 
 
-class Rule(Strict):
+class RuleConfig(Strict):
+    """What every rule's settings have (the rule itself is `riskman.core.rules.Rule`)."""
+
     enabled: bool = True
 
 
@@ -189,7 +191,7 @@ class ScalingTier(Strict):
     limit: PositiveInt
 
 
-class MaxContracts(Rule):
+class MaxContracts(RuleConfig):
     limit: PositiveInt = 5
     """The limit; with `scaling`, the limit below the first tier."""
     count: Literal["net", "gross"] = "net"
@@ -210,7 +212,7 @@ class MaxContracts(Rule):
         return sorted(tiers, key=lambda tier: tier.balance_above)
 
 
-class MaxContractsPerInstrument(Rule):
+class MaxContractsPerInstrument(RuleConfig):
     default_limit: PositiveInt | None = 3
     limits: dict[Symbol, PositiveInt] = Field(default_factory=dict)
     unknown_symbol: Literal["allow", "block"] = "allow"
@@ -231,16 +233,16 @@ class MaxContractsPerInstrument(Rule):
         return value
 
 
-class DailyRealizedLoss(Rule):
+class DailyRealizedLoss(RuleConfig):
     limit: PositiveMoney = Decimal(500)
     include_unrealized: bool = True
 
 
-class DailyUnrealizedLoss(Rule):
+class DailyUnrealizedLoss(RuleConfig):
     limit: PositiveMoney = Decimal(300)
 
 
-class MaxUnrealizedProfit(Rule):
+class MaxUnrealizedProfit(RuleConfig):
     target: PositiveMoney = Decimal(1000)
 
 
@@ -250,7 +252,7 @@ class FrequencyCooldowns(Strict):
     per_session: CooldownDuration = UNTIL_RESET
 
 
-class TradeFrequencyLimit(Rule):
+class TradeFrequencyLimit(RuleConfig):
     per_minute: PositiveInt | None = 3
     per_hour: PositiveInt | None = 10
     per_session: PositiveInt | None = 50
@@ -264,7 +266,7 @@ class LossTier(Strict):
     cooldown: CooldownDuration
 
 
-class CooldownAfterLoss(Rule):
+class CooldownAfterLoss(RuleConfig):
     tiers: list[LossTier] = Field(
         default_factory=lambda: [
             LossTier(loss=Decimal(100), cooldown=300),
@@ -283,11 +285,11 @@ class CooldownAfterLoss(Rule):
         return sorted(tiers, key=lambda tier: tier.loss)
 
 
-class NoStopLossGrace(Rule):
+class NoStopLossGrace(RuleConfig):
     grace_seconds: Seconds = 30.0
 
 
-class SessionBlockOutside(Rule):
+class SessionBlockOutside(RuleConfig):
     start: HHMM = time(8, 30)
     end: HHMM = time(15, 10)
     days: list[Day] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
@@ -309,11 +311,11 @@ class SessionBlockOutside(Rule):
         return self
 
 
-class AuthLossGuard(Rule):
+class AuthLossGuard(RuleConfig):
     pass
 
 
-class SymbolBlocks(Rule):
+class SymbolBlocks(RuleConfig):
     symbols: list[Symbol] = Field(default_factory=list)
 
 
@@ -327,7 +329,7 @@ class Trailing(Strict):
     distance_ticks: PositiveInt = 10
 
 
-class TradeManagement(Rule):
+class TradeManagement(RuleConfig):
     breakeven: Breakeven | None = Field(default_factory=Breakeven)
     trailing: Trailing | None = Field(default_factory=Trailing)
 
@@ -343,11 +345,11 @@ class TradeManagement(Rule):
         return self
 
 
-class DailyRealizedProfit(Rule):
+class DailyRealizedProfit(RuleConfig):
     target: PositiveMoney = Decimal(1000)
 
 
-class MaxLossLimit(Rule):
+class MaxLossLimit(RuleConfig):
     starting_balance: PositiveMoney = Decimal(50000)
     drawdown: PositiveMoney = Decimal(2000)
     eod_high: PositiveMoney | None = None
@@ -360,7 +362,7 @@ class MaxLossLimit(Rule):
         return self
 
 
-class TrailingDailyLoss(Rule):
+class TrailingDailyLoss(RuleConfig):
     """RULE-016: TopstepX's trailing Personal Daily Loss Limit."""
 
     limit: PositiveMoney = Decimal(1000)
@@ -368,7 +370,7 @@ class TrailingDailyLoss(Rule):
     """What the day's high follows: the balance, or balance + open P&L."""
 
 
-class WeeklyLimits(Rule):
+class WeeklyLimits(RuleConfig):
     """RULE-017: the trading week (from Sunday's daily reset) P&L and trade count."""
 
     loss: PositiveMoney | None = None
@@ -385,15 +387,15 @@ class WeeklyLimits(Rule):
         return self
 
 
-class NoAveragingDown(Rule):
+class NoAveragingDown(RuleConfig):
     """RULE-018: an addition at a worse price than the average entry is cut back."""
 
 
-class NoFlip(Rule):
+class NoFlip(RuleConfig):
     """RULE-019: one fill that turns a long into a short (or back) is cut back to flat."""
 
 
-class StopDiscipline(Rule):
+class StopDiscipline(RuleConfig):
     """RULE-020: protective stops only move towards the market."""
 
     restore: bool = True
@@ -453,7 +455,7 @@ class WeeklyBlackout(Strict):
         return self
 
 
-class Blackouts(Rule):
+class Blackouts(RuleConfig):
     """RULE-021: windows in which no new exposure is allowed (news, the open...)."""
 
     windows: list[BlackoutWindow] = Field(default_factory=list)
@@ -477,7 +479,7 @@ class Blackouts(Rule):
 DEFAULT_MICROS = ("MNQ", "MES", "M2K", "MYM", "MCLE", "MGC")
 
 
-class ContractWeights(Rule):
+class ContractWeights(RuleConfig):
     enabled: bool = False
     micro_weight: Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=1)] = Decimal("0.1")
     micros: list[Symbol] = Field(default_factory=lambda: list(DEFAULT_MICROS))
@@ -493,7 +495,7 @@ class ContractWeights(Rule):
         return self.micro_weight if root in self.micros else Decimal(1)
 
 
-def _off(model: type[Rule]) -> Any:
+def _off(model: type[RuleConfig]) -> Any:
     return Field(default_factory=lambda: model(enabled=False))
 
 
