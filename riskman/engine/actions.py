@@ -45,6 +45,8 @@ class _ExpectedFill:
     until: float
 
 
+UNKNOWN_WAIT = 0.5
+"""Seconds to wait for the fill of a close whose answer was lost before re-reading positions."""
 _EXPECT_FOR = 15.0
 _RECHECK_EVERY = 2.0
 """At most this often (seconds) an account is re-evaluated after an action left it open."""
@@ -501,11 +503,13 @@ class EnforcementActions:
                 if not isinstance(exc, OutcomeUnknown):
                     self._unexpect_fill(account_id, contract_id, expected)
             if error is None or isinstance(error, OutcomeUnknown):
+                # An unknown outcome (no answer within the call's deadline, or HTTP 5xx) has
+                # had its time: a short look for the fill, then the positions are re-read.
                 gone = await self._wait_position(
                     account_id,
                     contract_id,
                     went_flat,
-                    self.config.verify_after,
+                    self.config.verify_after if error is None else UNKNOWN_WAIT,
                 )
                 if gone:
                     return self._closed(

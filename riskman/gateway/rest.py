@@ -104,6 +104,9 @@ class RetryPolicy:
     (spreads clients that failed together); a longer Retry-After is honoured."""
 
 
+ENFORCEMENT_TIMEOUT = 2.0
+"""Seconds an enforcement call (closeContract, partialCloseContract, Order/cancel) may take
+before its outcome is unknown (the general `gateway.request_timeout` is for everything else)."""
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 """Transport errors raised before any byte of the request left this machine."""
 
@@ -181,6 +184,8 @@ class RestClient:
             self._clock, limit=BARS_LIMIT, window=BARS_WINDOW
         )
         timeout = config.request_timeout
+        deadline = min(timeout, ENFORCEMENT_TIMEOUT)
+        self._enforcement_timeout = httpx.Timeout(deadline, connect=deadline)
         if transport is None:
             # httpx's API on aiohttp's connections: the same call in about half the client
             # time (issue 16; benchmarks/README.md).
@@ -403,6 +408,12 @@ class RestClient:
                     self._base + endpoint.path,
                     content=json.dumps(body if body is not None else {}),
                     headers={**headers, "Content-Type": "application/json"},
+                    # An enforcement call (close, partial close, cancel) has its own short
+                    # deadline: a hung one must not hold a position open; the caller re-reads
+                    # the positions and decides again (OutcomeUnknown).
+                    timeout=self._enforcement_timeout
+                    if endpoint.mutation and endpoint.urgent
+                    else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:
                 what = f"{type(exc).__name__}: {redact(str(exc)) or 'no detail'}"

@@ -90,6 +90,7 @@ class Faults:
         self.reject_logins = False
         self._failures: dict[str, deque[Failure]] = {}
         self._delays: dict[str, deque[float]] = {}
+        self._hangs: dict[str, deque[float]] = {}
 
     # --- hubs -------------------------------------------------------------------------------
 
@@ -143,11 +144,24 @@ class Faults:
             raise ValueError("seconds must be >= 0 and times >= 1")
         self._delays.setdefault(endpoint_name(endpoint), deque()).extend([seconds] * times)
 
+    def hang(self, endpoint: str, seconds: float, times: int = 1) -> None:
+        """The next `times` calls of `endpoint` hang for `seconds` before anything is done;
+        then the call acts (on the account as it is by then) and answers, if the client still
+        waits. A client that gives up early does not know whether, or when, it will act."""
+        if seconds < 0 or times < 1:
+            raise ValueError("seconds must be >= 0 and times >= 1")
+        self._hangs.setdefault(endpoint_name(endpoint), deque()).extend([seconds] * times)
+
+    def next_hang(self, endpoint: str) -> float | None:
+        queue = self._hangs.get(endpoint)
+        return queue.popleft() if queue else None
+
     def clear(self) -> None:
         """Forget queued REST faults and accept logins again (hub faults are not undone)."""
         self.reject_logins = False
         self._failures.clear()
         self._delays.clear()
+        self._hangs.clear()
 
     def next_failure(self, endpoint: str, *, http: bool) -> Failure | None:
         """Consume the endpoint's next failure if it is of the asked kind."""

@@ -346,6 +346,9 @@ class RestApi:
             received = time.monotonic()
             raw = await request.body()
             body = _parse_body(raw)
+            hang = self._faults.next_hang(endpoint)
+            if hang:
+                await self._hold(hang)  # nothing is done until it ends
             try:
                 reply = self._answer(request, endpoint, body)
             except Exception:

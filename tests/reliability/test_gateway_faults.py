@@ -470,3 +470,37 @@ async def test_a_refused_close_does_not_swallow_the_traders_next_fill(
     assert engine.recent_log()[0].result == "already flat"
     await engine.process(TradeEvent(fake_trade(7, pnl="-5", order_id=4242)))
     assert engine.counter.get_trade_counts(7).session == 1
+
+
+async def test_a_hanging_close_does_not_hold_the_position_open(
+    sim: Simulator, make_runtime: RuntimeFactory
+) -> None:
+    """The first close gets HTTP 500, the second hangs (the general request timeout is 10 s):
+    the enforcement call's own deadline (2 s) gives up on it, riskman re-reads the positions and
+    closes again. Flat within 5 s, one close took effect, and the hung call acting late closes
+    nothing more (it can never reverse the position)."""
+    account = sim.account_ids[0]
+    runtime = await make_runtime(
+        {"daily_unrealized_loss": {"limit": 40}},
+        accounts=[account],
+        gateway={"request_timeout": 10, "hub_silence_timeout": 30},
+    )
+    engine = engine_of(runtime)
+    sim.set_price(MNQ, "24500")
+    buy(sim, account, MNQ, 2)
+    await eventually(lambda: engine.state.get_contract_count(account, MNQ) == 2)
+    await eventually(lambda: engine.quotes.get_last_price(MNQ) == Decimal("24500"))
+    close = "Position/closeContract"
+    sim.faults.fail(close, http_status=500)
+    sim.faults.hang(close, 4.0)  # acts (on a flat account) long after riskman gave up on it
+    since = time.monotonic()
+    sim.set_price(MNQ, "24480")  # -$81 open on 2 MNQ
+    await eventually(lambda: MNQ not in sim_positions(sim, account), timeout=10, what="flat")
+    took = time.monotonic() - since
+    assert took < 5.0, f"flat {took:.1f} s after the breach"
+    await asyncio.sleep(max(0.0, since + 4.5 - time.monotonic()))  # the hung call has acted
+    await engine.actions.wait_idle(20)
+    assert MNQ not in sim_positions(sim, account)
+    assert _successes(sim, close, since) == 1
+    sells = [t for t in sim.trades(account) if t.side is OrderSide.ASK]
+    assert [t.size for t in sells] == [2]
