@@ -26,7 +26,6 @@ async def traded_day(
     make_engine: EngineFactory, gateway: FakeGateway, clock: Any, tmp_path: Path
 ) -> Path:
     engine = await make_engine(LOSS, rule_classes=[DailyRealizedLoss])
-    await engine.process(TradeEvent(trade(ACC, pnl=None, at=clock.now())))
     await engine.process(TradeEvent(trade(ACC, pnl="-300", fees="4.50", at=clock.now())))
     pos = position(ACC, ES, 1, "5000")
     gateway.set_position(pos)
@@ -47,12 +46,13 @@ def test_report_prints_the_summary_and_each_breach(
     assert main(["report", "--day", "2026-11-18", "--config", str(traded_day)]) == 0
     out = capsys.readouterr().out
     assert "trading day 2026-11-18 (Tue 17 Nov 17:00 - Wed 18 Nov 17:00 CST)" in out
-    assert "Account 7: P&L -$304.50 (fees $4.50), 2 trades, 1 breaches, 1 locks" in out
+    assert "Account 7: P&L -$304.50 (fees $4.50), 1 trades, 1 breaches, 1 locks" in out
     assert "RULE-003: close x1, flatten x1, lockout x1" in out
     assert "RULE-003 Daily loss limit" in out
     assert "saw:       -$554.50  (threshold -$500.00)" in out
-    assert "price:     ES LONG 1 @ 5000, last 4995 (0.0 s old, from hub), open -$250.00" in out
+    assert "price:     ES LONG 1 @ 5000, last 4995 (1.0 s old, from hub), open -$250.00" in out
     assert "after:     LOCKED; positions: flat" in out
+    assert "triggered: " in out and "Event" not in out  # the trigger in words
 
 
 def test_report_csv_has_a_summary_table_and_a_row_per_call(
@@ -66,7 +66,7 @@ def test_report_csv_has_a_summary_table_and_a_row_per_call(
         ("RULE-003", "flatten", "1"),
         ("RULE-003", "lockout", "1"),
     }
-    assert rows[0]["pnl"] == "-304.50" and rows[0]["trades"] == "2"
+    assert rows[0]["pnl"] == "-304.50" and rows[0]["trades"] == "1"
     calls_rows = list(csv.DictReader(io.StringIO(calls)))
     assert {r["action"] for r in calls_rows} == {"close", "flatten", "lockout"}
     assert all(r["rule"] == "RULE-003" and r["after"] == "LOCKED" for r in calls_rows)

@@ -875,6 +875,9 @@ def describe_event(event: object) -> str:
         return f"timer {event.name} of {event.rule}"
     if isinstance(event, CheckEvent):
         return f"check ({event.reason})"
+    if isinstance(event, SettleEvent):
+        what = f"position {event.contract_id}" if event.contract_id else "the balance"
+        return f"{what} as the gateway reported it, once no fill was left to explain it"
     if isinstance(event, ReconcileEvent | PositionsSnapshot):
         return "reconcile with the gateway (REST)"
     return type(event).__name__
