@@ -10,8 +10,9 @@ The stages, in order, all on `time.monotonic()` (the same clock as the simulator
     feed      the feed gets the burst's first decoded invocation (`GatewayFeed._on_user_event`)
     submit    the parsed position update is handed to the engine (`Engine.submit`)
     route     the router takes the burst's first event off the queue (`EventRouter.handle`)
-    position  the router takes the position update (after the events before it in the burst)
-    dispatch  rules and plan done, actions dispatched (`EventRouter.dispatch`)
+    dispatch  the breach decided, its actions dispatched (`EventRouter.dispatch`): on the
+              trade since the engine applies a fill's trade to the position at once (issue
+              11), on the position update before that
     rest      the action task calls the REST client (`RestClient.partial_close_contract`)
     post      the client hands the request to its HTTP client (`httpx.AsyncClient.post`)
     wire      the request's first bytes go to the socket (the loop transport's `write`)
@@ -31,7 +32,6 @@ STAGES = (
     "feed",
     "submit",
     "route",
-    "position",
     "dispatch",
     "rest",
     "post",
@@ -149,10 +149,8 @@ class Tracer:
         )
         before(GatewayFeed, "_on_user_event", "feed", lambda *a, **k: True, after="loop")
         before(Engine, "submit", "submit", lambda _s, event: is_breach_event(event))
-        # (the later wrapper runs first: "route" is stamped before "position" on one event)
-        before(EventRouter, "handle", "position", lambda _s, event: is_breach_event(event))
         before(EventRouter, "handle", "route", lambda *a, **k: True, after="submit")
-        before(EventRouter, "dispatch", "dispatch", lambda *a, **k: True, after="position")
+        before(EventRouter, "dispatch", "dispatch", lambda *a, **k: True, after="route")
         before(RestClient, "partial_close_contract", "rest", lambda *a, **k: True, after="dispatch")
         before(
             httpx.AsyncClient,

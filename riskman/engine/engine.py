@@ -94,7 +94,7 @@ VIEW_REUSE = 0.9
 forced redraw, so what moves with time alone is as fresh as before)."""
 
 
-_POSITION_EVENTS = (PositionEvent, PositionsSnapshot, ReconcileEvent)
+_SNAPSHOTS = (PositionsSnapshot, ReconcileEvent)
 
 
 def load_calendar(settings: Settings) -> HolidayCalendar:
@@ -209,8 +209,10 @@ class Engine:
         self._quotes_wanted: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[RouterEvent] = asyncio.Queue()
         self._pending_quotes: dict[str, QuoteEvent] = {}
-        self._positions_queued = 0
-        """Position-changing events in the queue (see `_consume`)."""
+        self._queued_sizes: dict[tuple[int, str], deque[int]] = {}
+        """The sizes of the position updates still queued, per (account, contract), and the
+        number of queued REST snapshots (see `_consume`)."""
+        self._snapshots_queued = 0
         self._consumer: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
         self.warnings = LimitWarnings(
@@ -355,12 +357,15 @@ class Engine:
                 )
                 return
             self._pending_quotes[event.contract_id] = event
-        if isinstance(event, _POSITION_EVENTS):
-            self._positions_queued += 1
+        if isinstance(event, PositionEvent):
+            key = (event.position.account_id, event.position.contract_id)
+            self._queued_sizes.setdefault(key, deque()).append(event.position.size)
+        elif isinstance(event, _SNAPSHOTS):
+            self._snapshots_queued += 1
         self._queue.put_nowait(event)
 
     async def reconcile(self, snapshot: AccountSnapshot) -> None:
-        self._positions_queued += 1
+        self._snapshots_queued += 1
         self._queue.put_nowait(ReconcileEvent(snapshot))
 
     def feed_health(self, health: FeedHealth) -> None:
@@ -669,19 +674,40 @@ class Engine:
             try:
                 if isinstance(event, QuoteEvent):
                     event = self._pending_quotes.pop(event.contract_id, event)
-                elif isinstance(event, _POSITION_EVENTS):
-                    self._positions_queued -= 1
+                elif isinstance(event, PositionEvent):
+                    self._dequeued(event)
+                elif isinstance(event, _SNAPSHOTS):
+                    self._snapshots_queued -= 1
                 await router.handle(event)
             finally:
                 self._queue.task_done()
-            if router.dispatched != dispatched and not self._positions_queued:
+            if router.dispatched != dispatched and not self._newer_positions_queued():
                 # A close was just dispatched: let its call reach the socket before the rest
-                # of the burst is routed (a fill's account update follows its position update
-                # at once; issue 16). One turn of the loop for the action's first step, one for
-                # the HTTP client's body writer (a task of its own before Python 3.12). Not
-                # while a newer position is queued: the action then sizes from that one.
+                # of the burst is routed (the fill's position and account updates follow its
+                # trade at once; issue 16). One turn of the loop for the action's first step,
+                # one for the HTTP client's body writer (a task of its own before Python
+                # 3.12). Not while a queued position update or snapshot would change what the
+                # action sizes itself from: it then starts after those.
                 await asyncio.sleep(0)
                 await asyncio.sleep(0)
+
+    def _dequeued(self, event: PositionEvent) -> None:
+        key = (event.position.account_id, event.position.contract_id)
+        sizes = self._queued_sizes.get(key)
+        if sizes:
+            sizes.popleft()
+            if not sizes:
+                del self._queued_sizes[key]
+
+    def _newer_positions_queued(self) -> bool:
+        """Is a queued event about to change a position the state shows now?"""
+        if self._snapshots_queued:
+            return True
+        for (account_id, contract_id), sizes in self._queued_sizes.items():
+            held = self.state.get_contract_count(account_id, contract_id)
+            if any(size != held for size in sizes):
+                return True
+        return False
 
     def _fire_rule_timer(self, rule_id: str, account_id: int, name: str) -> None:
         self._queue.put_nowait(TimerEvent(rule_id, account_id, name, self.clock.monotonic()))
@@ -795,7 +821,7 @@ class Engine:
 
     def _positions_seen(self, account_id: int, positions: Sequence[Position], asked: float) -> None:
         """A REST re-read of positions (during enforcement): let state catch up with it."""
-        self._positions_queued += 1
+        self._snapshots_queued += 1
         self._queue.put_nowait(PositionsSnapshot(account_id, tuple(positions), asked))
 
     async def _on_reset(self, ended: date, at: datetime, how: str) -> None:
