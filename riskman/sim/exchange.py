@@ -51,6 +51,9 @@ MAX_TAG_LENGTH = 500
 # bounded so a pathological book cannot spin forever.
 _MAX_MATCH_PASSES = 50
 
+FILL_ORDER = ("order", "trade", "position", "account")
+"""How TopstepX streams one fill (PROJECTX_API.md §3): the order update, the trade, the
+position update(s), the account (balance) update."""
 ORDER_EVENT = "GatewayUserOrder"
 POSITION_EVENT = "GatewayUserPosition"
 TRADE_EVENT = "GatewayUserTrade"
@@ -210,6 +213,9 @@ class Exchange:
     ) -> None:
         self.market = market
         self._emit = emit
+        self.fill_order: tuple[str, ...] = FILL_ORDER
+        """The order a fill's events go out in (`FILL_ORDER`, TopstepX's, by default); a test
+        sets another permutation of "order", "trade", "position", "account"."""
         self._now = now
         self.accounts: dict[int, SimAccount] = {}
         self._orders: dict[int, SimOrder] = {}
@@ -660,7 +666,26 @@ class Exchange:
             self._emit_order(order)
 
     def _fill(self, order: SimOrder, price: Decimal) -> set[int]:
-        """Fill `order` in full at `price`; returns the ids of legs this fill activated."""
+        """Fill `order` in full at `price`; returns the ids of legs this fill activated.
+
+        Its events go out in `fill_order` (the gateway's: order, trade, position, account).
+        """
+        if self.fill_order == FILL_ORDER:
+            return self._fill_now(order, price)
+        emit = self._emit
+        held: list[UserEvent] = []
+        self._emit = held.append
+        try:
+            activated = self._fill_now(order, price)
+        finally:
+            self._emit = emit
+        kinds = {ORDER_EVENT: "order", TRADE_EVENT: "trade", POSITION_EVENT: "position"}
+        rank = {kind: index for index, kind in enumerate(self.fill_order)}
+        for event in sorted(held, key=lambda e: rank.get(kinds.get(e.target, "account"), 9)):
+            emit(event)
+        return activated
+
+    def _fill_now(self, order: SimOrder, price: Decimal) -> set[int]:
         order.fill_volume = order.size
         order.filled_price = price
         self._finish(order, OrderStatus.FILLED)

@@ -33,6 +33,7 @@ from .exchange import (
     ACCOUNT_EVENT,
     ACTION_DONE,
     ACTION_UPDATE,
+    FILL_ORDER,
     ORDER_EVENT,
     POSITION_EVENT,
     TRADE_EVENT,
@@ -505,6 +506,14 @@ class Simulator:
 
     def set_balance(self, account_id: int, balance: PriceLike) -> None:
         self._exchange.set_balance(account_id, to_decimal(balance))
+
+    def set_fill_order(self, *kinds: str) -> None:
+        """Send each fill's events in this order of "order", "trade", "position", "account"
+        (default: the gateway's, in that order); e.g. `set_fill_order("position", "account",
+        "trade", "order")`. The events of one fill still go out together."""
+        if sorted(kinds) != sorted(FILL_ORDER):
+            raise ValueError(f"give each of {', '.join(FILL_ORDER)} once")
+        self._exchange.fill_order = tuple(kinds)
 
     def set_bracket_mode(self, account_id: int, mode: BracketMode) -> None:
         """ "auto_oco" accepts bracket fields on orders; "position" rejects them (code 2)."""
