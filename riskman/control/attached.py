@@ -162,7 +162,7 @@ class AttachedControl(Control):
     async def _watchdog(self) -> None:
         """NOT GUARDED when no frame came for `lost_after` seconds (a hung engine)."""
         while True:
-            await asyncio.sleep(min(0.1, self.lost_after / 4))
+            await asyncio.sleep(min(0.05, self.lost_after / 4))
             if self._lost is None and time.monotonic() - self._last_frame > self.lost_after:
                 self._set_lost(f"riskman sent nothing for {self.lost_after:.1f} s: it hangs")
                 task = self._follow

@@ -107,6 +107,7 @@ class RiskmanApp(App[int]):
         """The least time between two redraws (see LOOP_SHARE)."""
         self._news: deque[Notice] = deque(maxlen=NEWS_KEEP)
         self._unsubscribe: Any = None
+        self._lost_shown = False
 
     def get_default_screen(self) -> Screen[Any]:
         return TraderScreen(id="trader")
@@ -143,6 +144,13 @@ class RiskmanApp(App[int]):
     def _on_change(self, notice: Notice | None) -> None:
         # Called synchronously inside the engine: O(1) only, never a redraw from here.
         self._dirty = True
+        lost = self.control.lost is not None
+        if lost != self._lost_shown:
+            # The engine stopped answering (or answers again): say so now, not at the next tick.
+            self._lost_shown = lost
+            self._drawn_at = float("-inf")
+            self._spacing = 0.0
+            self.call_next(self.redraw)
         if notice is not None:
             self._news.append(notice)
 

@@ -440,11 +440,11 @@ async def test_an_account_goes_back_to_the_global_rules(
         assert engine is not None
         await until(pilot, lambda: engine.settings.rules_for(ACC_A).max_contracts.limit == 2)
         # The screen follows once the engine's new rules are read back (after the audit).
-        await until(pilot, lambda: not drop.disabled)
+        await until(pilot, lambda: not drop.disabled, 15)
         await pilot.click("#drop-overrides")
         await until(pilot, lambda: engine.settings.rules_for(ACC_A).max_contracts.limit == 5)
         limit = screen.query_one("#f-max_contracts--limit", Input)
-        await until(pilot, lambda: limit.value == "5" and drop.disabled)
+        await until(pilot, lambda: limit.value == "5" and drop.disabled, 15)
         assert f"{{id: {ACC_A}}}" in text_of(config_path)
         targets = [r["target"] for r in await audit_rows(app, "config")]
         assert targets == ["accounts.0.rules.max_contracts.limit", "accounts.0.rules"]
