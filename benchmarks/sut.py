@@ -224,8 +224,8 @@ async def run_headless(sut: Sut) -> None:
 
 async def run_ui(sut: Sut) -> None:
     from riskman.config import load_config
-    from riskman.control.inprocess import InProcessControl, RuntimeSource
-    from riskman.runtime import Runtime
+    from riskman.control.inprocess import InProcessControl
+    from riskman.runtime import Runtime, RuntimeSource
     from riskman.tui.app import RiskmanApp
 
     sut.times["imported"] = time.monotonic()
