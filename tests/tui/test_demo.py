@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from riskman import demo
 from riskman.demo import DEMO_PASSWORD, demo_session
+from riskman.demo import desk as demo_desk
 from riskman.tui.app import RiskmanApp
 from riskman.tui.trader import TraderScreen
 from tests.tui.conftest import SIZE, text_of, until
@@ -52,7 +52,7 @@ async def test_four_quick_buys_start_a_cooldown_with_a_countdown(tmp_path: Path)
 async def test_the_scripted_trader_over_trades_until_riskman_stops_him(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demo, "SCRIPT_PAUSE", 0.3)
+    monkeypatch.setattr(demo_desk, "SCRIPT_PAUSE", 0.3)
     async with demo_session(tmp_path, seed=5) as app, app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.snapshot is not None and app.snapshot.armed, 15)
         desk = app.demo

@@ -1,36 +1,22 @@
-"""`riskman demo`: the full terminal against the embedded simulator, on any machine.
-
-The simulator runs in-process on a free loopback port; a demo folder (temporary, or `--keep`)
-holds a config with a demo rule set that a new user breaks within a minute, a copy of the
-holiday calendar, the database and the admin password hash. riskman connects through its real
-REST and SignalR client, exactly as it does to TopstepX. The trader's side (the keys of the
-demo panel and the scripted trader) places orders at the simulated broker, and riskman does
-the rest: the closes, the cooldown countdown, the log line.
-"""
+"""The demo's broker side: the demo folder's config (a rule set a new user breaks within a
+minute) and the desk, the trader at his simulated broker (the keys of the demo panel and the
+scripted trader place orders there through riskman's real REST client)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from riskman.admin import PasswordStore
-from riskman.config import load_config, shipped_file
+from riskman.config import shipped_file
 from riskman.config_writer import update_config
 from riskman.core.enums import OrderSide, OrderType
 from riskman.gateway.errors import GatewayError
 from riskman.runtime import Runtime
 from riskman.sim.simulator import Simulator
-
-if TYPE_CHECKING:
-    from riskman.tui.demo_panel import DemoApp
-
 
 DEMO_PASSWORD = "riskman-demo"
 QUOTE_INTERVAL = 0.5
@@ -265,57 +251,3 @@ class DemoDesk:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._script
             self._script = None
-
-
-def run_demo(seed: int | None = None, keep: Path | None = None) -> int:
-    """`riskman demo [--seed S] [--keep FOLDER]`."""
-    folder = keep.expanduser().resolve() if keep else Path(tempfile.mkdtemp(prefix="riskman-demo-"))
-    try:
-        return asyncio.run(_demo(folder, seed, keep=keep is not None))
-    finally:
-        if keep is None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-async def _demo(folder: Path, seed: int | None, *, keep: bool) -> int:
-    from riskman.tui.app import run_app
-
-    async with demo_session(folder, seed=seed, keep=keep) as app:
-        return await run_app(app)
-
-
-@contextlib.asynccontextmanager
-async def demo_session(
-    folder: Path, *, seed: int | None = None, keep: bool = False
-) -> AsyncIterator[DemoApp]:
-    """The simulator running, the demo folder written, and the app ready to run (not started:
-    its engine connects when it mounts). Everything is stopped on the way out."""
-    from riskman.control.inprocess import InProcessControl
-    from riskman.runtime import RuntimeSource
-    from riskman.tui.demo_panel import DemoApp
-
-    sim = Simulator(
-        seed=seed if seed is not None else random.randrange(1, 1_000_000),
-        quote_interval=QUOTE_INTERVAL,
-    )
-    await sim.start(port=0)
-    runtime: Runtime | None = None
-    desk: DemoDesk | None = None
-    try:
-        config_path = await asyncio.to_thread(write_config, folder, sim)
-        settings = load_config(config_path)
-        store = PasswordStore(settings.password_file)
-        if not store.exists():
-            await asyncio.to_thread(store.set, DEMO_PASSWORD)
-        # A kept folder may hold a password the user chose: show the demo one only if it holds.
-        known = await asyncio.to_thread(store.verify, DEMO_PASSWORD)
-        runtime = Runtime(settings, api_key=sim.api_key, start_wait=10)
-        desk = DemoDesk(sim, runtime, folder, keep=keep, password=DEMO_PASSWORD if known else None)
-        control = InProcessControl(RuntimeSource(runtime), config_path)
-        yield DemoApp(settings, config_path, control, desk)
-    finally:
-        if desk is not None:
-            await desk.stop()
-        if runtime is not None:
-            await runtime.stop()
-        await sim.stop()

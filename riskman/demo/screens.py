@@ -1,11 +1,11 @@
 """`riskman demo`'s screens: the trader screen with the trader's side of the demo below it
-(what his broker's platform would do) and its keys. The production app knows nothing of this:
-`DemoApp` is the app with this screen as its first one."""
+(what his broker's platform would do) and its keys. The production terminal knows nothing of
+this: `DemoApp` is the app with this screen as its first one."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -16,16 +16,23 @@ from textual.widgets import Footer, Static
 from riskman.config import Settings
 from riskman.control.interface import Control
 from riskman.core.enums import OrderSide
-from riskman.demo import INSTRUMENTS
+from riskman.demo.desk import INSTRUMENTS, DemoDesk
 from riskman.tui.app import RiskmanApp
 from riskman.tui.trader import TraderScreen
-
-if TYPE_CHECKING:
-    from riskman.demo import DemoDesk
 
 
 class DemoPanel(Static):
     """What the demo keys do, which instrument they trade, and what happened last."""
+
+    DEFAULT_CSS = """
+    DemoPanel {
+        height: auto;
+        border: round $accent;
+        border-title-color: $accent;
+        border-title-style: bold;
+        padding: 0 1;
+    }
+    """
 
     def __init__(self, desk: DemoDesk, *, id: str | None = None) -> None:
         super().__init__("", id=id)
