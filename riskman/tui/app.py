@@ -71,7 +71,12 @@ class RiskmanApp(App[int]):
     COMMANDS = App.COMMANDS | {BindingCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "admin", "Admin", tooltip="Open the password-protected admin screens"),
+        # Attached, q detaches (the guard goes on) and says so; embedded it quits, after a
+        # warning. `detach` comes first and is only allowed attached (see check_action), so
+        # the footer and the palette show the one that applies.
+        Binding("q", "detach", "Detach", tooltip="Detach this terminal (riskman goes on guarding)"),
         Binding("q", "quit", "Quit", tooltip="Quit riskman (asks first: it stops the guard)"),
+        Binding("ctrl+q", "detach", "Detach", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -240,6 +245,8 @@ class RiskmanApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "admin":
             return isinstance(self.screen, TraderScreen)
+        if action == "detach":
+            return self.control.mode == "attached"
         return True
 
     async def action_admin(self) -> None:
@@ -299,6 +306,10 @@ class RiskmanApp(App[int]):
             return
         if not isinstance(self.screen, ConfirmQuit):
             self.push_screen(ConfirmQuit(), self._quit_answer)
+
+    async def action_detach(self) -> None:
+        """Attached: leave the engine running and close this terminal (no question asked)."""
+        await self.action_quit()
 
     def _quit_answer(self, quit_now: bool | None) -> None:
         if quit_now:

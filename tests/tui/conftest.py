@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 
 from riskman.admin import PasswordStore
@@ -92,6 +93,15 @@ def write_config(folder: Path, text: str = CONFIG) -> Path:
 
 def text_of(path: Path) -> str:
     return path.read_text(encoding="utf-8")
+
+
+def footer_keys(app: App[Any]) -> dict[str, tuple[str, str]]:
+    """What the footer shows on screen: key -> (label, tooltip)."""
+    keys: dict[str, tuple[str, str]] = {}
+    for item in app.screen.query("FooterKey"):
+        tooltip = item.tooltip
+        keys[getattr(item, "key", "")] = (getattr(item, "description", ""), str(tooltip or ""))
+    return keys
 
 
 def healthy(engine: Engine, clock: FakeClock) -> None:

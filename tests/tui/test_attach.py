@@ -33,6 +33,7 @@ from tests.tui.conftest import (
     PASSWORD,
     SIZE,
     FactorySource,
+    footer_keys,
     text_of,
     until,
 )
@@ -97,6 +98,10 @@ async def test_attached_every_screen_from_the_stream_and_q_detaches(
         await until(pilot, lambda: app.snapshot is not None and len(app.snapshot.accounts) == 2)
         await pilot.pause(0.3)
         assert f"attached to riskman (pid {os.getpid()}, up " in strip_text(app)
+        # q detaches here, and the footer says so: no "Quit", no warning that the guard stops.
+        await until(pilot, lambda: "q" in footer_keys(app))
+        label, tooltip = footer_keys(app)["q"]
+        assert label == "Detach" and "goes on guarding" in tooltip and "stops" not in tooltip
         ids = [card.id for card in app.screen.query("AccountCard")]
         assert ids == [f"account-{ACC_A}", f"account-{ACC_B}"]
         await pilot.press("l")

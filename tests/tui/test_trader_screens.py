@@ -21,6 +21,7 @@ from tests.tui.conftest import (
     SIZE,
     FactorySource,
     engine_of,
+    footer_keys,
     make_app,
     running,
     source_of,
@@ -191,6 +192,9 @@ async def test_a_stale_feed_is_shown_loudly(app: RiskmanApp) -> None:
 async def test_quitting_asks_first_and_no_keeps_riskman_running(app: RiskmanApp) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
+        # Embedded, q quits and the footer warns that it stops the guard.
+        await until(pilot, lambda: "q" in footer_keys(app))
+        assert footer_keys(app)["q"] == ("Quit", "Quit riskman (asks first: it stops the guard)")
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmQuit)
         assert "NOTHING enforces your rules" in str(app.screen.query_one(".message").render())
