@@ -18,7 +18,7 @@ import asyncio
 import itertools
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,10 +32,17 @@ from riskman.core.clock import FakeClock
 from riskman.core.enums import OrderSide, OrderStatus, OrderType, PositionType
 from riskman.core.intents import Intent
 from riskman.core.models import Account, Order, Position, Quote, Trade
-from riskman.core.ports import AccountEvent, OrderEvent, PositionEvent, QuoteEvent, TradeEvent
+from riskman.core.ports import (
+    AccountEvent,
+    AccountSnapshot,
+    OrderEvent,
+    PositionEvent,
+    QuoteEvent,
+    TradeEvent,
+)
 from riskman.engine.actions import EnforcementActions
 from riskman.engine.engine import Engine
-from riskman.engine.router import PositionsSnapshot
+from riskman.engine.router import PositionsSnapshot, ReconcileEvent
 from riskman.rules import ALL_RULES
 from tests.conftest import make_settings
 from tests.fakes import ES, MNQ, T0, FakeGateway, contract
@@ -219,6 +226,9 @@ class Fill:
     splits: tuple[bool, ...]
     """A frame boundary after each event (permuted delivery)."""
     drop_position: bool
+    quote_at: int = 9
+    """A quote of the fill's contract (price unchanged) arrives after this many of its events
+    (permuted delivery; 9: none): rules are evaluated on the state between them."""
     """The position update(s) never come; a REST read of the positions does, after the fill."""
 
 
@@ -312,8 +322,9 @@ async def play(scenario: Scenario, *, canonical: bool, folder: Path) -> Decision
     try:
         await engine.start()
         await engine.drain()
-        for account_id in ACCOUNTS:
-            await engine.process(AccountEvent(Account(id=account_id, balance=BALANCE)))
+        for account_id in ACCOUNTS:  # the feed's first REST read of each account
+            account = Account(id=account_id, balance=BALANCE)
+            await engine.process(ReconcileEvent(AccountSnapshot(account, [], [], [])))
         for contract_id in (MNQ, ES):
             await engine.process(broker.quote(contract_id))
         for index, item in enumerate(scenario.steps, start=1):
@@ -347,6 +358,8 @@ async def play(scenario: Scenario, *, canonical: bool, folder: Path) -> Decision
                     keyed = [pair for pair in keyed if pair[1][0] != "position"]
                 frames = [[]]
                 for position_in_order, (_, (_, event)) in enumerate(keyed):
+                    if position_in_order == item.quote_at:
+                        frames[-1].append(broker.quote(item.contract_id))
                     frames[-1].append(event)
                     if position_in_order < len(item.splits) and item.splits[position_in_order]:
                         frames.append([])
@@ -354,11 +367,7 @@ async def play(scenario: Scenario, *, canonical: bool, folder: Path) -> Decision
                 if number:
                     await clock.advance(0.001)
                 for event in frame:
-                    event = type(event)(
-                        *[getattr(event, f) for f in event.__dataclass_fields__ if f != "received"],
-                        received=clock.monotonic(),
-                    )
-                    await engine.process(event)
+                    await engine.process(replace(event, received=clock.monotonic()))
             if not canonical and item.drop_position:
                 await clock.advance(0.001)
                 await engine.process(
@@ -406,6 +415,7 @@ fills = st.builds(
     order_keys=st.tuples(*[st.integers(0, 9)] * 5),
     splits=st.tuples(*[st.booleans()] * 4),
     drop_position=st.sampled_from([False, False, False, True]),
+    quote_at=st.integers(0, 9),
 )
 moves = st.builds(
     Move,
