@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from riskman.calendar import ResetSchedule
+from riskman.core.localtime import local_times
 from riskman.core.views import BreachReport
 from riskman.storage.db import to_db_time
 
@@ -145,17 +146,21 @@ def breach_lines(report: BreachReport, zone: ZoneInfo) -> list[str]:
     def local(ts: datetime) -> str:
         return ts.astimezone(zone).strftime("%H:%M:%S.%f")[:-3]
 
+    def text(value: str) -> str:  # times written into stored text, in the configured zone
+        return local_times(value, zone)
+
+    zone_name = report.ts.astimezone(zone).tzname() or ""
     lines = [
-        f"#{report.id}  {local(report.ts)}  account {report.account_id}  "
+        f"#{report.id}  {local(report.ts)} {zone_name}  account {report.account_id}  "
         f"{report.rule} {report.title}",
-        f"  why:       {report.reason}",
+        f"  why:       {text(report.reason)}",
     ]
     if report.trigger:
-        lines.append(f"  triggered: {report.trigger}")
+        lines.append(f"  triggered: {text(report.trigger)}")
     if report.value or report.threshold:
         lines.append(
             f"  saw:       {report.value}  (threshold {report.threshold})"
-            + (f"  {report.detail}" if report.detail else "")
+            + (f"  {text(report.detail)}" if report.detail else "")
         )
     for price in report.prices:
         age = "no quote" if price.age is None else f"{price.age:.1f} s old"
@@ -165,7 +170,7 @@ def breach_lines(report: BreachReport, zone: ZoneInfo) -> list[str]:
         )
     for call in report.calls:
         latency = "" if call.latency_ms is None else f" in {call.latency_ms:.1f} ms"
-        detail = f" ({call.detail})" if call.detail else ""
+        detail = f" ({text(call.detail)})" if call.detail else ""
         lines.append(
             f"  call:      {local(call.ts)} {call.action} {call.target}: {call.result}"
             f"{latency}{detail}"
@@ -176,7 +181,7 @@ def breach_lines(report: BreachReport, zone: ZoneInfo) -> list[str]:
             f"  after:     {after.status}; positions: {', '.join(after.positions) or 'flat'}; "
             f"realized {_money(after.realized)}, open {_money(after.open_pnl)}"
         )
-        lines += [f"             {lock}" for lock in after.locks]
+        lines += [f"             {text(lock)}" for lock in after.locks]
     return lines
 
 

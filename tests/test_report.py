@@ -53,6 +53,9 @@ def test_report_prints_the_summary_and_each_breach(
     assert "price:     ES LONG 1 @ 5000, last 4995 (1.0 s old, from hub), open -$250.00" in out
     assert "after:     LOCKED; positions: flat" in out
     assert "triggered: " in out and "Event" not in out  # the trigger in words
+    # Times in the configured zone, as on the screens (the lock ends at the 17:00 CST reset).
+    assert "until the daily reset at 17:00:00 CST" in out
+    assert "+00:00" not in out
 
 
 def test_report_csv_has_a_summary_table_and_a_row_per_call(
@@ -70,6 +73,8 @@ def test_report_csv_has_a_summary_table_and_a_row_per_call(
     calls_rows = list(csv.DictReader(io.StringIO(calls)))
     assert {r["action"] for r in calls_rows} == {"close", "flatten", "lockout"}
     assert all(r["rule"] == "RULE-003" and r["after"] == "LOCKED" for r in calls_rows)
+    # Machine-readable: times stay ISO in UTC.
+    assert all(r["call_time"].endswith("+00:00") for r in calls_rows)
 
 
 def test_report_of_a_quiet_day_and_bad_input(

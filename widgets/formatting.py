@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from riskman.core.localtime import clock_time as clock_time
+from riskman.core.localtime import local_times as local_times
 from riskman.symbols import display_symbol, root_of
 
 CENT = Decimal("0.01")
@@ -75,14 +76,6 @@ def age(seconds: float | None) -> str:
     if seconds < 10:
         return f"{seconds:.1f}s"
     return span(seconds)
-
-
-def clock_time(at: datetime, zone: tzinfo, *, seconds: bool = False) -> str:
-    """A time of day in the configured zone, with its abbreviation: `17:00 CST`."""
-    local = at.astimezone(zone)
-    text = local.strftime("%H:%M:%S" if seconds else "%H:%M")
-    name = local.tzname()
-    return f"{text} {name}" if name else text
 
 
 def contract_label(target: str) -> str:

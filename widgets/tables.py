@@ -4,7 +4,6 @@ rarely: the trader's tables, which change many times a second, are `LiveTable`s)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -15,7 +14,7 @@ from textual.app import App
 from textual.widgets import DataTable
 
 from riskman.core.views import AccountView, EnforcementRecord
-from widgets.formatting import clock_time, contract_label, level, money, percent, price, span
+from widgets.formatting import contract_label, level, local_times, money, percent, price, span
 from widgets.live_table import Row
 
 Cell = Text | str
@@ -277,19 +276,6 @@ LOG_COLUMNS = (
     ("result", "Result", 34),
     ("latency", "Latency"),
 )
-
-
-_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:\+00:00|Z)")
-
-
-def local_times(text: str, zone: tzinfo) -> str:
-    """UTC instants in a log detail, as the local time of day a trader reads."""
-    return _INSTANT.sub(
-        lambda match: clock_time(
-            datetime.fromisoformat(match.group(0).replace("Z", "+00:00")), zone, seconds=True
-        ),
-        text,
-    )
 
 
 def log_cells(

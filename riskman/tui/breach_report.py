@@ -17,6 +17,7 @@ from textual.widgets import Footer, Label, Static
 from riskman.control.interface import Control, ControlError, ReportQuery
 from riskman.core.views import BreachReport, EnforcementRecord
 from riskman.report import breach_lines
+from widgets.formatting import local_times
 
 
 class BreachReportModal(ModalScreen[None]):
@@ -61,8 +62,8 @@ class BreachReportModal(ModalScreen[None]):
         if self.report is None:
             body.update(
                 f"{self.record.action} {self.record.target}: {self.record.result}\n"
-                f"{self.record.reason}\n\nNo breach report was kept for this entry (it was made "
-                "before riskman kept reports)."
+                f"{local_times(self.record.reason, self.zone)}\n\nNo breach report was kept for "
+                "this entry (it was made before riskman kept reports)."
             )
             return
         body.update("\n".join(breach_lines(self.report, self.zone)))

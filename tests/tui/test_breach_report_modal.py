@@ -34,5 +34,7 @@ async def test_enter_on_a_log_entry_shows_its_breach_report(app: RiskmanApp) -> 
         assert f"account {ACC_B}" in body and "RULE-003 Daily loss limit" in body
         assert "saw:" in body and "threshold -$300.00" in body
         assert "call:" in body and "flatten" in body
+        # The lock's end in the configured zone, like the rest of the screens (not raw UTC ISO).
+        assert "until the daily reset at 17:00:00 CST" in body and "+00:00" not in body
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, BreachReportModal))
