@@ -488,9 +488,14 @@ class EventRouter:
         if lock.kind is LockKind.COOLDOWN and before is not None and before.sign == after.sign:
             # A cooldown stops new exposure but leaves what was already open: a position that
             # grows is cut back to its size before it grew, not closed. The baseline is kept
-            # per lock, so a second addition while the first cut is in flight is cut too.
+            # per lock, so a second addition while the first cut is in flight is cut too; and
+            # while the lock it was taken under still holds, a second cooldown starting on top
+            # of it (and outlasting it) keeps it, whatever order the fill's events came in.
             lock_key = (lock.rule, lock.created)
             held = self._baselines.get(key)
+            if held is not None and held[0] != lock_key and self._holds(after.account_id, held[0]):
+                held = (lock_key, held[1])
+                self._baselines[key] = held
             if held is None or held[0] != lock_key:
                 if not change.grew:
                     return []
@@ -522,6 +527,13 @@ class EventRouter:
                 contract_id=after.contract_id,
             )
         ]
+
+    def _holds(self, account_id: int, lock_key: tuple[str, datetime]) -> bool:
+        """Is the lock (rule, created) still in force on the account?"""
+        return any(
+            (lock.rule, lock.created) == lock_key
+            for lock in self._lockouts.get_lockout_info(account_id)
+        )
 
     def _gate_order(self, change: OrderChange) -> list[Intent]:
         order = change.after

@@ -10,13 +10,10 @@ The high of a day starts at the first balance riskman sees that day (the balance
 or at start-up for an account riskman was not watching). It is kept per account in
 `rule_state` (written in the background), so a restart in the middle of the day keeps it.
 
-Two moments are not trusted, because the gateway reports a close in several events (the fill,
-the position, the balance) in no fixed order:
-- in `equity` mode the high is not raised on a balance update while positions are open: for that
-  moment a closing gain can be in the balance *and* in the open P&L;
-- a breach seen on a balance update with positions open, or on a position that shrank or closed,
-  is confirmed a second later (or at once by the next quote or fill): for that moment a closing
-  loss can be counted twice, or a closing gain not at all. Price moves act at once.
+The balance is the one as of the fills seen (`StateManager.balance`): a balance update that
+arrives before the trade and the position update of its fill waits for them, so a closing gain
+or loss is never in the balance and in the open P&L at once, and the rule waits while a
+position update runs ahead of its fill (`waits_for_fills`).
 
 Open P&L counts only the positions with a fresh quote, and the high is not raised from an
 incomplete one: a missing or stale quote never moves the floor or breaches by itself.
@@ -26,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -39,7 +36,6 @@ from riskman.core.rules import (
     QuoteTrigger,
     Rule,
     RuleContext,
-    TimerTrigger,
     TradeTrigger,
     Trigger,
     money,
@@ -51,9 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONFIRM = "confirm"
-CONFIRM_AFTER = timedelta(seconds=1)
-
 
 class TrailingDailyLoss(Rule):
     id = "RULE-016"
@@ -61,8 +54,9 @@ class TrailingDailyLoss(Rule):
     title = "Trailing daily loss"
     category = Category.LOCKOUT
     triggers = frozenset(
-        {AccountTrigger, QuoteTrigger, PositionTrigger, TradeTrigger, CheckTrigger, TimerTrigger}
+        {AccountTrigger, QuoteTrigger, PositionTrigger, TradeTrigger, CheckTrigger}
     )
+    waits_for_fills = True
 
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
@@ -88,24 +82,15 @@ class TrailingDailyLoss(Rule):
 
     def evaluate(self, account_id: int, trigger: Trigger) -> list[Intent]:
         if self.locked_by_me(account_id):
-            self.ctx.cancel_rule_timer(self.id, account_id, CONFIRM)
             return []
         equity = self._equity(account_id)
         if equity is None:
             return []
         value, complete = equity
-        self._raise_high(account_id, trigger, value, complete)
+        self._raise_high(account_id, value, complete)
         floor = self.floor(account_id)
         if floor is None or value > floor:
-            self.ctx.cancel_rule_timer(self.id, account_id, CONFIRM)
             return []
-        if self._unsettled(account_id, trigger):
-            if self.ctx.rule_timer_deadline(self.id, account_id, CONFIRM) is None:
-                self.ctx.start_rule_timer(
-                    self.id, account_id, CONFIRM, self.ctx.now() + CONFIRM_AFTER
-                )
-            return []
-        self.ctx.cancel_rule_timer(self.id, account_id, CONFIRM)
         cfg: TrailingDailyLossConfig = self.cfg(account_id)
         reason = (
             f"balance + open P&L {money(value)} reached the trailing daily loss floor "
@@ -149,27 +134,23 @@ class TrailingDailyLoss(Rule):
     # --- internals -----------------------------------------------------------------------
 
     def _equity(self, account_id: int) -> tuple[Decimal, bool] | None:
-        """Balance + open P&L, and whether every position had a fresh quote."""
-        account = self.ctx.state.get_account(account_id)
-        if account is None:
+        """Balance (as of the fills seen) + open P&L, and whether every position was priced."""
+        balance = self.ctx.state.balance(account_id)
+        if balance is None:
             return None
         open_pnl = self.ctx.pnl.calculate_unrealized_pnl(account_id)
-        return account.balance + open_pnl.total, open_pnl.complete
+        return balance + open_pnl.total, open_pnl.complete
 
-    def _raise_high(
-        self, account_id: int, trigger: Trigger, equity: Decimal, complete: bool
-    ) -> None:
+    def _raise_high(self, account_id: int, equity: Decimal, complete: bool) -> None:
         cfg: TrailingDailyLossConfig = self.cfg(account_id)
-        account = self.ctx.state.get_account(account_id)
-        assert account is not None
         if cfg.trail == "realized":
-            candidate = account.balance
-        else:
-            if not complete:
-                return
-            if isinstance(trigger, AccountTrigger) and self.ctx.state.get_all_positions(account_id):
-                return
+            balance = self.ctx.state.balance(account_id)
+            assert balance is not None
+            candidate = balance
+        elif complete:
             candidate = equity
+        else:
+            return
         today = self.ctx.trading_day()
         held = self._high.get(account_id)
         if held is not None and held[0] == today and held[1] >= candidate:
@@ -177,14 +158,3 @@ class TrailingDailyLoss(Rule):
         self._high[account_id] = (today, candidate)
         payload = json.dumps({"day": today.isoformat(), "high": str(candidate)})
         self.ctx.defer_rule_state(self.id, account_id, payload)
-
-    def _unsettled(self, account_id: int, trigger: Trigger) -> bool:
-        """Was the breach seen in the middle of a close (its events not all in yet)?"""
-        if isinstance(trigger, AccountTrigger):
-            return bool(self.ctx.state.get_all_positions(account_id))
-        if isinstance(trigger, PositionTrigger):
-            change = trigger.change
-            return change.before is not None and (
-                change.after is None or change.after.size < change.before.size
-            )
-        return False

@@ -54,6 +54,7 @@ class WeeklyLimits(Rule):
     title = "Weekly limits"
     category = Category.LOCKOUT
     triggers = frozenset({TradeTrigger, QuoteTrigger, PositionTrigger, CheckTrigger})
+    waits_for_fills = True
 
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)

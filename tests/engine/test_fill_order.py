@@ -58,7 +58,7 @@ QUANTUM = Decimal("0.000000001")
 
 def rules(include_unrealized: bool) -> dict[str, Any]:
     return {
-        "max_contracts": {"enabled": True, "limit": 4},
+        "max_contracts": {"enabled": True, "limit": 4, "count_orders": True},
         "max_contracts_per_instrument": {"enabled": True, "default_limit": 3, "limits": {}},
         "daily_realized_loss": {
             "enabled": True,
@@ -72,6 +72,7 @@ def rules(include_unrealized: bool) -> dict[str, Any]:
             "per_minute": 3,
             "per_hour": 8,
             "per_session": 40,
+            "count_trades_as": "orders" if include_unrealized else "fills",
         },
         "cooldown_after_loss": {
             "enabled": True,
@@ -84,6 +85,27 @@ def rules(include_unrealized: bool) -> dict[str, Any]:
         "no_stop_loss_grace": {"enabled": False},
         "symbol_blocks": {"enabled": False},
         "trade_management": {"enabled": False},
+        # Issue 15's rules and options (the two runs differ in more than the P&L view).
+        "trailing_daily_loss": {
+            "enabled": True,
+            "limit": 280,
+            "trail": "equity" if include_unrealized else "realized",
+        },
+        "weekly_limits": {
+            "enabled": True,
+            "loss": 320,
+            "profit": 450,
+            "trades": 12,
+            "include_unrealized": include_unrealized,
+            "count_trades_as": "fills" if include_unrealized else "orders",
+        },
+        "no_averaging_down": {"enabled": True},
+        "no_flip": {"enabled": True},
+        "stop_discipline": {"enabled": True, "max_ticks": 40},
+        "blackouts": {
+            "enabled": True,
+            "windows": [{"start": "2026-11-18T09:01", "end": "2026-11-18T09:02"}],
+        },
     }
 
 
@@ -468,4 +490,22 @@ def test_a_150_dollar_loss_closed_by_the_trader_never_locks_in_any_order(
     )
     expected = run(scenario, canonical=True)
     assert not any(d[0] == "Lock" and d[1] == "RULE-003" for step in expected for d in step)
+    check(scenario)
+
+
+def test_a_second_cooldown_on_top_of_a_blackout_cuts_back_as_in_the_canonical_order() -> None:
+    # Found with issue 15's rules: a RULE-021 blackout cooldown holds, MNQ grows (one fill's
+    # position update never comes), then a fill starts a RULE-006 cooldown on top. The gate's
+    # baseline must not depend on which cooldown the permuted events met first.
+    scenario = Scenario(
+        include_unrealized=True,
+        two_updates_on_reversal=False,
+        steps=(
+            Fill(7, MNQ, 1, -1, 30.0, (1, 7, 2, 6, 4), (False, False, True, False), False),
+            Fill(7, ES, 2, 2, 8.0, (0, 5, 5, 5, 6), (False,) * 4, False),
+            Move(ES, 5, 30.0),
+            Fill(7, MNQ, 3, -2, 0.2, (9, 7, 4, 4, 6), (True, True, True, False), True),
+            Fill(7, MNQ, 2, 1, 0.2, (9, 2, 1, 1, 3), (True, False, False, True), False),
+        ),
+    )
     check(scenario)

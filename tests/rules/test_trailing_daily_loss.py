@@ -4,16 +4,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from riskman.core.enums import OrderSide
 from riskman.core.locks import Lockout, Unlock
-from riskman.core.ports import AccountEvent, PositionEvent, QuoteEvent
+from riskman.core.ports import AccountEvent, PositionEvent, QuoteEvent, TradeEvent
 from riskman.engine.engine import Engine
 from riskman.rules.trailing_daily_loss import TrailingDailyLoss
 from tests.conftest import EngineFactory
-from tests.fakes import MNQ, FakeGateway, account, position, quote, settle
+from tests.fakes import (
+    MNQ,
+    FakeGateway,
+    account,
+    open_position,
+    position,
+    quote,
+    settle,
+    trade,
+)
 
 ACC = 7
 RESET = datetime(2026, 11, 18, 23, 0, tzinfo=UTC)  # 17:00 CST on T0's day
@@ -34,10 +45,25 @@ async def _balance(engine: Engine, balance: str) -> None:
 
 async def _long(engine: Engine, gateway: FakeGateway, mark: str) -> None:
     """Long 1 MNQ at 21000 ($2 a point), marked at `mark`."""
-    pos = position(ACC, MNQ, 1, "21000")
-    gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
+    await open_position(engine, gateway, position(ACC, MNQ, 1, "21000"))
     await engine.process(QuoteEvent(MNQ, quote(mark)))
+
+
+async def _close_long(engine: Engine, gateway: FakeGateway, balance: str, order: list[str]):
+    """The long closed by the trader for `pnl`: its trade, position and balance updates in
+    `order`."""
+    gateway.set_position(position(ACC, MNQ, 0))
+    before = engine.state.balance(ACC)
+    assert before is not None
+    pnl = str(Decimal(balance) - before)
+    events = {
+        "trade": TradeEvent(trade(ACC, pnl=pnl, contract_id=MNQ, side=OrderSide.ASK)),
+        "position": PositionEvent(position(ACC, MNQ, 0)),
+        "balance": AccountEvent(account(ACC, balance)),
+    }
+    for name in order:
+        await engine.process(events[name])
+        await settle(engine)
 
 
 def _lock(engine: Engine) -> Lockout | None:
@@ -100,49 +126,50 @@ async def test_equity_trail_follows_open_profit_and_gives_it_back(
     assert gateway.named("close_contract")[0].args == (ACC, MNQ)
 
 
-async def test_equity_high_not_raised_by_a_balance_update_with_positions_open(
-    make_engine: EngineFactory, gateway: FakeGateway
+ORDERS = [
+    ["trade", "position", "balance"],
+    ["balance", "trade", "position"],
+    ["position", "balance", "trade"],
+    ["balance", "position", "trade"],
+]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
+async def test_a_closing_gain_never_counts_twice_into_the_equity_high(
+    make_engine: EngineFactory, gateway: FakeGateway, clock, order
 ) -> None:
-    # The gain of a close can be in the balance before the position is seen closed: that
-    # moment must not count the gain twice into the high.
     engine = await _engine(make_engine, trail="equity")
     await _balance(engine, "50000")
-    await _long(engine, gateway, "21400")
-    await _balance(engine, "50800")  # the close's gain, the position not yet seen closed
-    assert _rule(engine).floor(ACC) == 49800
-    await engine.process(PositionEvent(position(ACC, MNQ, 0)))
+    await _long(engine, gateway, "21400")  # +$800 open: the high is $50,800
+    await _close_long(engine, gateway, "50800", order)
+    await clock.advance(2)
     await settle(engine)
     assert _rule(engine).floor(ACC) == 49800
     assert _lock(engine) is None
 
 
-async def test_a_breach_seen_mid_close_is_confirmed_a_second_later(
-    make_engine: EngineFactory, gateway: FakeGateway, clock
+@pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
+async def test_a_closing_loss_never_counts_twice_against_the_floor(
+    make_engine: EngineFactory, gateway: FakeGateway, clock, order
 ) -> None:
     engine = await _engine(make_engine)
     await _balance(engine, "50000")
-    await _long(engine, gateway, "20600")  # -$800 open
-    await _balance(engine, "49200")  # the close's loss, counted twice for a moment
-    await settle(engine)
-    assert _lock(engine) is None
-    gateway.set_position(position(ACC, MNQ, 0))
-    await engine.process(PositionEvent(position(ACC, MNQ, 0)))  # the close lands: $49,200
+    await _long(engine, gateway, "20600")  # -$800 open: $49,200 against a $49,000 floor
+    await _close_long(engine, gateway, "49200", order)
     await clock.advance(2)
     await settle(engine)
     assert _lock(engine) is None
     assert gateway.named("close_contract") == []
 
 
-async def test_a_real_breach_on_a_balance_update_is_acted_on_after_the_confirmation(
+async def test_a_balance_drop_no_fill_explains_counts_once_it_settles(
     make_engine: EngineFactory, gateway: FakeGateway, clock
 ) -> None:
     engine = await _engine(make_engine)
     await _balance(engine, "50000")
     await _long(engine, gateway, "20900")  # -$200 open
-    await _balance(engine, "49100")  # another position's loss: $48,900 with the open loss
-    await settle(engine)
-    assert _lock(engine) is None
-    await clock.advance(1)
+    await _balance(engine, "49100")  # another loss: $48,900 with the open loss
+    await clock.advance(2)
     await settle(engine)
     assert _lock(engine) is not None
 
