@@ -139,6 +139,12 @@ class StateManager:
     ) -> PositionChange:
         if target is None:
             target = Position(account_id=account_id, contract_id=contract_id, size=0)
+        book = self._books.get((account_id, contract_id))
+        if book is not None and book.settled:
+            # Nothing waits: the engine's position is the gateway's word (the book is made
+            # again from it when the next fill or update comes), so only fills in flight are
+            # kept and `fills_consistent` stays cheap on every event.
+            del self._books[(account_id, contract_id)]
         return self._move(target)
 
     def apply_trade(
