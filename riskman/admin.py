@@ -2,7 +2,10 @@
 
 The password itself is never stored, logged or shown. After three wrong passwords the admin
 screens lock for a delay that doubles with every further failure; the count and the deadline
-live in the database, so restarting riskman does not reset them.
+live in a file beside the hash (`admin.hash.tries`), so neither a restart nor a new database
+resets them. Once a password has existed (the anchor file beside the config and the audit
+table remember it), a missing hash file locks the admin screens: riskman never offers to
+create a new password then.
 """
 
 from __future__ import annotations
@@ -13,20 +16,21 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from riskman.config import check_private_file
+from riskman.config import Settings, check_private_file
 from riskman.core.clock import Clock
-from riskman.storage.db import Database, from_db_time, to_db_time
+from riskman.engine.commitment import ANCHOR_NAME, read_anchor, update_anchor, write_private
+from riskman.storage.db import Database
 
-# scrypt cost: ~50 ms on a laptop; enough to make offline guessing of a stolen hash slow.
-_N, _R, _P = 2**15, 8, 1
-_MAXMEM = 128 * _N * _R * 2
+# scrypt cost: 64 MiB and >= 100 ms per check on a fast machine, so offline guessing of a
+# copied hash file is slow (issue 13). Stored hashes carry their own parameters.
+SCRYPT_N = 2**16
+_N, _R, _P = SCRYPT_N, 8, 1
+_MAXMEM = 128 * 2**17 * _R * 2
 MIN_LENGTH = 8
 FREE_TRIES = 3
 FIRST_DELAY = 30.0
@@ -79,16 +83,48 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 class PasswordStore:
-    """The hash file (mode 0600). `None` from `load()` means no password is set yet."""
+    """The hash file (mode 0600). `None` from `load()` means no password is set yet.
 
-    def __init__(self, path: Path) -> None:
+    `anchor` is riskman's anchor file (beside the config): it remembers that a password has
+    existed, so a deleted hash file cannot be replaced from the trader's chair.
+    """
+
+    def __init__(self, path: Path, anchor: Path | None = None) -> None:
         self.path = path
+        self.anchor = anchor
+
+    @classmethod
+    def of(cls, settings: Settings) -> PasswordStore:
+        return cls(settings.password_file, settings.state_dir / ANCHOR_NAME)
+
+    @property
+    def tries_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".tries")
 
     def exists(self) -> bool:
         return self.path.exists()
 
+    def existed(self) -> bool:
+        """A password has been set here before (whether or not its file is still there)."""
+        return self.anchor is not None and bool(
+            (read_anchor(self.anchor) or {}).get("password_existed")
+        )
+
+    def note_existed(self) -> None:
+        if self.anchor is not None:
+            update_anchor(self.anchor, {"password_existed": True})
+
+    def missing_message(self) -> str:
+        return (
+            f"The admin password file {self.path} is missing: the admin screens stay locked. "
+            "Restore it, or run `riskman set-admin-password --reset` as root or as "
+            "riskman's own user."
+        )
+
     def load(self) -> str | None:
         if not self.path.exists():
+            if self.existed():
+                raise PasswordError(self.missing_message())
             return None
         try:
             check_private_file(self.path, "admin password file")
@@ -106,19 +142,45 @@ class PasswordStore:
     def set(self, password: str) -> None:
         """Write a new hash atomically, created 0600 (never readable by others)."""
         check_strength(password)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".admin-", dir=self.path.parent)
+        write_private(self.path, hash_password(password))
+        self.note_existed()
+
+    # --- failed tries (beside the hash) ----------------------------------------------------
+
+    def read_tries(self) -> tuple[int, datetime | None]:
         try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(hash_password(password))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            data = json.loads(self.tries_file.read_text(encoding="utf-8"))
+            until = data.get("locked_until")
+            return int(data["failures"]), None if until is None else datetime.fromisoformat(until)
+        except FileNotFoundError:
+            return 0, None
+        except (OSError, ValueError, KeyError, TypeError):
+            # A damaged counter is read as a lock of the longest delay, never as no failures.
+            return FREE_TRIES + 10, None
+
+    def write_tries(self, failures: int, until: datetime | None) -> None:
+        if failures == 0 and until is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.tries_file.unlink()
+            return
+        data = {"failures": failures, "locked_until": None if until is None else until.isoformat()}
+        write_private(self.tries_file, json.dumps(data))
+
+    def check(self, password: str, now: datetime) -> Attempt:
+        """One throttled try (blocking: scrypt): the command line and the screens share it."""
+        failures, until = self.read_tries()
+        if until is not None and until > now:
+            return Attempt(False, until, failures)
+        if self.verify(password):
+            self.write_tries(0, None)
+            return Attempt(True)
+        failures += 1
+        locked = None
+        if failures >= FREE_TRIES:
+            delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (failures - FREE_TRIES))
+            locked = now + timedelta(seconds=delay)
+        self.write_tries(failures, locked)
+        return Attempt(False, locked, failures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,44 +192,29 @@ class Attempt:
 
 
 class AdminGuard:
-    """Password checks with a growing delay after repeated failures, kept in the database."""
+    """Password checks with a growing delay after repeated failures, kept beside the hash."""
 
     def __init__(self, store: PasswordStore, db: Database, clock: Clock) -> None:
         self.store = store
         self._db = db
         self._clock = clock
 
-    async def _state(self) -> tuple[int, datetime | None]:
-        row = await self._db.fetchone("SELECT failures, locked_until FROM admin_throttle")
-        if row is None:
-            return 0, None
-        return int(row["failures"]), from_db_time(row["locked_until"])
+    async def remember_password(self) -> None:
+        """If the audit table says a password was set, note it in the anchor file too."""
+        if self.store.exists() or self.store.existed():
+            if self.store.exists():
+                self.store.note_existed()
+            return
+        row = await self._db.fetchone("SELECT 1 FROM admin_audit WHERE action = 'password' LIMIT 1")
+        if row is not None:
+            self.store.note_existed()
 
     async def locked_until(self) -> datetime | None:
-        _, until = await self._state()
+        _, until = self.store.read_tries()
         if until is not None and until > self._clock.now():
             return until
         return None
 
     async def try_password(self, password: str) -> Attempt:
-        failures, until = await self._state()
-        now = self._clock.now()
-        if until is not None and until > now:
-            return Attempt(False, until, failures)
-        # scrypt takes ~0.1 s: off the event loop, so enforcement never waits for a login.
-        if await asyncio.to_thread(self.store.verify, password):
-            await self._write(0, None)
-            return Attempt(True)
-        failures += 1
-        locked = None
-        if failures >= FREE_TRIES:
-            delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (failures - FREE_TRIES))
-            locked = now + timedelta(seconds=delay)
-        await self._write(failures, locked)
-        return Attempt(False, locked, failures)
-
-    async def _write(self, failures: int, until: datetime | None) -> None:
-        await self._db.execute(
-            "INSERT OR REPLACE INTO admin_throttle (id, failures, locked_until) VALUES (1, ?, ?)",
-            (failures, to_db_time(until)),
-        )
+        # scrypt takes >= 0.1 s: off the event loop, so enforcement never waits for a login.
+        return await asyncio.to_thread(self.store.check, password, self._clock.now())

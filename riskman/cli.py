@@ -22,7 +22,9 @@ riskman --no-ui [--config PATH] [--log-format text|json]
 riskman demo                              the terminal on the embedded simulator
 riskman sim [--port N] [--seed S]         the simulator alone
 riskman check-config [--config PATH]      validate and print the effective config
-riskman set-admin-password [--config PATH]
+riskman set-admin-password [--config PATH] [--reset]
+riskman lock --for 30m|1h|session|reset|HH:MM [--account ID] [--config PATH]
+                                          lock yourself out now (cannot be undone)
 riskman status [--config PATH] [--json]   is the engine running and armed? (exit 0/1/3)
 riskman service install|uninstall|status  the guard as a systemd service (as root)
 riskman notify-test [--config PATH]       send a test notification to every URL
@@ -67,8 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate and print the effective config")
     _config_arg(check)
 
-    password = sub.add_parser("set-admin-password", help="set the admin password")
+    password = sub.add_parser(
+        "set-admin-password",
+        help="set the admin password (asks for the current one; from a pipe: the current "
+        "password on the first line, the new one on the second)",
+    )
     _config_arg(password)
+    password.add_argument(
+        "--reset",
+        action="store_true",
+        help="replace it without the current one (root or riskman's own user only; audited)",
+    )
+
+    lock = sub.add_parser(
+        "lock",
+        help="lock yourself out now: flatten, cancel, lock (cannot be undone before its end)",
+    )
+    _config_arg(lock)
+    lock.add_argument(
+        "--for",
+        dest="lock_for",
+        required=True,
+        help="15m, 30m, 1h (any duration), session, reset, or a local time HH:MM",
+    )
+    lock.add_argument("--account", type=int, default=None, help="one account (default: all)")
 
     status = sub.add_parser("status", help="ask the running engine (exit 0 armed, 1 not, 3 none)")
     _config_arg(status)
@@ -116,14 +140,58 @@ def check_config(path: Path) -> int:
     return 0
 
 
-def set_admin_password(path: Path) -> int:
+def set_admin_password(path: Path, *, reset: bool = False) -> int:
+    """Set the admin password. When one exists, the current one is needed (issue 13): a
+    missing or wrong current password exits 2 and leaves the hash file as it was."""
+    from datetime import UTC, datetime
+
     from riskman.admin import PasswordError, PasswordStore
 
     settings = _load(path)
     if settings is None:
         return EXIT_CONFIG
-    store = PasswordStore(settings.password_file)
-    if sys.stdin.isatty():
+    store = PasswordStore.of(settings)
+    tty = sys.stdin.isatty()
+    try:
+        had = store.exists() or store.existed() or asyncio.run(_password_audited(settings))
+    except Exception:  # an unreadable database: the hash file and the anchor decide
+        had = store.exists() or store.existed()
+    if reset:
+        owner = _engine_owner(settings)
+        if os.geteuid() not in (0, owner):
+            print(
+                "riskman: --reset is allowed only to root or to riskman's own user "
+                f"(uid {owner}); nothing changed",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    elif had:
+        current = (
+            getpass.getpass("Current admin password: ") if tty else sys.stdin.readline()
+        ).rstrip("\r\n")
+        if not store.exists():
+            print(f"riskman: {store.missing_message()} Nothing changed.", file=sys.stderr)
+            return EXIT_CONFIG
+        if not current:
+            print("riskman: the current admin password is needed; nothing changed", file=sys.stderr)
+            return EXIT_CONFIG
+        try:
+            attempt = store.check(current, datetime.now(UTC))
+        except (PasswordError, OSError) as exc:
+            print(f"riskman: {exc}; nothing changed", file=sys.stderr)
+            return EXIT_CONFIG
+        if not attempt.ok:
+            later = (
+                f"; locked until {attempt.locked_until.isoformat(timespec='seconds')}"
+                if attempt.locked_until is not None
+                else ""
+            )
+            print(
+                f"riskman: the current admin password is wrong{later}; nothing changed",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    if tty:
         first = getpass.getpass("New admin password: ")
         second = getpass.getpass("Repeat it: ")
         if first != second:
@@ -138,11 +206,57 @@ def set_admin_password(path: Path) -> int:
         print(f"riskman: {exc}; nothing changed", file=sys.stderr)
         return 1
     print(f"admin password set ({store.path}, mode 600)")
+    what = "reset" if reset else "changed" if existed else "set"
     try:
-        asyncio.run(_audit_password(settings, "changed" if existed else "set"))
+        asyncio.run(_audit_password(settings, what))
     except Exception as exc:  # the password is set; say the audit trail lacks it
         print(f"riskman: warning: not recorded in the audit table ({exc})", file=sys.stderr)
     return 0
+
+
+def lock_me_out(settings: Settings, spec: str, account: int | None) -> int:
+    """`riskman lock`: through the running engine's control API (exit 3 if none answers)."""
+    from riskman.control.client import ApiError, ControlClient, NotAnswering
+    from riskman.control.interface import SelfLock
+
+    async def ask() -> list[SelfLock]:
+        async with ControlClient.for_settings(settings) as client:
+            return await client.lock(spec, account)
+
+    try:
+        locked = asyncio.run(ask())
+    except NotAnswering as exc:
+        print(f"riskman: {exc}", file=sys.stderr)
+        return 3
+    except ApiError as exc:
+        print(f"riskman: not locked: {exc}", file=sys.stderr)
+        return 1
+    for lock in locked:
+        print(f"account {lock.account}: {lock.reason}")
+    return 0
+
+
+def _engine_owner(settings: Settings) -> int:
+    """The uid riskman's engine runs as: the owner of its database (else of its folder)."""
+    for candidate in (settings.database, settings.database.parent):
+        try:
+            return candidate.stat().st_uid
+        except OSError:
+            continue
+    return 0
+
+
+async def _password_audited(settings: Settings) -> bool:
+    if not settings.database.exists():
+        return False
+    from riskman.storage.db import Database
+
+    db = await Database.open(settings.database)
+    try:
+        row = await db.fetchone("SELECT 1 FROM admin_audit WHERE action = 'password' LIMIT 1")
+    finally:
+        await db.close()
+    return row is not None
 
 
 async def _audit_password(settings: Settings, what: str) -> None:
@@ -244,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     if command == "check-config":
         return check_config(args.config)
     if command == "set-admin-password":
-        return set_admin_password(args.config)
+        return set_admin_password(args.config, reset=args.reset)
+    if command == "lock":
+        settings = _load(args.config)
+        if settings is None:
+            return EXIT_CONFIG
+        return lock_me_out(settings, args.lock_for, args.account)
     if command == "service":
         from riskman.service import main as service_main
 

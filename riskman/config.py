@@ -12,6 +12,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -171,13 +172,62 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+# --- commitment (issue 13): which of two values of a rule field is stricter ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Loosens:
+    """How a field of a rule (or of the committed settings) becomes looser.
+
+    Every field the engine commits to carries one of these in its type's metadata. A stricter
+    value applies at once; a looser one waits for the next daily reset (riskman/engine/
+    commitment.py). `None` is always the loosest value (no limit, not set).
+    """
+
+    way: Literal["higher", "lower", "off", "on", "fewer", "more", "order", "any"]
+    order: tuple[str, ...] = ()
+    """For `order`: the choices, loosest first."""
+
+    def describe(self) -> str:
+        return {
+            "higher": "higher is looser",
+            "lower": "lower is looser",
+            "off": "turning it off is looser",
+            "on": "turning it on is looser",
+            "fewer": "removing an entry is looser",
+            "more": "adding an entry is looser",
+            "order": "from looser to stricter: " + " → ".join(self.order),
+            "any": "any change waits for the reset",
+        }[self.way]
+
+
+HIGHER_LOOSER = Loosens("higher")
+LATER_LOOSER = Loosens("higher")
+LOWER_LOOSER = Loosens("lower")
+EARLIER_LOOSER = Loosens("lower")
+OFF_LOOSER = Loosens("off")
+ON_LOOSER = Loosens("on")
+FEWER_LOOSER = Loosens("fewer")
+MORE_LOOSER = Loosens("more")
+ANY_CHANGE_WAITS = Loosens("any")
+
+
+def loosest_first(*choices: str) -> Loosens:
+    return Loosens("order", tuple(choices))
+
+
+def loosens(field: Any) -> Loosens | None:
+    """The commitment marker of a pydantic field (None: a nested model, or not committed)."""
+    return next((m for m in field.metadata if isinstance(m, Loosens)), None)
+
+
 # --- rules (SPEC.md §3) ---------------------------------------------------------------------
 
 
 class RuleConfig(Strict):
     """What every rule's settings have (the rule itself is `riskman.core.rules.Rule`)."""
 
-    enabled: bool = True
+    enabled: Annotated[bool, OFF_LOOSER] = True
 
 
 class ScalingTier(Strict):
@@ -192,15 +242,20 @@ class ScalingTier(Strict):
 
 
 class MaxContracts(RuleConfig):
-    limit: PositiveInt = 5
+    limit: Annotated[PositiveInt, HIGHER_LOOSER] = 5
     """The limit; with `scaling`, the limit below the first tier."""
-    count: Literal["net", "gross"] = "net"
-    action: Literal["reduce_to_limit", "close_all"] = "reduce_to_limit"
-    count_orders: bool = False
+    count: Annotated[Literal["net", "gross"], loosest_first("net", "gross")] = "net"
+    action: Annotated[
+        Literal["reduce_to_limit", "close_all"], loosest_first("reduce_to_limit", "close_all")
+    ] = "reduce_to_limit"
+    count_orders: Annotated[bool, OFF_LOOSER] = False
     """Working entry orders count as if they filled (one over the limit is cancelled)."""
-    scaling: list[ScalingTier] = Field(default_factory=list, max_length=20)
+    # A tier raises the limit as the profit grows: any change of the plan waits.
+    scaling: Annotated[list[ScalingTier], ANY_CHANGE_WAITS] = Field(
+        default_factory=list, max_length=20
+    )
     """Topstep's scaling plan: the limit by end-of-day profit over starting_balance."""
-    starting_balance: PositiveMoney | None = None
+    starting_balance: Annotated[PositiveMoney | None, ANY_CHANGE_WAITS] = None
     """For `scaling`; default: max_loss_limit.starting_balance."""
 
     @field_validator("scaling")
@@ -213,11 +268,14 @@ class MaxContracts(RuleConfig):
 
 
 class MaxContractsPerInstrument(RuleConfig):
-    default_limit: PositiveInt | None = 3
-    limits: dict[Symbol, PositiveInt] = Field(default_factory=dict)
-    unknown_symbol: Literal["allow", "block"] = "allow"
-    action: Literal["reduce_to_limit", "close"] = "reduce_to_limit"
-    count_orders: bool = False
+    default_limit: Annotated[PositiveInt | None, HIGHER_LOOSER] = 3
+    limits: Annotated[dict[Symbol, PositiveInt], HIGHER_LOOSER] = Field(default_factory=dict)
+    """Per symbol; a symbol added or removed waits for the reset (it replaces default_limit)."""
+    unknown_symbol: Annotated[Literal["allow", "block"], loosest_first("allow", "block")] = "allow"
+    action: Annotated[
+        Literal["reduce_to_limit", "close"], loosest_first("reduce_to_limit", "close")
+    ] = "reduce_to_limit"
+    count_orders: Annotated[bool, OFF_LOOSER] = False
     """Working entry orders count as if they filled (one over the limit is cancelled)."""
 
     @field_validator("limits", mode="before")
@@ -234,36 +292,38 @@ class MaxContractsPerInstrument(RuleConfig):
 
 
 class DailyRealizedLoss(RuleConfig):
-    limit: PositiveMoney = Decimal(500)
-    include_unrealized: bool = True
+    limit: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(500)
+    include_unrealized: Annotated[bool, OFF_LOOSER] = True
 
 
 class DailyUnrealizedLoss(RuleConfig):
-    limit: PositiveMoney = Decimal(300)
+    limit: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(300)
 
 
 class MaxUnrealizedProfit(RuleConfig):
-    target: PositiveMoney = Decimal(1000)
+    target: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(1000)
 
 
 class FrequencyCooldowns(Strict):
-    per_minute: CooldownDuration = 60.0
-    per_hour: CooldownDuration = 1800.0
-    per_session: CooldownDuration = UNTIL_RESET
+    per_minute: Annotated[CooldownDuration, LOWER_LOOSER] = 60.0
+    per_hour: Annotated[CooldownDuration, LOWER_LOOSER] = 1800.0
+    per_session: Annotated[CooldownDuration, LOWER_LOOSER] = UNTIL_RESET
 
 
 class TradeFrequencyLimit(RuleConfig):
-    per_minute: PositiveInt | None = 3
-    per_hour: PositiveInt | None = 10
-    per_session: PositiveInt | None = 50
+    per_minute: Annotated[PositiveInt | None, HIGHER_LOOSER] = 3
+    per_hour: Annotated[PositiveInt | None, HIGHER_LOOSER] = 10
+    per_session: Annotated[PositiveInt | None, HIGHER_LOOSER] = 50
     cooldowns: FrequencyCooldowns = Field(default_factory=FrequencyCooldowns)
-    count_trades_as: Literal["orders", "fills"] = "orders"
+    count_trades_as: Annotated[Literal["orders", "fills"], loosest_first("orders", "fills")] = (
+        "orders"
+    )
     """orders: an order that fills counts once; fills: every entry and exit fill counts."""
 
 
 class LossTier(Strict):
-    loss: PositiveMoney
-    cooldown: CooldownDuration
+    loss: Annotated[PositiveMoney, HIGHER_LOOSER]
+    cooldown: Annotated[CooldownDuration, LOWER_LOOSER]
 
 
 class CooldownAfterLoss(RuleConfig):
@@ -286,21 +346,28 @@ class CooldownAfterLoss(RuleConfig):
 
 
 class NoStopLossGrace(RuleConfig):
-    grace_seconds: Seconds = 30.0
+    grace_seconds: Annotated[Seconds, HIGHER_LOOSER] = 30.0
 
 
 class SessionBlockOutside(RuleConfig):
-    start: HHMM = time(8, 30)
-    end: HHMM = time(15, 10)
-    days: list[Day] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
-    respect_holidays: bool = True
-    flatten_at_end: bool = True
+    start: Annotated[HHMM, EARLIER_LOOSER] = time(8, 30)
+    end: Annotated[HHMM, LATER_LOOSER] = time(15, 10)
+    days: Annotated[list[Day], MORE_LOOSER] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]
+    )
+    respect_holidays: Annotated[bool, OFF_LOOSER] = True
+    flatten_at_end: Annotated[bool, OFF_LOOSER] = True
     early_close_buffer: Annotated[
         float,
         BeforeValidator(lambda v: 0.0 if v in (0, "0", 0.0) else _parse_seconds(v)),
         PlainSerializer(_duration_out),
+        LOWER_LOOSER,
     ] = 300.0
-    timezone: TimeZoneName | None = None
+    timezone: Annotated[TimeZoneName | None, ANY_CHANGE_WAITS] = None
+
+    def looser_than(self, old: SessionBlockOutside) -> bool:
+        """Commitment: a start or end moved across midnight cannot be judged time by time."""
+        return (self.end <= self.start) != (old.end <= old.start)
 
     @model_validator(mode="after")
     def _window(self) -> SessionBlockOutside:
@@ -316,17 +383,17 @@ class AuthLossGuard(RuleConfig):
 
 
 class SymbolBlocks(RuleConfig):
-    symbols: list[Symbol] = Field(default_factory=list)
+    symbols: Annotated[list[Symbol], FEWER_LOOSER] = Field(default_factory=list)
 
 
 class Breakeven(Strict):
-    trigger_ticks: PositiveInt = 10
-    offset_ticks: NonNegativeInt = 1
+    trigger_ticks: Annotated[PositiveInt, HIGHER_LOOSER] = 10
+    offset_ticks: Annotated[NonNegativeInt, LOWER_LOOSER] = 1
 
 
 class Trailing(Strict):
-    activation_ticks: PositiveInt = 20
-    distance_ticks: PositiveInt = 10
+    activation_ticks: Annotated[PositiveInt, HIGHER_LOOSER] = 20
+    distance_ticks: Annotated[PositiveInt, HIGHER_LOOSER] = 10
 
 
 class TradeManagement(RuleConfig):
@@ -346,13 +413,13 @@ class TradeManagement(RuleConfig):
 
 
 class DailyRealizedProfit(RuleConfig):
-    target: PositiveMoney = Decimal(1000)
+    target: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(1000)
 
 
 class MaxLossLimit(RuleConfig):
-    starting_balance: PositiveMoney = Decimal(50000)
-    drawdown: PositiveMoney = Decimal(2000)
-    eod_high: PositiveMoney | None = None
+    starting_balance: Annotated[PositiveMoney, LOWER_LOOSER] = Decimal(50000)
+    drawdown: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(2000)
+    eod_high: Annotated[PositiveMoney | None, LOWER_LOOSER] = None
     """The highest end-of-day balance so far, if the account traded before riskman watched it."""
 
     @model_validator(mode="after")
@@ -365,19 +432,23 @@ class MaxLossLimit(RuleConfig):
 class TrailingDailyLoss(RuleConfig):
     """RULE-016: TopstepX's trailing Personal Daily Loss Limit."""
 
-    limit: PositiveMoney = Decimal(1000)
-    trail: Literal["realized", "equity"] = "realized"
+    limit: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(1000)
+    trail: Annotated[Literal["realized", "equity"], loosest_first("realized", "equity")] = (
+        "realized"
+    )
     """What the day's high follows: the balance, or balance + open P&L."""
 
 
 class WeeklyLimits(RuleConfig):
     """RULE-017: the trading week (from Sunday's daily reset) P&L and trade count."""
 
-    loss: PositiveMoney | None = None
-    profit: PositiveMoney | None = None
-    trades: PositiveInt | None = None
-    include_unrealized: bool = True
-    count_trades_as: Literal["orders", "fills"] = "orders"
+    loss: Annotated[PositiveMoney | None, HIGHER_LOOSER] = None
+    profit: Annotated[PositiveMoney | None, HIGHER_LOOSER] = None
+    trades: Annotated[PositiveInt | None, HIGHER_LOOSER] = None
+    include_unrealized: Annotated[bool, OFF_LOOSER] = True
+    count_trades_as: Annotated[Literal["orders", "fills"], loosest_first("orders", "fills")] = (
+        "orders"
+    )
     """orders: an order that fills counts once; fills: every entry and exit fill counts."""
 
     @model_validator(mode="after")
@@ -398,11 +469,11 @@ class NoFlip(RuleConfig):
 class StopDiscipline(RuleConfig):
     """RULE-020: protective stops only move towards the market."""
 
-    restore: bool = True
+    restore: Annotated[bool, OFF_LOOSER] = True
     """A widened protective stop is put back where it was."""
-    max_ticks: PositiveInt | None = None
+    max_ticks: Annotated[PositiveInt | None, HIGHER_LOOSER] = None
     """A protective stop farther than this from the entry is pulled in to it."""
-    cancel_grace: SecondsOrZero = 5.0
+    cancel_grace: Annotated[SecondsOrZero, HIGHER_LOOSER] = 5.0
     """With RULE-008 off: how long a position may stay without a stop after its stop was
     cancelled before it is closed."""
 
@@ -458,15 +529,16 @@ class WeeklyBlackout(Strict):
 class Blackouts(RuleConfig):
     """RULE-021: windows in which no new exposure is allowed (news, the open...)."""
 
-    windows: list[BlackoutWindow] = Field(default_factory=list)
-    weekly: list[WeeklyBlackout] = Field(default_factory=list)
-    ics_file: Path | None = None
+    # A window removed (or changed: removed and another added) is looser; one added stricter.
+    windows: Annotated[list[BlackoutWindow], FEWER_LOOSER] = Field(default_factory=list)
+    weekly: Annotated[list[WeeklyBlackout], FEWER_LOOSER] = Field(default_factory=list)
+    ics_file: Annotated[Path | None, ANY_CHANGE_WAITS] = None
     """An iCalendar file (an exported economic calendar), relative to the config file."""
-    around_events: SecondsOrZero = 300.0
+    around_events: Annotated[SecondsOrZero, LOWER_LOOSER] = 300.0
     """An iCalendar event without an end blocks this long before and after it."""
-    flatten_before: Seconds | None = None
+    flatten_before: Annotated[Seconds | None, LOWER_LOOSER] = None
     """Flatten this long before a window starts (none: open positions are kept)."""
-    timezone: TimeZoneName | None = None
+    timezone: Annotated[TimeZoneName | None, ANY_CHANGE_WAITS] = None
 
     @model_validator(mode="after")
     def _something_to_block(self) -> Blackouts:
@@ -480,12 +552,18 @@ DEFAULT_MICROS = ("MNQ", "MES", "M2K", "MYM", "MCLE", "MGC")
 
 
 class ContractWeights(RuleConfig):
-    enabled: bool = False
-    micro_weight: Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=1)] = Decimal("0.1")
-    micros: list[Symbol] = Field(default_factory=lambda: list(DEFAULT_MICROS))
-    weights: dict[Symbol, Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=100)]] = Field(
-        default_factory=dict
+    # Weights make micros count for less: turning them on is the looser way.
+    enabled: Annotated[bool, ON_LOOSER] = False
+    micro_weight: Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=1), LOWER_LOOSER] = (
+        Decimal("0.1")
     )
+    micros: Annotated[list[Symbol], MORE_LOOSER] = Field(
+        default_factory=lambda: list(DEFAULT_MICROS)
+    )
+    weights: Annotated[
+        dict[Symbol, Annotated[Decimal, BeforeValidator(_money), Field(gt=0, le=100)]],
+        LOWER_LOOSER,
+    ] = Field(default_factory=dict)
 
     def weight(self, root: str) -> Decimal:
         if not self.enabled:
@@ -582,7 +660,10 @@ class AdminConfig(Strict):
     idle_lock: Seconds = 300.0
     """The admin screens lock again after this long without a key press."""
     password_file: Path | None = None
-    """Salted scrypt hash of the admin password; default: admin.hash beside the database."""
+    """Salted scrypt hash of the admin password; default: admin.hash beside the config file
+    (beside the database when there is no file). Only from the file, never the environment."""
+    unlock_delay: Annotated[Seconds, Field(ge=300), LOWER_LOOSER] = 1800.0
+    """An admin's unlock takes effect this long after it is asked for (at least 5 minutes)."""
 
 
 class ControlConfig(Strict):
@@ -716,6 +797,17 @@ class Settings(BaseSettings):
             if entry.id == account_id and entry.rules is not None:
                 return entry.rules
         return self.rules
+
+    @property
+    def state_dir(self) -> Path:
+        """Where riskman keeps what must outlive a new database (the rules it committed to,
+        that a password has existed): beside the config file when riskman may write there
+        (embedded), else beside the database (the guard: a root-owned /etc/riskman)."""
+        if self.config_path is not None:
+            folder = self.config_path.resolve().parent
+            if os.access(folder, os.W_OK):
+                return folder
+        return self.database.parent
 
     @property
     def password_file(self) -> Path:
@@ -892,6 +984,18 @@ def _check_ics_files(settings: Settings, base: Path, config_path: Path) -> list[
 def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
     """Load and validate the configuration; raise :class:`ConfigError` with every problem."""
     config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    # The password file decides who may change the rules: a variable must not move it.
+    for name, value in os.environ.items():
+        upper = name.upper()
+        if upper == f"{ENV_PREFIX}ADMIN__PASSWORD_FILE" or (
+            upper == f"{ENV_PREFIX}ADMIN" and "password_file" in value
+        ):
+            raise ConfigError(
+                [
+                    f"{config_path}: admin.password_file: cannot be set from the environment "
+                    f"({name}); set it in the config file"
+                ]
+            )
     loaded = type("LoadedSettings", (Settings,), {"config_path": config_path})
     try:
         settings: Settings = loaded(**overrides)

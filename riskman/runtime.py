@@ -180,14 +180,18 @@ class Runtime:
                 self.notifier.start()
             self.history = DailyHistory(self.engine, self.notifier)
             self.times.engine_ready = time.monotonic() - began
-            if not self.settings.account_ids:
-                await self._guard_active_accounts()
             engine = self.engine
+            # The accounts in force (an account dropped from the file stays guarded until
+            # the daily reset), not the file's list.
+            if not engine.settings.account_ids:
+                await self._guard_active_accounts()
+            else:
+                await self._note_unguarded()
             self.feed = GatewayFeed(
                 self.rest,
                 self.settings.gateway,
                 engine,
-                self.settings.account_ids,
+                engine.settings.account_ids,
                 self.clock,
                 quote_stale_after=lambda: engine.settings.quotes.stale_after,
             )
@@ -323,6 +327,22 @@ class Runtime:
                 await self.clock.sleep(delay)
             except GatewayError as exc:
                 raise StartError(f"login at {url} failed: {exc}") from None
+
+    async def _note_unguarded(self) -> None:
+        """The gateway's other accounts are shown as NOT GUARDED (issue 13)."""
+        assert self.rest is not None and self.engine is not None
+        try:
+            accounts = await self.rest.search_accounts(only_active=True)
+        except GatewayError as exc:
+            log.warning("could not list the gateway's accounts: %s", exc)
+            return
+        self.engine.note_reported(accounts)
+        others = [a for a in accounts if not self.engine.is_guarded(a.id)]
+        if others:
+            log.warning(
+                "NOT GUARDED (not in accounts:): %s",
+                ", ".join(f"{a.name} ({a.id})" for a in others),
+            )
 
     async def _guard_active_accounts(self) -> None:
         assert self.rest is not None and self.engine is not None

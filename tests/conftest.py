@@ -35,6 +35,13 @@ def make_settings(tmp_path: Path, rules: dict[str, Any] | None = None, **top: An
     return Settings(**data)
 
 
+@pytest.fixture(autouse=True)
+def _quick_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hashes made in this process are cheap (stored hashes carry their own cost); the real
+    cost is checked by tests/test_admin_password.py and by the command-line tests."""
+    monkeypatch.setattr("riskman.admin._N", 2**14)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)

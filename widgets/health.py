@@ -43,6 +43,14 @@ def status_lines(
     engine stopped answering (the snapshot is then the last one it sent)."""
     if lost is not None:
         armed = Content.styled(" ✕ NOT GUARDED ", "bold reverse $error")
+    elif snapshot.armed and any(not view.guarded for view in snapshot.accounts):
+        # Never one ENFORCING over an account riskman does not watch (issue 13).
+        unguarded = sum(1 for view in snapshot.accounts if not view.guarded)
+        guarded = len(snapshot.accounts) - unguarded
+        armed = Content.styled(
+            f" ● ENFORCING {guarded} of {len(snapshot.accounts)} · {unguarded} NOT GUARDED ",
+            "bold reverse $warning",
+        )
     elif snapshot.armed:
         armed = Content.styled(" ● ENFORCING ", "bold reverse $success")
     else:

@@ -24,6 +24,7 @@ from riskman.control.interface import (
     AccountsState,
     AdminState,
     AuditEntry,
+    CancelPending,
     CannotStart,
     Cleared,
     ClearLocks,
@@ -34,6 +35,7 @@ from riskman.control.interface import (
     Invalid,
     Listener,
     LockEntry,
+    LockRequest,
     LogEntry,
     LoginAnswer,
     LoginRequest,
@@ -45,6 +47,7 @@ from riskman.control.interface import (
     SaveResult,
     SchedulePut,
     ScheduleState,
+    SelfLock,
     Session,
     Throttled,
     Unauthorized,
@@ -323,12 +326,28 @@ class AttachedControl(Control):
                 for lock in await self.lockouts(session)
                 if lock.account_id == request.account
             ]
-        cleared: list[int] = []
+        # Each is an unlock request that takes effect after admin.unlock_delay (issue 13).
+        asked = Cleared()
         for lock_id in ids:
-            cleared += await self._call(
+            asked = await self._call(
                 session, self._client.clear_lockout, lock_id, request.reason.strip()
             )
-        return Cleared(cleared=cleared)
+        return asked
+
+    async def withdraw_unlock(self, session: Session, request_id: int) -> None:
+        await self._call(session, self._client.withdraw_unlock, request_id)
+
+    async def cancel_pending(self, session: Session, request: CancelPending) -> SaveResult:
+        result: SaveResult = await self._call(
+            session, self._client.cancel_pending, request.key, request.account
+        )
+        return result
+
+    async def lock_me_out(self, request: LockRequest) -> list[SelfLock]:
+        locked: list[SelfLock] = await self._call(
+            None, self._client.lock, request.for_, request.account
+        )
+        return locked
 
     async def audit(self, session: Session, limit: int = 200) -> list[AuditEntry]:
         records = await self._call(session, self._client.audit, limit)

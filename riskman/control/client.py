@@ -33,6 +33,7 @@ from riskman.control.interface import (
     SaveResult,
     SchedulePut,
     ScheduleState,
+    SelfLock,
 )
 from riskman.control.paths import socket_path
 from riskman.core.views import EnforcementRecord, EngineSnapshot
@@ -182,6 +183,11 @@ class ControlClient:
     async def admin_state(self) -> AdminState:
         return AdminState.model_validate(await self.request("GET", "/v1/admin/state"))
 
+    async def lock(self, for_: str, account: int | None = None) -> list[SelfLock]:
+        """Lock me out (no password): every guarded account when `account` is None."""
+        data = await self.request("POST", "/v1/lock", json_body={"for": for_, "account": account})
+        return [SelfLock.model_validate(item) for item in data["locked"]]
+
     async def login(self, password: str) -> None:
         """Open an admin session (ApiError 401: wrong password, 429: throttled)."""
         data = await self.request("POST", "/v1/admin/login", json_body={"password": password})
@@ -227,11 +233,22 @@ class ControlClient:
         data = await self.request("GET", "/v1/admin/lockouts")
         return [LockEntry.model_validate(item) for item in data["lockouts"]]
 
-    async def clear_lockout(self, lock_id: int, reason: str) -> list[int]:
+    async def clear_lockout(self, lock_id: int, reason: str) -> Cleared:
+        """Ask for a lock to end: it does after admin.unlock_delay (`request`, `due`)."""
         data = await self.request(
             "POST", f"/v1/admin/lockouts/{lock_id}/clear", json_body={"reason": reason}
         )
-        return Cleared.model_validate(data).cleared
+        return Cleared.model_validate(data)
+
+    async def withdraw_unlock(self, request_id: int) -> None:
+        await self.request("POST", f"/v1/admin/unlocks/{request_id}/withdraw")
+
+    async def cancel_pending(self, key: str, account: int | None = None) -> SaveResult:
+        """Give up a pending loosening: the value in force is written back to the file."""
+        body = {"key": key, "account": account}
+        return SaveResult.model_validate(
+            await self.request("POST", "/v1/admin/pending/cancel", json_body=body)
+        )
 
     async def schedule(self) -> ScheduleState:
         return ScheduleState.model_validate(await self.request("GET", "/v1/admin/schedule"))

@@ -35,6 +35,7 @@ from riskman.control.interface import (
     AccountsState,
     AdminState,
     AuditEntry,
+    CancelPending,
     CannotStart,
     Cleared,
     ClearLocks,
@@ -47,6 +48,7 @@ from riskman.control.interface import (
     Invalid,
     Listener,
     LockEntry,
+    LockRequest,
     LogEntry,
     LoginAnswer,
     LoginRequest,
@@ -59,6 +61,7 @@ from riskman.control.interface import (
     SaveResult,
     SchedulePut,
     ScheduleState,
+    SelfLock,
     Session,
     Unauthorized,
     Unavailable,
@@ -155,8 +158,11 @@ class InProcessControl(Control):
         except DatabaseError as exc:
             raise CannotStart(str(exc)) from exc
         self.engine = engine
-        store = PasswordStore(self._password_file or engine.settings.password_file)
+        store = PasswordStore.of(engine.settings)
+        if self._password_file is not None:
+            store = PasswordStore(self._password_file, store.anchor)
         self.guard = AdminGuard(store, engine.db, self.clock)
+        await self.guard.remember_password()
         self._unsubscribe = engine.subscribe(self._on_change)
         self._info = EngineInfo(
             pid=os.getpid(), started=self.clock.now(), config=str(self.config_path)
@@ -303,6 +309,9 @@ class InProcessControl(Control):
         guard = self._guard()
         if await asyncio.to_thread(guard.store.exists):
             raise Unauthorized("an admin password is already set: log in with it")
+        if await asyncio.to_thread(guard.store.existed):
+            # Never offer a new password for a deleted hash file (issue 13).
+            raise Unauthorized(guard.store.missing_message())
         try:
             await asyncio.to_thread(guard.store.set, request.password)
         except PasswordError as exc:
@@ -353,7 +362,7 @@ class InProcessControl(Control):
 
     async def get_accounts(self, session: Session) -> AccountsState:
         engine = self._check(session)
-        configured = set(engine.settings.account_ids)
+        configured = set(engine.desired.account_ids)
         names: dict[int, str] = {}
         problem = ""
         try:
@@ -394,7 +403,7 @@ class InProcessControl(Control):
 
     async def get_schedule(self, session: Session) -> ScheduleState:
         engine = self._check(session)
-        settings = engine.settings
+        settings = engine.desired
         calendar = await asyncio.to_thread(HolidayCalendar.load, settings.holidays_file)
         return ScheduleState(
             daily_reset=settings.daily_reset.strftime("%H:%M"),
@@ -454,14 +463,71 @@ class InProcessControl(Control):
         return lock_entries(engine.snapshot(), self.clock.now())
 
     async def clear_lockouts(self, session: Session, request: ClearLocks) -> Cleared:
+        """An unlock is a request: the lock ends after admin.unlock_delay (issue 13)."""
         engine = self._check(session)
         try:
-            cleared = await engine.clear_lockout(
+            asked = await engine.request_unlock(
                 request.account, request.reason, lock_id=request.lock
             )
         except ValueError as exc:
-            raise Invalid([], f"Not cleared: {exc}.") from None
-        return Cleared(cleared=cleared)
+            raise Invalid([], f"Not asked: {exc}.") from None
+        return Cleared(request=asked.id, due=asked.due)
+
+    async def withdraw_unlock(self, session: Session, request_id: int) -> None:
+        engine = self._check(session)
+        try:
+            await engine.withdraw_unlock(request_id)
+        except ValueError as exc:
+            raise Invalid([], f"Not withdrawn: {exc}.") from None
+
+    async def cancel_pending(self, session: Session, request: CancelPending) -> SaveResult:
+        """The value in force goes back into the file: the loosening is no longer asked for."""
+        engine = self._check(session)
+        change = next(
+            (p for p in engine.pending if p.account == request.account and p.key == request.key),
+            None,
+        )
+        if change is None:
+            raise Invalid([], f"Nothing is pending for {request.key}.")
+        changes: dict[KeyPath, Any]
+        if request.key == "accounts":
+            if request.account is None:
+                changes = {("accounts",): []}
+            else:
+                entries = await asyncio.to_thread(file_accounts, self.config_path)
+                kept = [raw for _index, raw in sorted(entries.values(), key=lambda e: e[0])]
+                changes = {("accounts",): [*kept, request.account]}
+        elif request.key == "admin.unlock_delay":
+            changes = {("admin", "unlock_delay"): change.old}
+        elif request.key in ("daily_reset", "timezone"):
+            changes = {(request.key,): change.old}
+        else:
+            path: KeyPath = tuple(request.key.split("."))
+            if request.account is not None:
+                entries = await asyncio.to_thread(file_accounts, self.config_path)
+                found = entries.get(request.account)
+                if found is None:
+                    raise Invalid([], f"Account {request.account} is not in the file.")
+                path = ("accounts", found[0], *path)
+            changes = {path: change.old}
+        result = await self._write(engine, changes)
+        target = request.key if request.account is None else f"account {request.account} "
+        await engine.audit(
+            "cancel_pending",
+            target if request.account is None else target + request.key,
+            old=repr(change.new),
+            new=repr(change.old),
+            reason="cancelled by an admin",
+        )
+        return result
+
+    async def lock_me_out(self, request: LockRequest) -> list[SelfLock]:
+        engine = self._engine()
+        try:
+            locks = await engine.lock_me_out(request.for_, request.account)
+        except ValueError as exc:
+            raise Invalid([], f"Not locked: {exc}.") from None
+        return [SelfLock(account=k.account_id, until=k.until, reason=k.reason) for k in locks]
 
     # --- audit ----------------------------------------------------------------------------
 
@@ -498,20 +564,22 @@ class InProcessControl(Control):
             raise Invalid(
                 [], f"Not saved: cannot write {self.config_path}: {exc.strerror}"
             ) from None
-        await engine.apply_settings(settings)
+        pending = await engine.apply_settings(settings)
         result = []
         for change in applied:
             old, new = audit_text(change.old), audit_text(change.new)
             await engine.audit("config", change.key, old=old, new=new)
             result.append(ConfigChange(key=change.key, old=old, new=new))
-        return SaveResult(changes=result)
+        return SaveResult(changes=result, pending=[change.as_json() for change in pending])
 
 
 # --- helpers (engine side) --------------------------------------------------------------------
 
 
 def rules_state(engine: Engine, entries: Mapping[int, tuple[int, Any]]) -> RulesState:
-    settings = engine.settings
+    # The admin edits what riskman was asked for (the file); looser parts of it may still be
+    # pending until the reset (issue 13): the engine's `pending` says which.
+    settings = engine.desired
     names = [CONTRACT_WEIGHTS] + [
         RuleName(key=rule.key, id=rule.id, title=rule.title) for rule in engine.rules
     ]

@@ -153,6 +153,8 @@ class SaveResult(Model):
     """What changed in the configuration file (empty: the values were already so)."""
     holidays_added: list[str] = []
     holidays_removed: list[str] = []
+    pending: list[dict[str, Any]] = []
+    """Looser changes that wait for the daily reset (issue 13), as `GET /v1/status` lists them."""
 
 
 class RuleName(Model):
@@ -257,7 +259,33 @@ class ClearLocks(Model):
 
 
 class Cleared(Model):
+    """An unlock request (issue 13): the lock ends at `due`, not now."""
+
     cleared: list[int] = []
+    request: int | None = None
+    due: datetime | None = None
+
+
+class CancelPending(Model):
+    """Give up a pending loosening (issue 13): the value in force is written back to the file."""
+
+    account: int | None = None
+    key: str
+
+
+class LockRequest(Model):
+    """Lock me out: no password (it is stricter)."""
+
+    for_: str = Field(alias="for", min_length=1, max_length=40)
+    """15m, 30m, 1h (any duration), session, reset, or a local time HH:MM."""
+    account: int | None = None
+    """None: every guarded account."""
+
+
+class SelfLock(Model):
+    account: int
+    until: datetime | None = None
+    reason: str
 
 
 class AuditEntry(Model):
@@ -515,6 +543,18 @@ class Control:
     async def clear_lockouts(self, session: Session, request: ClearLocks) -> Cleared:
         raise NotImplementedError
 
+    async def cancel_pending(self, session: Session, request: CancelPending) -> SaveResult:
+        """An admin cancels a pending loosening (never hurries one)."""
+        raise NotImplementedError
+
+    async def withdraw_unlock(self, session: Session, request_id: int) -> None:
+        """An admin withdraws an unlock he asked for."""
+        raise NotImplementedError
+
+    async def lock_me_out(self, request: LockRequest) -> list[SelfLock]:
+        """The trader locks himself out (no session: it only makes riskman stricter)."""
+        raise NotImplementedError
+
     async def audit(self, session: Session, limit: int = 200) -> list[AuditEntry]:
         raise NotImplementedError
 
@@ -538,7 +578,11 @@ def status_of(snapshot: EngineSnapshot, info: EngineInfo) -> Status:
         AccountStatus(
             id=view.account_id,
             name=view.name,
-            status="NOT GUARDED" if not snapshot.armed else _status_word(view.status),
+            status=(
+                "NOT GUARDED"
+                if not (snapshot.armed and view.guarded)
+                else _status_word(view.status)
+            ),
             realized=view.realized,
             open=view.open_pnl,
             total=view.total,
@@ -561,7 +605,12 @@ def status_of(snapshot: EngineSnapshot, info: EngineInfo) -> Status:
         for view in snapshot.accounts
     ]
     return Status(
-        armed=snapshot.armed, pid=info.pid, started=info.started, hubs=hubs, accounts=accounts
+        armed=snapshot.armed,
+        pid=info.pid,
+        started=info.started,
+        hubs=hubs,
+        accounts=accounts,
+        pending=[change.as_json() for change in snapshot.pending],
     )
 
 

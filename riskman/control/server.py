@@ -39,9 +39,11 @@ from riskman.config import Settings
 from riskman.control import wire
 from riskman.control.interface import (
     AccountsPut,
+    CancelPending,
     ClearLocks,
     ControlError,
     Invalid,
+    LockRequest,
     LoginRequest,
     Notice,
     PasswordChange,
@@ -467,6 +469,7 @@ class ControlServer:
             Route("/v1/report", self.get_report, methods=["GET"]),
             Route("/v1/report/breach", self.get_breach, methods=["GET"]),
             Route("/v1/history", self.get_history, methods=["GET"]),
+            Route("/v1/lock", self.post_lock, methods=["POST"]),
             WebSocketRoute("/v1/stream", self.stream_ws),
             Route("/v1/admin/state", self.admin_state, methods=["GET"]),
             Route("/v1/admin/login", self.login, methods=["POST"]),
@@ -477,6 +480,12 @@ class ControlServer:
             Route("/v1/admin/accounts", admin(self.get_accounts), methods=["GET"]),
             Route("/v1/admin/accounts", admin(self.put_accounts), methods=["PUT"]),
             Route("/v1/admin/lockouts", admin(self.get_lockouts), methods=["GET"]),
+            Route(
+                "/v1/admin/unlocks/{request_id:int}/withdraw",
+                admin(self.withdraw_unlock),
+                methods=["POST"],
+            ),
+            Route("/v1/admin/pending/cancel", admin(self.cancel_pending), methods=["POST"]),
             Route(
                 "/v1/admin/lockouts/{lock_id:int}/clear",
                 admin(self.clear_lockout),
@@ -714,6 +723,13 @@ class ControlServer:
         put = AccountsPut.model_validate(await _json(request))
         return _model(await self._control().put_accounts(session, put))
 
+    async def post_lock(self, request: Request) -> Response:
+        """Lock me out (issue 13): no password, it only makes riskman stricter."""
+        lock = LockRequest.model_validate(await _json(request))
+        with _as_caller(caller_uid(request)):
+            locked = await self._control().lock_me_out(lock)
+        return JSONResponse({"locked": [entry.model_dump(mode="json") for entry in locked]})
+
     async def get_lockouts(self, request: Request, session: Session) -> Response:
         entries = await self._control().lockouts(session)
         return JSONResponse({"lockouts": [entry.model_dump(mode="json") for entry in entries]})
@@ -727,6 +743,15 @@ class ControlServer:
             raise HTTPException(404, f"no active lock with id {lock_id}")
         request_ = ClearLocks(account=found.account_id, lock=lock_id, reason=body.reason)
         return _model(await control.clear_lockouts(session, request_))
+
+    async def withdraw_unlock(self, request: Request, session: Session) -> Response:
+        request_id = int(request.path_params["request_id"])
+        await self._control().withdraw_unlock(session, request_id)
+        return JSONResponse({"ok": True})
+
+    async def cancel_pending(self, request: Request, session: Session) -> Response:
+        cancel = CancelPending.model_validate(await _json(request))
+        return _model(await self._control().cancel_pending(session, cancel))
 
     async def get_schedule(self, request: Request, session: Session) -> Response:
         return _model(await self._control().get_schedule(session))

@@ -187,6 +187,10 @@ class AccountView:
     rules: tuple[RuleView, ...]
     pnl_history: tuple[float, ...]
     """Intraday total P&L samples, oldest first (for a sparkline)."""
+    unlocks: tuple[UnlockView, ...] = ()
+    """An admin's unlocks waiting for `admin.unlock_delay` (issue 13)."""
+    guarded: bool = True
+    """False: the gateway reports this account but riskman does not guard it."""
 
     @property
     def loss_used(self) -> float | None:
@@ -217,12 +221,68 @@ class EngineSnapshot:
     """Logged in, subscribed and reconciled: riskman is enforcing from the live stream."""
     rest_priced: tuple[str, ...] = ()
     """Contracts with a position priced from REST bars because their hub quotes stopped."""
+    pending: tuple[Pending, ...] = ()
+    """Looser rule changes waiting for the next daily reset (issue 13)."""
 
     def account(self, account_id: int) -> AccountView | None:
         for view in self.accounts:
             if view.account_id == account_id:
                 return view
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A looser value waiting for the next daily reset."""
+
+    account: int | None
+    """None: the global rules (or a top-level key); else that account's own rules."""
+    key: str
+    old: Any
+    """The value in force (plain JSON data)."""
+    new: Any
+    """The value that takes effect at the reset (plain JSON data)."""
+    effective: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "key": self.key,
+            "from": self.old,
+            "to": self.new,
+            "effective": None if self.effective is None else self.effective.isoformat(),
+        }
+
+    def describe(self) -> str:
+        where = "" if self.account is None else f"account {self.account}: "
+        when = "" if self.effective is None else f" at {self.effective.isoformat()}"
+        return (
+            f"{where}{self.key}: {_text(self.old)} -> {_text(self.new)} waits for the reset{when}"
+        )
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, default=str) if not isinstance(value, str) else value
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockView:
+    """An admin asked for a lock to end; it ends at `due` (and may come straight back)."""
+
+    id: int
+    lock_id: int | None
+    """None: every lock of the account."""
+    due: datetime
+    reason: str
+    comes_back: bool
+    """The rule is still breached: the lock will be set again as soon as it ends."""
+
+    def describe(self, now: datetime) -> str:
+        left = max(0, int((self.due - now).total_seconds()))
+        text = f"unlock in {left // 60}:{left % 60:02d} ({self.reason})"
+        if self.comes_back:
+            text += "; the rule is still breached, so the lock will come straight back"
+        return text
 
 
 @dataclass(frozen=True, slots=True)

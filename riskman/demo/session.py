@@ -51,7 +51,7 @@ async def demo_session(
     try:
         config_path = await asyncio.to_thread(write_config, folder, sim)
         settings = load_config(config_path)
-        store = PasswordStore(settings.password_file)
+        store = PasswordStore.of(settings)
         if not store.exists():
             await asyncio.to_thread(store.set, DEMO_PASSWORD)
         # A kept folder may hold a password the user chose: show the demo one only if it holds.

@@ -11,18 +11,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from riskman.calendar import HolidayCalendar, ResetSchedule
-from riskman.config import Settings
+from riskman.config import Settings, _parse_seconds
 from riskman.core.clock import Clock, SystemClock
 from riskman.core.intents import ModifyStop, PlaceStop, Plan
-from riskman.core.locks import LockKind, Unlock
-from riskman.core.models import Position
+from riskman.core.locks import LockKind, Lockout, Unlock
+from riskman.core.models import Account, Position
 from riskman.core.ports import (
     AccountEvent,
     AccountSnapshot,
@@ -47,11 +48,22 @@ from riskman.core.views import (
     LockView,
     OrderLine,
     OrderView,
+    Pending,
     PositionView,
     ResetDone,
     RuleView,
+    UnlockView,
 )
 from riskman.engine.actions import EnforcementActions
+from riskman.engine.commitment import (
+    ANCHOR_NAME,
+    OUTSIDE,
+    CommitmentStore,
+    commit,
+    schedule_of,
+    with_committed,
+    without_pending,
+)
 from riskman.engine.contracts import ContractCache
 from riskman.engine.durable import DurableWriter
 from riskman.engine.fills import SETTLE_AFTER
@@ -73,10 +85,15 @@ from riskman.engine.router import (
 from riskman.engine.state import StateManager
 from riskman.engine.timers import TimerManager
 from riskman.engine.trade_counter import TradeCounter
+from riskman.engine.unlocks import MIN_REASON, UnlockRequest, UnlockRequests
 from riskman.storage.db import Database, to_db_time
 from riskman.symbols import display_symbol, root_of
+from riskman.yamlfile import parse_hhmm
 
 log = logging.getLogger(__name__)
+
+SELF_LOCK = "SELF"
+"""The rule id of a lock the trader set on himself ("lock me out"): it ends only on time."""
 
 Listener = Callable[[EngineChange], None]
 AUDIT_CALLER: ContextVar[int | None] = ContextVar("riskman_audit_caller", default=None)
@@ -142,6 +159,13 @@ class Engine:
         rule_classes: Sequence[type[Rule]],
     ) -> None:
         self.settings = settings
+        """The settings in force (what the rules read): see `apply_settings`."""
+        self.desired = settings
+        """The settings last proposed (file, environment, admin); looser parts wait."""
+        self.pending: tuple[Pending, ...] = ()
+        self._committed_day: date | None = None
+        """The trading day the settings in force were committed for."""
+        self.commitments = CommitmentStore(db, settings.state_dir / ANCHOR_NAME)
         self.db = db
         self.gateway = gateway
         self.clock: Clock = clock or SystemClock()
@@ -186,6 +210,7 @@ class Engine:
         )
         self.rules: list[Rule] = [cls(self.context) for cls in rule_classes]
         self.writer = DurableWriter(wait_turn=lambda: self.actions.quiet(BACKGROUND_WAIT))
+        self.unlocks = UnlockRequests(db, self.clock, self._unlock_due)
         self.router = EventRouter(
             state=self.state,
             lockouts=self.lockouts,
@@ -205,6 +230,7 @@ class Engine:
         )
         self._rereads: dict[int, asyncio.Task[None]] = {}
         self.guarded: set[int] | None = set(settings.account_ids) or None
+        self.reported: dict[int, Account] = {}
         self.quote_subscriptions: QuoteSubscriptions | None = None
         self._quotes_wanted: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[RouterEvent] = asyncio.Queue()
@@ -254,6 +280,7 @@ class Engine:
         await self.writer.idle()
         await self.resets.settled()
         await self.lockouts.settled()
+        await self.unlocks.settled()
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -279,9 +306,11 @@ class Engine:
 
     async def start(self) -> None:
         """Restore state from the database, catch up a missed reset, start routing."""
+        await self._commit_at_start()
         await self.state.restore()
         await self.contracts.restore()
         await self.lockouts.restore()
+        await self.unlocks.restore()
         await self.pnl.restore()
         await self.counter.restore(self.resets.day_start())
         await self._load_log()
@@ -325,6 +354,7 @@ class Engine:
         await asyncio.gather(*self._rereads.values(), return_exceptions=True)
         self.timers.cancel_all()
         self.reports.finish_all()
+        self.unlocks.cancel_all()
         await self.lockouts.commit()
         await self.db.flush()
         self.started = False
@@ -400,6 +430,12 @@ class Engine:
     def is_guarded(self, account_id: int) -> bool:
         return self.guarded is None or account_id in self.guarded
 
+    def note_reported(self, accounts: Sequence[Account]) -> None:
+        """The accounts the gateway reports: the ones riskman does not guard are shown as
+        NOT GUARDED (never under ENFORCING)."""
+        self.reported = {account.id: account for account in accounts}
+        self._account_changed(None)
+
     # --- subscribers ---------------------------------------------------------------------
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -420,14 +456,147 @@ class Engine:
 
     # --- admin operations ----------------------------------------------------------------
 
-    async def clear_lockout(
+    async def request_unlock(
+        self, account_id: int, reason: str, *, lock_id: int | None = None, actor: str = "admin"
+    ) -> UnlockRequest:
+        """Ask for a lock (or all of an account's) to end after `admin.unlock_delay`.
+
+        Needs a real reason (at least MIN_REASON characters); audited; can be withdrawn. A
+        lock the trader set on himself cannot be cleared before its end.
+        """
+        reason = reason.strip()
+        if len(reason) < MIN_REASON:
+            raise ValueError(
+                f"a reason of at least {MIN_REASON} characters is required to clear a lockout"
+            )
+        locks = [
+            lock
+            for lock in self.lockouts.get_lockout_info(account_id)
+            if lock_id is None or lock.id == lock_id
+        ]
+        if not locks:
+            raise ValueError(f"account {account_id} has no such lock")
+        if all(lock.rule == SELF_LOCK for lock in locks):
+            raise ValueError("a lock the trader set on himself cannot be cleared before its end")
+        delay = self.settings.admin.unlock_delay
+        request = await self.unlocks.ask(account_id, lock_id, reason, delay, actor)
+        what = "every lock" if lock_id is None else f"lock {lock_id}"
+        await self.audit(
+            "unlock_requested",
+            f"account {account_id} {what}",
+            old=None,
+            new=f"ends at {request.due.isoformat(timespec='seconds')}",
+            reason=reason,
+        )
+        log.warning(
+            "account=%s unlock of %s requested by %s: takes effect at %s (%s)",
+            account_id,
+            what,
+            actor,
+            request.due.isoformat(timespec="seconds"),
+            reason,
+        )
+        self._account_changed(account_id)
+        return request
+
+    async def lock_me_out(self, spec: str, account_id: int | None = None) -> list[Lockout]:
+        """The trader locks himself out, without the password (TopstepX's Lock-Out).
+
+        `spec`: a duration (15m, 30m, 1h, ...), `session` (until the trading session ends),
+        `reset` (until the daily reset) or a local time HH:MM. Every guarded account when
+        `account_id` is None. It flattens, cancels working orders and locks; being stricter,
+        nobody can clear it before its end.
+        """
+        until, unlock, words = self._self_lock_end(spec.strip().lower())
+        if account_id is not None:
+            targets = [account_id]
+        elif self.guarded is not None:
+            targets = sorted(self.guarded)
+        else:
+            targets = sorted({a.id for a in self.state.accounts()})
+        if not targets:
+            raise ValueError("no guarded account to lock")
+        reason = f"locked by the trader {words}"
+        locks = []
+        for target in targets:
+            lock = await self.lockouts.set_lockout(
+                target, reason, until, rule=SELF_LOCK, unlock=unlock
+            )
+            if lock is None:  # a longer self-lock already holds
+                held = [k for k in self.lockouts.get_lockout_info(target) if k.rule == SELF_LOCK]
+                locks += held
+                continue
+            locks.append(lock)
+            await self.audit(
+                "lock_me_out", f"account {target}", old=None, new=reason, reason="by the trader"
+            )
+            log.warning("account=%s %s: flattening and cancelling", target, reason)
+            self.submit_check("lock me out", target)
+        return locks
+
+    def _self_lock_end(self, spec: str) -> tuple[datetime, Unlock, str]:
+        now = self.clock.now()
+        zone = self.settings.zone
+        if spec == "reset":
+            until = self.resets.next_reset(now)
+            return until, Unlock.RESET, f"until the daily reset ({_local(until, zone)})"
+        if spec == "session":
+            cfg = self.settings.rules.session_block_outside
+            window = self.context.session(cfg).current_or_next(now) if cfg.enabled else None
+            if window is None or not window.contains(now):
+                raise ValueError("no trading session is open now (use reset or a time)")
+            return window.end, Unlock.TIME, f"until the session ends ({_local(window.end, zone)})"
+        if re.fullmatch(r"\d{1,2}:\d{2}", spec):
+            try:
+                at = parse_hhmm(spec)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+            local = now.astimezone(zone)
+            until = datetime.combine(local.date(), at, tzinfo=zone)
+            if until <= local:
+                until += timedelta(days=1)
+            until = until.astimezone(UTC)
+            return until, Unlock.TIME, f"until {_local(until, zone)}"
+        try:
+            seconds = _parse_seconds(spec)
+        except ValueError:
+            raise ValueError(
+                f"{spec!r}: say how long (15m, 30m, 1h), session, reset, or a time HH:MM"
+            ) from None
+        if seconds < 60:
+            raise ValueError("a lock of less than a minute is not a lock")
+        until = now + timedelta(seconds=seconds)
+        return until, Unlock.TIME, f"until {_local(until, zone)}"
+
+    async def withdraw_unlock(self, request_id: int, *, actor: str = "admin") -> None:
+        request = await self.unlocks.withdraw(request_id)
+        await self.audit(
+            "unlock_withdrawn",
+            f"account {request.account_id} request {request_id}",
+            old=request.reason,
+            new="withdrawn",
+            reason=f"by {actor}",
+        )
+        self._account_changed(request.account_id)
+
+    async def _unlock_due(self, request: UnlockRequest) -> None:
+        await self._clear_now(
+            request.account_id, request.reason, lock_id=request.lock_id, actor=request.actor
+        )
+
+    async def _clear_now(
         self, account_id: int, reason: str, *, lock_id: int | None = None, actor: str = "admin"
     ) -> list[int]:
-        """Clear a lock (or all of an account's) by hand: needs a reason; audited."""
-        if not reason.strip():
-            raise ValueError("a reason is required to clear a lockout")
-        cleared = await self.lockouts.clear_lockout(
-            account_id, by=actor, reason=reason.strip(), lock_id=lock_id
+        """Clear a lock (or all of an account's) at once: audited. Only an unlock request
+        that fell due comes here (and tests)."""
+        cleared = await self.lockouts.clear_where(
+            lambda lock: (
+                lock.account_id == account_id
+                and (lock_id is None or lock.id == lock_id)
+                and lock.rule != SELF_LOCK
+            ),
+            by=actor,
+            reason=reason.strip(),
         )
         for lock in cleared:
             await self.audit(
@@ -458,8 +627,41 @@ class Engine:
             ),
         )
 
-    async def apply_settings(self, settings: Settings) -> None:
-        """Use a new configuration live (admin save). Rules read it on their next evaluation."""
+    async def apply_settings(self, settings: Settings, *, source: str = "admin") -> list[Pending]:
+        """Propose new settings (admin save, control API): what is stricter applies at once,
+        what is looser waits for the next daily reset. Returns what now waits."""
+        self.desired = settings
+        effective, pending = commit(self.settings, settings)
+        await self._use(effective)
+        known = {(p.account, p.key, repr(p.new)) for p in self.pending}
+        self.pending = self._stamp(pending)
+        for change in self.pending:
+            if (change.account, change.key, repr(change.new)) not in known:
+                log.info("pending (%s): %s", source, change.describe())
+        await self._save_commitment(source)
+        return list(self.pending)
+
+    async def cancel_pending(
+        self, account_id: int | None, key: str, *, actor: str = "admin"
+    ) -> None:
+        """Give up a pending loosening (an admin may; nobody can hurry one)."""
+        change = next((p for p in self.pending if p.account == account_id and p.key == key), None)
+        if change is None:
+            raise ValueError(f"nothing is pending for {key}")
+        desired = without_pending(self.desired, self.settings, account_id, key)
+        await self.apply_settings(desired, source="cancel")
+        target = key if account_id is None else f"account {account_id} {key}"
+        await self.audit(
+            "cancel_pending",
+            target,
+            old=repr(change.new),
+            new=repr(change.old),
+            reason=f"by {actor}",
+        )
+
+    async def _use(self, settings: Settings, *, check: bool = True) -> None:
+        """Put settings in force (already committed to); `check`: evaluate every account now
+        (at start the start's own check does)."""
         old = self.settings
         self.settings = settings
         self.quotes.stale_after = settings.quotes.stale_after
@@ -482,8 +684,78 @@ class Engine:
             by="config",
             reason="symbol no longer blocked",
         )
-        self.submit_check("config")
+        if check:
+            self.submit_check("config")
         self._account_changed(None)
+
+    def _stamp(self, pending: Sequence[Pending]) -> tuple[Pending, ...]:
+        when = self.resets.next_reset(self.clock.now())
+        return tuple(Pending(p.account, p.key, p.old, p.new, when) for p in pending)
+
+    async def _save_commitment(self, why: str) -> None:
+        now = self.clock.now()
+        self._committed_day = self.resets.trading_day(now)
+        await self.commitments.save(now, self._committed_day, self.settings, self.desired, why)
+
+    async def _commit_at_start(self) -> None:
+        """Compare the file + environment with the rules in force stored at the last run.
+
+        Looser values wait for the reset (WARNING, audited as changed outside riskman),
+        stricter ones apply. A new, empty database is said so: the rules in force then come
+        from the anchor file beside the config, if riskman committed to any today.
+        """
+        desired = self.desired
+        now = self.clock.now()
+        stored = await self.commitments.latest()
+        if not await self.commitments.has_rows():
+            where = f"; the rules in force come from {stored.where}" if stored is not None else ""
+            log.log(
+                logging.WARNING if stored is not None else logging.INFO,
+                "database %s is new and empty%s",
+                self.db.path,
+                where,
+            )
+            await self.audit(
+                "new_database",
+                str(self.db.path),
+                old=None,
+                new="new and empty",
+                reason=where.removeprefix("; "),
+            )
+        effective, pending = desired, list[Pending]()
+        if stored is not None:
+            try:
+                base = with_committed(desired, stored.in_force)
+                today = schedule_of(stored.in_force).trading_day(now)
+            except ValueError as exc:
+                log.error("%s; the file's rules apply", exc)
+            else:
+                if today <= stored.trading_day:
+                    effective, pending = commit(base, desired)
+                    try:
+                        asked = with_committed(desired, stored.desired)
+                        known = {(p.account, p.key, repr(p.new)) for p in commit(base, asked)[1]}
+                    except ValueError:
+                        known = set()
+                    for change in pending:
+                        if (change.account, change.key, repr(change.new)) in known:
+                            continue
+                        log.warning("%s: %s", OUTSIDE, change.describe())
+                        target = (
+                            change.key
+                            if change.account is None
+                            else (f"account {change.account} {change.key}")
+                        )
+                        await self.audit(
+                            OUTSIDE,
+                            target,
+                            old=repr(change.old),
+                            new=repr(change.new),
+                            reason="waits for the reset",
+                        )
+        await self._use(effective, check=False)
+        self.pending = self._stamp(pending)
+        await self._save_commitment("start")
 
     def reload_calendar(self) -> None:
         self.calendar = load_calendar(self.settings)
@@ -499,6 +771,7 @@ class Engine:
             | {lock.account_id for lock in self.lockouts.all_active()}
             | set(self.state.position_accounts())
             | (self.guarded or set())
+            | set(self.reported)
         )
         views = tuple(self._view_of(account_id, now) for account_id in accounts)
         stale = tuple(
@@ -521,6 +794,7 @@ class Engine:
             stale_contracts=stale,
             log=tuple(reversed(self._log)),
             armed=user is not None and user.trusted,
+            pending=self.pending,
             rest_priced=tuple(
                 sorted(
                     c
@@ -547,7 +821,7 @@ class Engine:
         return view
 
     def _account_view(self, account_id: int, now: datetime) -> AccountView:
-        account = self.state.get_account(account_id)
+        account = self.state.get_account(account_id) or self.reported.get(account_id)
         rules = self.settings.rules_for(account_id)
         locks = self.lockouts.get_lockout_info(account_id)
         realized = self.pnl.get_daily_realized_pnl(account_id)
@@ -559,6 +833,8 @@ class Engine:
             status = "COOLDOWN"
         else:
             status = "OK"
+        if not self.is_guarded(account_id):
+            status = "NOT GUARDED"
         top = next((lock for lock in locks if lock.symbol is None), None)
         positions = []
         for state in sorted(self.state.get_all_positions(account_id), key=lambda s: s.opened):
@@ -648,7 +924,34 @@ class Engine:
             orders=orders,
             rules=tuple(rule_views),
             pnl_history=tuple(self._history.get(account_id, ())),
+            unlocks=self._unlock_views(account_id, locks),
+            guarded=self.is_guarded(account_id),
         )
+
+    def _unlock_views(self, account_id: int, locks: Sequence[Lockout]) -> tuple[UnlockView, ...]:
+        views = []
+        for request in self.unlocks.open(account_id):
+            rules = {lock.rule for lock in locks if request.lock_id in (None, lock.id)}
+            views.append(
+                UnlockView(
+                    request.id,
+                    request.lock_id,
+                    request.due,
+                    request.reason,
+                    comes_back=any(self._still_breached(rule, account_id) for rule in rules),
+                )
+            )
+        return tuple(views)
+
+    def _still_breached(self, rule_id: str, account_id: int) -> bool:
+        rule = next((r for r in self.rules if r.id == rule_id), None)
+        if rule is None or not rule.enabled(account_id):
+            return False
+        try:
+            used = rule.status(account_id).used
+        except Exception:
+            return False
+        return used is not None and used >= 1.0
 
     def _session_summary(self, now: datetime) -> tuple[bool | None, datetime | None]:
         cfg = self.settings.rules.session_block_outside
@@ -825,6 +1128,14 @@ class Engine:
         self._queue.put_nowait(PositionsSnapshot(account_id, tuple(positions), asked))
 
     async def _on_reset(self, ended: date, at: datetime, how: str) -> None:
+        # A reset caught up at start (for a day before the commitment) lifts nothing.
+        later = self._committed_day is None or self._schedule.trading_day(at) > self._committed_day
+        if later and (self.pending or self.desired is not self.settings):
+            for change in self.pending:
+                log.info("at the reset: %s now in force", change.describe())
+            self.pending = ()
+            await self._use(self.desired, check=False)  # the reset's own check follows
+            await self._save_commitment("reset")
         await self.lockouts.clear_where(
             lambda lock: (
                 lock.unlock is Unlock.RESET
@@ -907,6 +1218,10 @@ def describe_event(event: object) -> str:
     if isinstance(event, ReconcileEvent | PositionsSnapshot):
         return "reconcile with the gateway (REST)"
     return type(event).__name__
+
+
+def _local(when: datetime, zone: tzinfo) -> str:
+    return when.astimezone(zone).strftime("%H:%M %Z")
 
 
 def _merge_quotes(older: QuoteEvent, newer: QuoteEvent) -> QuoteEvent:

@@ -121,6 +121,7 @@ class GatewayFeed:
         self._sink = sink
         self._configured: tuple[int, ...] = tuple(dict.fromkeys(account_ids))
         self._accounts: tuple[int, ...] = self._configured
+        self._adopting: set[asyncio.Task[None]] = set()
         self._clock: Clock = clock or SystemClock()
         self._wanted: frozenset[str] = frozenset()
         self._subscribed: set[str] = set()
@@ -330,7 +331,10 @@ class GatewayFeed:
             return
         account_id = payload.id if isinstance(payload, Account) else payload.account_id
         if self._accounts and account_id not in self._accounts:
-            return  # another account on the same login, not guarded
+            if self._configured or not isinstance(payload, Account):
+                return  # another account on the same login, not guarded
+            # `accounts: []` guards every active account, one opened during the day too.
+            self._adopt(account_id)
         out: GatewayEvent
         if isinstance(payload, Account):
             out = AccountEvent(payload, received)
@@ -341,6 +345,28 @@ class GatewayFeed:
         else:
             out = TradeEvent(payload, received)
         self._sink.submit(out)
+
+    def _adopt(self, account_id: int) -> None:
+        """Guard an account that appeared while riskman runs: subscribe and reconcile it."""
+        self._accounts = (*self._accounts, account_id)
+        log.warning("account %d appeared on the gateway: guarding it from now on", account_id)
+        task = asyncio.get_running_loop().create_task(
+            self._subscribe_new(account_id), name=f"riskman-adopt-{account_id}"
+        )
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
+
+    async def _subscribe_new(self, account_id: int) -> None:
+        try:
+            await asyncio.gather(
+                *(self.user.invoke(method, [account_id]) for method in USER_ACCOUNT_SUBSCRIPTIONS)
+            )
+            await self._reconcile([account_id], with_trades=True)
+            log.info("user hub: new account %d subscribed and reconciled", account_id)
+        except Exception as exc:
+            # The next rebuild of the hub subscribes it (it is in the list now); meanwhile
+            # the stale poll reads its positions.
+            log.warning("could not subscribe new account %d yet: %s", account_id, exc)
 
     # --- market hub -----------------------------------------------------------------------
 

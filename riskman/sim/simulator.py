@@ -495,6 +495,8 @@ class Simulator:
                 bracket_mode=self.bracket_mode,
             )
         )
+        # Like the gateway: an account opened during the day is announced on the user hub.
+        self._exchange.set_can_trade(account_id, can_trade)
         return account_id
 
     def account(self, account_id: int) -> Account:

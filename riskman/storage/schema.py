@@ -177,6 +177,29 @@ CREATE TABLE daily_history (
     PRIMARY KEY (account_id, trading_day)
 );
 """,
+    # Commitment (issue 13): the rules in force with their history, and delayed unlocks.
+    5: """
+CREATE TABLE rules_in_force (
+    id           INTEGER PRIMARY KEY,
+    ts           TEXT NOT NULL,
+    trading_day  TEXT NOT NULL,
+    in_force     TEXT NOT NULL,
+    desired      TEXT NOT NULL,
+    why          TEXT NOT NULL
+);
+
+CREATE TABLE unlock_requests (
+    id           INTEGER PRIMARY KEY,
+    account_id   INTEGER NOT NULL,
+    lock_id      INTEGER,
+    reason       TEXT NOT NULL,
+    asked        TEXT NOT NULL,
+    due          TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    done         TEXT,
+    outcome      TEXT
+);
+""",
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -67,6 +67,60 @@ class ConfirmQuit(ModalScreen[bool]):
         self.dismiss(quit_now)
 
 
+class LockMeOut(ModalScreen[str | None]):
+    """Lock me out now (issue 13): the trader, without the password. It cannot be undone.
+
+    Dismisses with what riskman understands (15m, 30m, 1h, session, reset, HH:MM) or None.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Keep trading")]
+
+    CHOICES = (
+        ("15 min", "15m"),
+        ("30 min", "30m"),
+        ("1 hour", "1h"),
+        ("Until the session ends", "session"),
+        ("Until the daily reset", "reset"),
+    )
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="-danger"):
+            yield Label("Lock me out now", classes="title")
+            yield Static(
+                "riskman closes every open position, cancels every working order and locks "
+                "you out of every guarded account until the end you choose.\n\n"
+                "THIS CANNOT BE UNDONE: nobody can clear it before its end, not even with "
+                "the admin password.",
+                classes="message",
+            )
+            with Horizontal(classes="buttons"):
+                for text, spec in self.CHOICES[:3]:
+                    yield Button(text, id=f"lock-{spec}", variant="error")
+            with Horizontal(classes="buttons"):
+                for text, spec in self.CHOICES[3:]:
+                    yield Button(text, id=f"lock-{spec}", variant="error")
+            yield Input(placeholder="…or until a time HH:MM, then Enter", id="lock-until")
+            yield Button("Keep trading (escape)", id="lock-cancel", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        no_blink(self)
+        self.query_one("#lock-cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        name = event.button.id or ""
+        self.dismiss(None if name == "lock-cancel" else name.removeprefix("lock-"))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value.strip():
+            self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class PasswordModal(ModalScreen[Session | None]):
     """The admin password: checked by the engine (salted hash, throttled).
 

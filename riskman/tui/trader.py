@@ -1,6 +1,7 @@
 """The trader's screens: dashboard, positions, rules, enforcement log (tabs of one screen).
 
-Nothing here changes a rule or clears a lock: that is only possible in the admin screens.
+Nothing here loosens a rule or clears a lock: that is only possible in the admin screens.
+The one thing the trader can do here is stricter: lock himself out (`x`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from textual.widgets import Footer, Label, Static, TabbedContent, TabPane
 from riskman.core.views import AccountView, EnforcementRecord, EngineSnapshot
 from riskman.tui.history import HistoryView
 from widgets.account_card import AccountList
+from widgets.formatting import clock_time
 from widgets.health import Banner, StatusStrip, banner_lines, lost_lines
 from widgets.live_table import LiveTable, Row
 from widgets.tables import (
@@ -62,6 +64,7 @@ class TraderScreen(LiveScreen):
         Binding("l", "show_tab('log')", "Log", tooltip="Every enforcement action"),
         Binding("h", "show_tab('history')", "History", tooltip="The last 30 trading days"),
         Binding("enter", "open_report", "Breach report", show=False),
+        Binding("x", "lock_me_out", "Lock me out", tooltip="Flatten and lock yourself out now"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -72,6 +75,7 @@ class TraderScreen(LiveScreen):
         """Everything but the footer (a screen built on this one adds its own below)."""
         yield StatusStrip("", id="status")
         yield Banner(id="banner")
+        yield Static("", id="commitment")
         with TabbedContent(initial="dashboard", id="tabs"):
             with (
                 TabPane("Dashboard", id="dashboard"),
@@ -159,7 +163,60 @@ class TraderScreen(LiveScreen):
             self.query_one(Banner).say(lost_lines(lost), "error")
         else:
             self.query_one(Banner).say(banner_lines(snapshot), "error")
+        self._show_commitment(snapshot, zone)
         self._show_tab(snapshot, self.active_tab)
+
+    def _show_commitment(self, snapshot: EngineSnapshot, zone: tzinfo) -> None:
+        """What waits: an admin's unlock (with its countdown), looser rules pending until the
+        reset, accounts riskman does not guard (issue 13). Hidden when there is nothing."""
+        now = self.riskman.clock.now()
+        lines = []
+        for view in snapshot.accounts:
+            if not view.guarded:
+                lines.append(f"NOT GUARDED: {view.name} — riskman does not watch this account")
+            for unlock in view.unlocks:
+                lines.append(f"{view.name}: {unlock.describe(now)}")
+        for change in snapshot.pending:
+            who = "" if change.account is None else f"account {change.account}: "
+            when = "" if change.effective is None else f" at {clock_time(change.effective, zone)}"
+            lines.append(
+                f"PENDING {who}{change.key} {change.old} → {change.new} takes effect at the "
+                f"daily reset{when}"
+            )
+        widget = self.query_one("#commitment", Static)
+        text = "\n".join(lines)
+        if str(widget.content) != text:
+            widget.update(text)
+        widget.set_class(bool(lines), "-shown")
+
+    def action_lock_me_out(self) -> None:
+        from riskman.tui.modals import LockMeOut
+
+        if self.riskman.phase != "running":
+            self.notify("riskman is not running yet.", severity="warning")
+            return
+        self.app.push_screen(LockMeOut(), self._lock_answer)
+
+    def _lock_answer(self, spec: str | None) -> None:
+        if spec:
+            self.run_worker(self._lock(spec), exclusive=True, group="lock-me-out")
+
+    async def _lock(self, spec: str) -> None:
+        from riskman.control.interface import ControlError, Invalid, LockRequest
+
+        try:
+            locks = await self.riskman.control.lock_me_out(
+                LockRequest.model_validate({"for": spec})
+            )
+        except ControlError as exc:
+            text = exc.text() if isinstance(exc, Invalid) else str(exc)
+            self.notify(text, title="Not locked", severity="error", timeout=12)
+            return
+        except Exception as exc:  # the screen stays up whatever the engine side does
+            self.notify(f"Not locked: {exc}", title="Not locked", severity="error", timeout=12)
+            return
+        ends = {lock.reason for lock in locks}
+        self.notify("; ".join(sorted(ends)) or "nothing to lock", title="Locked out")
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         # The tab coming into view was not kept up to date while hidden: bring it up to date

@@ -332,7 +332,9 @@ async def test_garbage_on_the_socket_is_refused_and_the_engine_answers_on(
     assert (await client.status())["pid"] == os.getpid()
 
 
-async def test_clear_a_lockout_through_the_api_needs_a_reason(served: ServedFactory) -> None:
+async def test_clear_a_lockout_through_the_api_needs_a_reason_and_waits_the_delay(
+    served: ServedFactory, clock: FakeClock
+) -> None:
     engine, _server, client = await served({"accounts": [1001]})
     lock = await engine.lockouts.set_lockout(
         1001, "too much", T0 + timedelta(hours=2), rule="RULE-003"
@@ -344,11 +346,17 @@ async def test_clear_a_lockout_through_the_api_needs_a_reason(served: ServedFact
     with pytest.raises(ApiError) as refused:
         await client.clear_lockout(lock.id, "")
     assert refused.value.status == 422
-    assert await client.clear_lockout(lock.id, "agreed with my coach") == [lock.id]
+    unlock = await client.clear_lockout(lock.id, "agreed with my coach")
+    assert unlock.cleared == [] and unlock.request is not None
+    assert unlock.due == clock.now() + timedelta(minutes=30)
+    assert engine.lockouts.is_locked_out(1001), "an unlock waits for admin.unlock_delay"
+    await clock.advance(engine.settings.admin.unlock_delay)
     assert not engine.lockouts.is_locked_out(1001)
+    await client.login(PASSWORD)  # the admin session idled out meanwhile
     audit = await client.audit()
-    assert audit[0]["action"] == "clear_lockout"
-    assert audit[0]["reason"] == "agreed with my coach"
+    actions = [a for a in audit if a["action"] in ("clear_lockout", "unlock_requested")]
+    assert [a["action"] for a in actions] == ["clear_lockout", "unlock_requested"]
+    assert actions[0]["reason"] == "agreed with my coach"
 
 
 async def test_answers_never_echo_a_password_or_another_token(served: ServedFactory) -> None:

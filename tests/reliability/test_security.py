@@ -282,20 +282,33 @@ async def test_every_lockout_clear_is_audited_with_its_reason(tmp_path: Path) ->
             7, "daily loss", None, rule="RULE-014", unlock=Unlock.ADMIN
         )
         with pytest.raises(ValueError, match="reason"):
-            await engine.clear_lockout(7, "   ")
+            await engine.request_unlock(7, "   ")
+        with pytest.raises(ValueError, match="at least 10 characters"):
+            await engine.request_unlock(7, "x")
         assert engine.lockouts.is_locked_out(7)
-        await engine.clear_lockout(7, "coach agreed: new plan for tomorrow")
+        await engine.request_unlock(7, "coach agreed: new plan for tomorrow")
+        assert engine.lockouts.is_locked_out(7)
+        await clock.advance(engine.settings.admin.unlock_delay)
+        assert not engine.lockouts.is_locked_out(7)
         rows = await engine.db.fetchall(
-            "SELECT action, target, old_value, new_value, reason FROM admin_audit"
+            "SELECT action, target, old_value, new_value, reason FROM admin_audit "
+            "WHERE action != 'new_database'"
         )
         assert [tuple(r) for r in rows] == [
+            (
+                "unlock_requested",
+                "account 7 every lock",
+                None,
+                "ends at 2026-11-18T15:30:00+00:00",
+                "coach agreed: new plan for tomorrow",
+            ),
             (
                 "clear_lockout",
                 "account 7 RULE-014",
                 "lockout: daily loss",
                 "cleared",
                 "coach agreed: new plan for tomorrow",
-            )
+            ),
         ]
     finally:
         await engine.close()

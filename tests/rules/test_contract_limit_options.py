@@ -4,6 +4,7 @@ working orders counting toward the limits (`count_orders`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,7 +174,7 @@ async def test_account_order_scenarios(
 
 
 async def test_suspended_bracket_legs_and_orders_without_the_option_never_count(
-    make_engine: EngineFactory, gateway: FakeGateway
+    make_engine: EngineFactory, gateway: FakeGateway, tmp_path: Path
 ) -> None:
     rules = {"max_contracts": {"enabled": True, "limit": 2, "count_orders": True}}
     engine = await make_engine(rules, rule_classes=[MaxContracts])
@@ -181,8 +182,12 @@ async def test_suspended_bracket_legs_and_orders_without_the_option_never_count(
     leg = order(ACC, 2, MNQ, side=OrderSide.ASK, size=2, status=OrderStatus.SUSPENDED)
     await _place(engine, gateway, leg)
     assert _cancelled(gateway) == []
+    # Another riskman (its own folder: the first one's rules in force do not carry over).
+    (tmp_path / "off").mkdir()
     off = await make_engine(
-        {"max_contracts": {"enabled": True, "limit": 1}}, rule_classes=[MaxContracts]
+        {"max_contracts": {"enabled": True, "limit": 1}},
+        rule_classes=[MaxContracts],
+        database=tmp_path / "off" / "riskman.db",
     )
     await _place(off, gateway, _entry(3, 5))
     assert _cancelled(gateway) == []

@@ -166,7 +166,9 @@ async def test_lock_is_not_issued_again_and_only_the_admin_clears_it(
     assert sum(1 for r in engine.recent_log() if r.action == "lockout") == 1
     await clock.advance(3 * 24 * 3600)  # resets come and go
     assert _lock(engine) is not None
-    await engine.clear_lockout(ACC, "account reset by Topstep")
+    await engine.request_unlock(ACC, "account reset by Topstep")
+    assert _lock(engine) is not None, "an unlock waits for admin.unlock_delay"
+    await clock.advance(engine.settings.admin.unlock_delay)
     assert _lock(engine) is None
 
 

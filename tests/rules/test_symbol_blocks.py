@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from riskman.core.clock import FakeClock
 from riskman.core.enums import OrderSide, OrderType
 from riskman.core.locks import Lockout, Unlock
 from riskman.core.models import Order
@@ -131,8 +132,8 @@ async def test_lock_is_not_issued_again_and_the_gate_closes_new_positions(
 # --- configuration --------------------------------------------------------------------------
 
 
-async def test_removing_the_symbol_from_the_list_clears_the_lock(
-    make_engine: EngineFactory, gateway: FakeGateway, tmp_path: Path
+async def test_unblocking_a_symbol_waits_for_the_reset_then_clears_the_lock(
+    make_engine: EngineFactory, gateway: FakeGateway, clock: FakeClock, tmp_path: Path
 ) -> None:
     engine = await _engine(make_engine, blocks("ES", "RTY"))
     await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
@@ -140,15 +141,26 @@ async def test_removing_the_symbol_from_the_list_clears_the_lock(
     await _settle(engine)
     assert sorted(k.symbol or "" for k in _locks(engine)) == ["EP", "RTY"]
 
+    # Unblocking is looser: it waits for the daily reset (issue 13).
     await engine.apply_settings(make_settings(tmp_path, blocks("RTY")))
     await _settle(engine)
+    assert sorted(k.symbol or "" for k in _locks(engine)) == ["EP", "RTY"]
+    assert [(p.key, p.old, p.new) for p in engine.pending] == [
+        ("rules.symbol_blocks.symbols", ["EP", "RTY"], ["RTY"])
+    ]
+    await clock.set(engine.resets.next_reset())
+    await _settle(engine)
     assert [k.symbol for k in _locks(engine)] == ["RTY"]
+    assert engine.pending == ()
     await open_position(engine, gateway, position(ACC, ES, 1, "5000"))
     await _settle(engine)
     assert engine.state.get_position(ACC, ES) is not None
     assert len(gateway.named("close_contract")) == 2
 
     await engine.apply_settings(make_settings(tmp_path, {"symbol_blocks": {"enabled": False}}))
+    await _settle(engine)
+    assert [k.symbol for k in _locks(engine)] == ["RTY"]
+    await clock.set(engine.resets.next_reset())
     await _settle(engine)
     assert _locks(engine) == []
 

@@ -194,7 +194,9 @@ async def test_every_rule_key_of_the_config_has_an_editor(app: RiskmanApp) -> No
                 assert screen.query(f"#{widget_id(key, spec.path)}"), f"{key}.{spec.key}"
 
 
-async def test_clearing_a_lockout_needs_a_reason_and_is_audited(app: RiskmanApp) -> None:
+async def test_an_unlock_needs_a_real_reason_and_takes_effect_after_the_delay(
+    app: RiskmanApp,
+) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
         screen = await unlock(pilot)
@@ -207,14 +209,26 @@ async def test_clearing_a_lockout_needs_a_reason_and_is_audited(app: RiskmanApp)
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert "reason is required" in str(screen.query_one("#locks-problems").render())
-        assert engine_of(app).lockouts.is_locked_out(ACC_B)
+        engine = engine_of(app)
+        screen.query_one("#clear-reason", Input).value = "x"
+        await pilot.press("ctrl+s")
+        await until(
+            pilot, lambda: "at least 10" in str(screen.query_one("#locks-problems").render())
+        )
+        assert engine.lockouts.is_locked_out(ACC_B)
         screen.query_one("#clear-reason", Input).value = "coach approved: data error"
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: not engine_of(app).lockouts.is_locked_out(ACC_B))
+        await until(pilot, lambda: len(engine.unlocks.open(ACC_B)) == 1)
+        assert engine.lockouts.is_locked_out(ACC_B), "an unlock waits for admin.unlock_delay"
+        view = engine.snapshot().account(ACC_B)
+        assert view is not None and len(view.unlocks) == 1
+        assert view.unlocks[0].describe(engine.clock.now()).startswith("unlock in 30:00")
+        await app.clock.advance(engine.settings.admin.unlock_delay)  # type: ignore[attr-defined]
+        await until(pilot, lambda: not engine.lockouts.is_locked_out(ACC_B))
         rows = await audit_rows(app, "clear_lockout")
         assert len(rows) == 1 and rows[0]["reason"] == "coach approved: data error"
         assert rows[0]["target"].startswith(f"account {ACC_B} RULE-003")
-        await until(pilot, lambda: table.row_count == 1)
+        assert len(await audit_rows(app, "unlock_requested")) == 1
 
 
 async def test_the_admin_screens_lock_again_after_the_idle_time(app: RiskmanApp) -> None:
@@ -286,7 +300,9 @@ async def test_change_the_password(app: RiskmanApp, settings: Settings) -> None:
         assert [row["new_value"] for row in await audit_rows(app, "password")] == ["changed"]
 
 
-async def test_guarded_accounts_are_saved_and_applied(app: RiskmanApp, config_path: Path) -> None:
+async def test_guarded_accounts_are_saved_and_wait_for_the_reset(
+    app: RiskmanApp, config_path: Path
+) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await running(pilot)
         screen = await unlock(pilot)
@@ -296,7 +312,9 @@ async def test_guarded_accounts_are_saved_and_applied(app: RiskmanApp, config_pa
         await until(pilot, lambda: accounts.option_count == 2)
         accounts.select(ACC_B)
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: engine_of(app).guarded == {ACC_B})
+        # Guarding fewer accounts is looser: every account stays guarded until the reset.
+        await until(pilot, lambda: [p.key for p in engine_of(app).pending] == ["accounts"])
+        assert engine_of(app).guarded is None
         assert "accounts: [1002]" in text_of(config_path)
 
 
@@ -320,7 +338,9 @@ async def test_reset_time_and_a_holiday_are_saved_and_applied(
         await until(pilot, lambda: engine.calendar.early_close(date(2026, 12, 31)) is not None)
         await until_notified(pilot, app, "Holidays saved")
         assert 'daily_reset: "16:00"' in text_of(config_path)
-        assert engine.snapshot().next_reset.hour == 22  # 16:00 CST
+        # Moving the reset waits for the reset in force (17:00 CST): today stays today.
+        assert engine.snapshot().next_reset.hour == 23
+        assert [(p.key, p.new) for p in engine.pending] == [("daily_reset", "16:00")]
         assert "New Year's Eve" in text_of(settings.holidays_file)
         actions = {row["target"] for row in await audit_rows(app, "config")}
         assert actions == {"daily_reset"}
@@ -336,10 +356,18 @@ async def test_clearing_an_optional_limit_writes_null_so_the_default_does_not_co
         await screen.query_one(RulesTab).show_rule("trade_frequency_limit")
         screen.query_one("#f-trade_frequency_limit--per_hour", Input).value = ""
         await pilot.press("ctrl+s")
+        engine = engine_of(app)
+        # No limit is looser than 10 a hour: it waits for the daily reset.
         await until(
-            pilot, lambda: engine_of(app).settings.rules.trade_frequency_limit.per_hour is None
+            pilot,
+            lambda: (
+                [(p.key, p.new) for p in engine.pending]
+                == [("rules.trade_frequency_limit.per_hour", None)]
+            ),
         )
-        await until_notified(pilot, app, "Saved and applied")
+        await until_notified(pilot, app, "Pending until the reset")
+        assert engine.desired.rules.trade_frequency_limit.per_hour is None
+        assert engine.settings.rules.trade_frequency_limit.per_hour == 10
         assert "    per_hour: null\n" in text_of(config_path)
         rows = await audit_rows(app, "config")
         assert [(r["old_value"], r["new_value"]) for r in rows] == [("10", "null")]
@@ -442,7 +470,16 @@ async def test_an_account_goes_back_to_the_global_rules(
         # The screen follows once the engine's new rules are read back (after the audit).
         await until(pilot, lambda: not drop.disabled, 15)
         await pilot.click("#drop-overrides")
-        await until(pilot, lambda: engine.settings.rules_for(ACC_A).max_contracts.limit == 5)
+        # Back to the global 5 is looser than 2: it waits for the reset.
+        await until(
+            pilot,
+            lambda: (
+                [(p.account, p.key, p.new) for p in engine.pending]
+                == [(ACC_A, "rules.max_contracts.limit", 5)]
+            ),
+        )
+        assert engine.settings.rules_for(ACC_A).max_contracts.limit == 2
+        # The form shows what was saved (the file), reloaded once the save is done.
         limit = screen.query_one("#f-max_contracts--limit", Input)
         await until(pilot, lambda: limit.value == "5" and drop.disabled, 15)
         assert f"{{id: {ACC_A}}}" in text_of(config_path)

@@ -20,6 +20,7 @@ from riskman.control.interface import (
     Control,
     Holiday,
     Invalid,
+    LockRequest,
     LoginRequest,
     PasswordChange,
     RulesPut,
@@ -178,18 +179,43 @@ async def test_one_accounts_own_rules_and_dropping_them(
     assert load_config(config_path).account_ids == [ACC_A, ACC_B]
 
 
-async def test_locks_are_cleared_with_a_reason_only(control: Control) -> None:
+async def test_locks_are_cleared_with_a_reason_only(
+    control: Control, engine_side: InProcessControl
+) -> None:
     session = await login(control)
     locks = await control.lockouts(session)
     mine = [lock for lock in locks if lock.account_id == ACC_B]
     assert mine
     with pytest.raises(Invalid, match="reason"):
         await control.clear_lockouts(session, ClearLocks(account=ACC_B, reason="  "))
-    cleared = await control.clear_lockouts(
+    with pytest.raises(Invalid, match="at least 10 characters"):
+        await control.clear_lockouts(session, ClearLocks(account=ACC_B, reason="x"))
+    asked = await control.clear_lockouts(
         session, ClearLocks(account=ACC_B, lock=mine[0].id, reason="coach said so")
     )
-    assert cleared.cleared == [mine[0].id]
+    # An unlock is a request: the lock ends after admin.unlock_delay (issue 13).
+    assert asked.cleared == [] and asked.request is not None and asked.due is not None
+    assert any(lock.id == mine[0].id for lock in await control.lockouts(session))
+    clock = engine_side.clock
+    await clock.advance((asked.due - clock.now()).total_seconds())  # type: ignore[attr-defined]
+    session = await login(control)  # the admin session idled out meanwhile
     assert all(lock.id != mine[0].id for lock in await control.lockouts(session))
+
+
+async def test_lock_me_out_needs_no_session_and_cannot_be_cleared(
+    control: Control, engine_side: InProcessControl
+) -> None:
+    locked = await control.lock_me_out(LockRequest.model_validate({"for": "1h"}))
+    assert sorted(lock.account for lock in locked) == [ACC_A, ACC_B]
+    session = await login(control)
+    self_locks = [lock for lock in await control.lockouts(session) if lock.rule == "SELF"]
+    assert len(self_locks) == 2
+    with pytest.raises(Invalid, match="cannot be cleared before its end"):
+        await control.clear_lockouts(
+            session, ClearLocks(account=ACC_A, lock=self_locks[0].id, reason="I changed my mind")
+        )
+    with pytest.raises(Invalid, match="say how long"):
+        await control.lock_me_out(LockRequest.model_validate({"for": "a while"}))
 
 
 async def test_schedule_and_holidays(control: Control) -> None:

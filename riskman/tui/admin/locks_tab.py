@@ -1,4 +1,5 @@
-"""Admin · Lockouts: the active locks and cooldowns, cleared by hand with a reason."""
+"""Admin · Lockouts: the active locks and cooldowns; an unlock asked with a reason ends the
+lock after admin.unlock_delay (issue 13)."""
 
 from __future__ import annotations
 
@@ -29,17 +30,19 @@ class LocksTab(AdminTab):
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="admin-pane", can_focus=False):
             yield Static(
-                "Active lockouts and cooldowns. Clearing one lets the trader trade again at "
-                "once: a reason is required and is kept in the audit log.",
+                "Active lockouts and cooldowns. Clearing one takes effect after "
+                "admin.unlock_delay (30 min by default; the trader sees the countdown): a reason "
+                "of at least 10 characters is required and is kept in the audit log. A lock the "
+                "trader set on himself ends only on time.",
                 classes="hint",
             )
             yield KeyedTable(LOCK_COLUMNS, id="admin-locks-table")
-            yield Input(placeholder="Reason (required)", id="clear-reason")
+            yield Input(placeholder="Reason (at least 10 characters)", id="clear-reason")
             yield Static("", id="locks-problems", classes="problems")
             with Horizontal(classes="buttons"):
-                yield Button("Clear selected lock (ctrl+s)", id="clear-one", variant="warning")
+                yield Button("Unlock selected lock (ctrl+s)", id="clear-one", variant="warning")
                 yield Button(
-                    "Clear every lock of that account (f8)", id="clear-all", variant="error"
+                    "Unlock every lock of that account (f8)", id="clear-all", variant="error"
                 )
 
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
@@ -89,15 +92,17 @@ class LocksTab(AdminTab):
         account, lock_id = (int(part) for part in key.split("|"))
         request = ClearLocks(account=account, lock=None if every else lock_id, reason=reason)
         try:
-            cleared = await self.control.clear_lockouts(self.session, request)
+            asked = await self.control.clear_lockouts(self.session, request)
         except ControlError as exc:
             self.admin.refused(exc, problems)
+            reason_field.focus()
             return
         reason_field.value = ""
-        problems.update("")
+        due = "" if asked.due is None else clock_time(asked.due, self.riskman.settings.zone)
+        problems.update(f"Unlock of account {account} asked: it takes effect at {due}.")
         self.riskman.mark_dirty()
         self.notify(
-            f"{len(cleared.cleared)} lock(s) of account {account} cleared: {reason}",
-            title="Cleared",
+            f"Account {account} unlocks at {due} (admin.unlock_delay): {reason}",
+            title="Unlock asked",
         )
         await self.admin.load_audit()

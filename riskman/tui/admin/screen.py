@@ -181,7 +181,18 @@ class AdminScreen(LiveScreen):
         if changes:
             listed = ", ".join(f"{c.key}: {c.old} → {c.new}" for c in changes[:3])
             more = f" (+{len(changes) - 3} more)" if len(changes) > 3 else ""
-            self.notify(f"{listed}{more}", title="Saved and applied")
+            title = "Saved" if result.pending else "Saved and applied"
+            self.notify(f"{listed}{more}", title=title)
+        if result.pending:
+            # Looser values wait for the daily reset (issue 13): say so, with when.
+            waits = ", ".join(f"{p['key']} → {p['to']}" for p in result.pending[:3])
+            more = f" (+{len(result.pending) - 3} more)" if len(result.pending) > 3 else ""
+            self.notify(
+                f"{waits}{more}: looser, so it takes effect at the daily reset",
+                title="Pending until the reset",
+                severity="warning",
+                timeout=12,
+            )
         if result.holidays_added or result.holidays_removed:
             self.notify(
                 f"{len(result.holidays_added)} added, {len(result.holidays_removed)} removed",
