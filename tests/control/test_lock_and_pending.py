@@ -12,10 +12,11 @@ from riskman import cli
 from riskman.config import load_config
 from riskman.control.client import ApiError
 from riskman.core.clock import FakeClock
-from riskman.core.ports import PositionEvent
+from riskman.core.ports import AccountSnapshot
 from riskman.engine.engine import SELF_LOCK
+from riskman.engine.router import ReconcileEvent
 from tests.control.conftest import ServedFactory, write_config
-from tests.fakes import ES, T0, FakeGateway, position, settle
+from tests.fakes import ES, T0, FakeGateway, account, position, settle
 
 ACC = 1001
 
@@ -26,14 +27,24 @@ async def test_lock_through_the_api_flattens_and_locks_every_guarded_account(
     engine, _server, client = await served({"accounts": [ACC, 1002]})
     pos = position(ACC, ES, 2, "5000")
     gateway.set_position(pos)
-    await engine.process(PositionEvent(pos))
+    # The feed's reconcile at start: the gate acts on what the gateway confirmed.
+    for account_id, positions in ((ACC, [pos]), (1002, [])):
+        snapshot = AccountSnapshot(
+            account=account(account_id),
+            positions=positions,
+            orders=[],
+            trades=None,
+            requested=clock.monotonic(),
+        )
+        await engine.process(ReconcileEvent(snapshot))
     locked = await client.lock("30m")  # no login: locking yourself out needs no password
     assert sorted(lock.account for lock in locked) == [ACC, 1002]
     assert {lock.until for lock in locked} == {T0 + timedelta(minutes=30)}
     await settle(engine)
     assert [c.args for c in gateway.named("close_contract")] == [(ACC, ES)]
-    for account in (ACC, 1002):
-        assert any(lock.rule == SELF_LOCK for lock in engine.lockouts.get_lockout_info(account))
+    for account_id in (ACC, 1002):
+        locks = engine.lockouts.get_lockout_info(account_id)
+        assert any(lock.rule == SELF_LOCK for lock in locks)
     with pytest.raises(ValueError, match="cannot be cleared before its end"):
         await engine.request_unlock(ACC, "the trader changed his mind")
     await clock.advance(30 * 60)
