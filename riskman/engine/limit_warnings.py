@@ -109,6 +109,10 @@ class LimitWarnings:
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
+        if self._reload is not None:
+            # A reload still reading when the engine stops would outlive the database.
+            self._reload.cancel()
+            self._reload = None
         self.enabled = False
 
     def on_change(self, change: EngineChange) -> None:

@@ -183,7 +183,7 @@ class PnlTracker:
                 if not changed:
                     return
             if effect.fills_delta:
-                await self._write_day(tx, trade.account_id, effect.day)
+                await self._write_day(tx, trade, effect.day, effect.fills_delta)
 
     def _add(self, account_id: int, day: date, trade: Trade, fills: int) -> None:
         totals = self._days.setdefault((account_id, day), DayTotals())
@@ -192,27 +192,38 @@ class PnlTracker:
         totals.fees += trade.fees
         totals.fills += fills
 
-    async def _write_day(self, tx: Transaction, account_id: int, day: date) -> None:
-        # The stored total is summed from the stored fills in the same transaction, so it can
-        # never include a fill that is only in memory (fills are written in the background).
-        rows = await tx.fetchall(
-            "SELECT pnl, fees FROM trades WHERE account_id = ? AND trading_day = ? AND voided = 0",
-            (account_id, day.isoformat()),
+    async def _write_day(self, tx: Transaction, trade: Trade, day: date, sign: int) -> None:
+        # The stored total moves by the stored fill, in the transaction that stores (or voids)
+        # that fill, so it can never include a fill that is only in memory (fills are written
+        # in the background), and a busy day costs one row per fill, not a re-sum of the day.
+        key = (trade.account_id, day.isoformat())
+        fill = await tx.fetchone(
+            "SELECT pnl, fees FROM trades WHERE account_id = ? AND trade_id = ?",
+            (trade.account_id, trade.id),
+        )
+        assert fill is not None  # stored or voided just now, in this transaction
+        gross = ZERO if fill["pnl"] is None else Decimal(fill["pnl"])
+        fees = Decimal(fill["fees"])
+        row = await tx.fetchone(
+            "SELECT realized, gross, fees, fills FROM daily_pnl "
+            "WHERE account_id = ? AND trading_day = ?",
+            key,
         )
         totals = DayTotals()
-        for row in rows:
-            gross = ZERO if row["pnl"] is None else Decimal(row["pnl"])
-            fees = Decimal(row["fees"])
-            totals.realized += gross - fees
-            totals.gross += gross
-            totals.fees += fees
-            totals.fills += 1
+        if row is not None:
+            totals.realized = Decimal(row["realized"])
+            totals.gross = Decimal(row["gross"])
+            totals.fees = Decimal(row["fees"])
+            totals.fills = row["fills"]
+        totals.realized += sign * (gross - fees)
+        totals.gross += sign * gross
+        totals.fees += sign * fees
+        totals.fills += sign
         await tx.execute(
             "INSERT OR REPLACE INTO daily_pnl (account_id, trading_day, realized, gross, fees, "
             "fills, updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                account_id,
-                day.isoformat(),
+                *key,
                 str(totals.realized),
                 str(totals.gross),
                 str(totals.fees),

@@ -48,6 +48,31 @@ async def test_voided_fill_never_counts_and_a_later_void_is_taken_back(
     assert row is not None and row[0] == 1
 
 
+async def test_the_stored_day_total_moves_with_each_stored_fill_and_void(
+    make_engine: EngineFactory,
+) -> None:
+    engine = await make_engine()
+    fills = [
+        trade(ACC, pnl="-100", fees="1.5", trade_id=81),
+        trade(ACC, pnl="40", fees="0.5", trade_id=82),
+        trade(ACC, pnl=None, fees="0.25", trade_id=83),
+    ]
+    for fill in fills:
+        await engine.process(TradeEvent(fill))
+    await engine.process(TradeEvent(fills[1].model_copy(update={"voided": True})))
+    await engine.process(TradeEvent(fills[1].model_copy(update={"voided": True})))  # again
+    await engine.db.flush()
+    row = await engine.db.fetchone("SELECT realized, gross, fees, fills FROM daily_pnl")
+    assert row is not None
+    assert (Decimal(row[0]), Decimal(row[1]), Decimal(row[2]), row[3]) == (
+        Decimal("-101.75"),
+        Decimal("-100"),
+        Decimal("1.75"),
+        2,
+    )
+    assert engine.pnl.get_daily_realized_pnl(ACC) == Decimal("-101.75")
+
+
 async def test_fill_belongs_to_the_trading_day_of_its_own_timestamp(
     make_engine: EngineFactory,
 ) -> None:
