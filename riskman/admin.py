@@ -23,7 +23,8 @@ from pathlib import Path
 
 from riskman.config import Settings, check_private_file
 from riskman.core.clock import Clock
-from riskman.engine.commitment import ANCHOR_NAME, read_anchor, update_anchor, write_private
+from riskman.core.files import write_private
+from riskman.engine.commitment import ANCHOR_NAME, read_anchor, update_anchor
 from riskman.storage.db import Database
 
 # scrypt cost: 64 MiB and >= 100 ms per check on a fast machine, so offline guessing of a

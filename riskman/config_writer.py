@@ -23,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from riskman.calendar import HolidayCalendar
 from riskman.config import ConfigError, Settings, load_config
+from riskman.core.files import write_atomically
 
 KeyPath = tuple[str | int, ...]
 
@@ -142,22 +143,6 @@ def _set(data: CommentedMap, path: KeyPath, value: Any) -> None:
         node[last] = _plain(value)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _edit(
     path: Path,
     mutate: Callable[[CommentedMap], None],
@@ -182,7 +167,7 @@ def _edit(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    _atomic_write(path, text)
+    write_atomically(path, text)
 
 
 def update_config(path: Path, changes: Mapping[KeyPath, Any]) -> tuple[Settings, list[Change]]:

@@ -31,6 +31,7 @@ from riskman.config import (
     load_config,
     shipped_file,
 )
+from riskman.core.files import write_private
 
 FIRMS = {
     "topstepx": ("TopstepX", "https://api.topstepx.com", "https://rtc.topstepx.com"),
@@ -446,16 +447,6 @@ warnings:
 {notify}"""
 
 
-def _private(path: Path, text: str) -> None:
-    """Write a secret file created with mode 0600 (never readable by others, not even briefly)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def write_all(answers: Answers) -> tuple[Path, bool]:
     """Write the key, the URLs, the holidays, the password hash and the config (last); on a
     failure remove what was written. Returns the config's path and whether the password was
@@ -471,10 +462,10 @@ def write_all(answers: Answers) -> tuple[Path, bool]:
             path.unlink(missing_ok=True)
 
     try:
-        _private(folder / "api_key", answers.api_key + "\n")
+        write_private(folder / "api_key", answers.api_key + "\n")
         written.append(folder / "api_key")
         if answers.notify_urls:
-            _private(folder / "notify_urls", "".join(f"{u}\n" for u in answers.notify_urls))
+            write_private(folder / "notify_urls", "".join(f"{u}\n" for u in answers.notify_urls))
             written.append(folder / "notify_urls")
         holidays = folder / "holidays.yaml"
         if not holidays.exists():

@@ -10,12 +10,9 @@ in a small file beside the config file, so a new database does not lift them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -35,6 +32,7 @@ from riskman.config import (
     Settings,
     loosens,
 )
+from riskman.core.files import write_private
 from riskman.core.views import Pending
 from riskman.storage.db import Database, from_db_time, to_db_time
 from riskman.yamlfile import parse_hhmm, parse_zone
@@ -463,23 +461,6 @@ def update_anchor(path: Path, update: dict[str, Any]) -> None:
             path,
             exc.strerror,
         )
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file atomically, mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def schedule_of(part: dict[str, Any]) -> ResetSchedule:
