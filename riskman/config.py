@@ -241,7 +241,7 @@ class ScalingTier(Strict):
     limit: PositiveInt
 
 
-class MaxContracts(RuleConfig):
+class MaxContractsConfig(RuleConfig):
     limit: Annotated[PositiveInt, HIGHER_LOOSER] = 5
     """The limit; with `scaling`, the limit below the first tier."""
     count: Annotated[Literal["net", "gross"], loosest_first("net", "gross")] = "net"
@@ -267,7 +267,7 @@ class MaxContracts(RuleConfig):
         return sorted(tiers, key=lambda tier: tier.balance_above)
 
 
-class MaxContractsPerInstrument(RuleConfig):
+class MaxContractsPerInstrumentConfig(RuleConfig):
     default_limit: Annotated[PositiveInt | None, HIGHER_LOOSER] = 3
     limits: Annotated[dict[Symbol, PositiveInt], HIGHER_LOOSER] = Field(default_factory=dict)
     """Per symbol; a symbol added or removed waits for the reset (it replaces default_limit)."""
@@ -291,16 +291,16 @@ class MaxContractsPerInstrument(RuleConfig):
         return value
 
 
-class DailyRealizedLoss(RuleConfig):
+class DailyRealizedLossConfig(RuleConfig):
     limit: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(500)
     include_unrealized: Annotated[bool, OFF_LOOSER] = True
 
 
-class DailyUnrealizedLoss(RuleConfig):
+class DailyUnrealizedLossConfig(RuleConfig):
     limit: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(300)
 
 
-class MaxUnrealizedProfit(RuleConfig):
+class MaxUnrealizedProfitConfig(RuleConfig):
     target: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(1000)
 
 
@@ -310,7 +310,7 @@ class FrequencyCooldowns(Strict):
     per_session: Annotated[CooldownDuration, LOWER_LOOSER] = UNTIL_RESET
 
 
-class TradeFrequencyLimit(RuleConfig):
+class TradeFrequencyLimitConfig(RuleConfig):
     per_minute: Annotated[PositiveInt | None, HIGHER_LOOSER] = 3
     per_hour: Annotated[PositiveInt | None, HIGHER_LOOSER] = 10
     per_session: Annotated[PositiveInt | None, HIGHER_LOOSER] = 50
@@ -326,7 +326,7 @@ class LossTier(Strict):
     cooldown: Annotated[CooldownDuration, LOWER_LOOSER]
 
 
-class CooldownAfterLoss(RuleConfig):
+class CooldownAfterLossConfig(RuleConfig):
     tiers: list[LossTier] = Field(
         default_factory=lambda: [
             LossTier(loss=Decimal(100), cooldown=300),
@@ -345,11 +345,11 @@ class CooldownAfterLoss(RuleConfig):
         return sorted(tiers, key=lambda tier: tier.loss)
 
 
-class NoStopLossGrace(RuleConfig):
+class NoStopLossGraceConfig(RuleConfig):
     grace_seconds: Annotated[Seconds, HIGHER_LOOSER] = 30.0
 
 
-class SessionBlockOutside(RuleConfig):
+class SessionBlockOutsideConfig(RuleConfig):
     start: Annotated[HHMM, EARLIER_LOOSER] = time(8, 30)
     end: Annotated[HHMM, LATER_LOOSER] = time(15, 10)
     days: Annotated[list[Day], MORE_LOOSER] = Field(
@@ -365,12 +365,12 @@ class SessionBlockOutside(RuleConfig):
     ] = 300.0
     timezone: Annotated[TimeZoneName | None, ANY_CHANGE_WAITS] = None
 
-    def looser_than(self, old: SessionBlockOutside) -> bool:
+    def looser_than(self, old: SessionBlockOutsideConfig) -> bool:
         """Commitment: a start or end moved across midnight cannot be judged time by time."""
         return (self.end <= self.start) != (old.end <= old.start)
 
     @model_validator(mode="after")
-    def _window(self) -> SessionBlockOutside:
+    def _window(self) -> SessionBlockOutsideConfig:
         if self.start == self.end:
             raise ValueError("start and end are the same time: the session would be empty")
         if not self.days:
@@ -378,11 +378,11 @@ class SessionBlockOutside(RuleConfig):
         return self
 
 
-class AuthLossGuard(RuleConfig):
+class AuthLossGuardConfig(RuleConfig):
     pass
 
 
-class SymbolBlocks(RuleConfig):
+class SymbolBlocksConfig(RuleConfig):
     symbols: Annotated[list[Symbol], FEWER_LOOSER] = Field(default_factory=list)
 
 
@@ -396,12 +396,12 @@ class Trailing(Strict):
     distance_ticks: Annotated[PositiveInt, HIGHER_LOOSER] = 10
 
 
-class TradeManagement(RuleConfig):
+class TradeManagementConfig(RuleConfig):
     breakeven: Breakeven | None = Field(default_factory=Breakeven)
     trailing: Trailing | None = Field(default_factory=Trailing)
 
     @model_validator(mode="after")
-    def _something_to_do(self) -> TradeManagement:
+    def _something_to_do(self) -> TradeManagementConfig:
         if self.enabled and self.breakeven is None and self.trailing is None:
             raise ValueError("enable breakeven or trailing (or disable the rule)")
         if (
@@ -412,24 +412,24 @@ class TradeManagement(RuleConfig):
         return self
 
 
-class DailyRealizedProfit(RuleConfig):
+class DailyRealizedProfitConfig(RuleConfig):
     target: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(1000)
 
 
-class MaxLossLimit(RuleConfig):
+class MaxLossLimitConfig(RuleConfig):
     starting_balance: Annotated[PositiveMoney, LOWER_LOOSER] = Decimal(50000)
     drawdown: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(2000)
     eod_high: Annotated[PositiveMoney | None, LOWER_LOOSER] = None
     """The highest end-of-day balance so far, if the account traded before riskman watched it."""
 
     @model_validator(mode="after")
-    def _drawdown_below_balance(self) -> MaxLossLimit:
+    def _drawdown_below_balance(self) -> MaxLossLimitConfig:
         if self.drawdown >= self.starting_balance:
             raise ValueError("drawdown must be smaller than starting_balance")
         return self
 
 
-class TrailingDailyLoss(RuleConfig):
+class TrailingDailyLossConfig(RuleConfig):
     """RULE-016: TopstepX's trailing Personal Daily Loss Limit."""
 
     limit: Annotated[PositiveMoney, HIGHER_LOOSER] = Decimal(1000)
@@ -439,7 +439,7 @@ class TrailingDailyLoss(RuleConfig):
     """What the day's high follows: the balance, or balance + open P&L."""
 
 
-class WeeklyLimits(RuleConfig):
+class WeeklyLimitsConfig(RuleConfig):
     """RULE-017: the trading week (from Sunday's daily reset) P&L and trade count."""
 
     loss: Annotated[PositiveMoney | None, HIGHER_LOOSER] = None
@@ -452,21 +452,21 @@ class WeeklyLimits(RuleConfig):
     """orders: an order that fills counts once; fills: every entry and exit fill counts."""
 
     @model_validator(mode="after")
-    def _something_to_watch(self) -> WeeklyLimits:
+    def _something_to_watch(self) -> WeeklyLimitsConfig:
         if self.enabled and self.loss is None and self.profit is None and self.trades is None:
             raise ValueError("set loss, profit or trades (or disable the rule)")
         return self
 
 
-class NoAveragingDown(RuleConfig):
+class NoAveragingDownConfig(RuleConfig):
     """RULE-018: an addition at a worse price than the average entry is cut back."""
 
 
-class NoFlip(RuleConfig):
+class NoFlipConfig(RuleConfig):
     """RULE-019: one fill that turns a long into a short (or back) is cut back to flat."""
 
 
-class StopDiscipline(RuleConfig):
+class StopDisciplineConfig(RuleConfig):
     """RULE-020: protective stops only move towards the market."""
 
     restore: Annotated[bool, OFF_LOOSER] = True
@@ -526,7 +526,7 @@ class WeeklyBlackout(Strict):
         return self
 
 
-class Blackouts(RuleConfig):
+class BlackoutsConfig(RuleConfig):
     """RULE-021: windows in which no new exposure is allowed (news, the open...)."""
 
     # A window removed (or changed: removed and another added) is looser; one added stricter.
@@ -541,7 +541,7 @@ class Blackouts(RuleConfig):
     timezone: Annotated[TimeZoneName | None, ANY_CHANGE_WAITS] = None
 
     @model_validator(mode="after")
-    def _something_to_block(self) -> Blackouts:
+    def _something_to_block(self) -> BlackoutsConfig:
         if self.enabled and not (self.windows or self.weekly or self.ics_file):
             raise ValueError("set windows, weekly or ics_file (or disable the rule)")
         return self
@@ -580,27 +580,29 @@ def _off(model: type[RuleConfig]) -> Any:
 class Rules(Strict):
     """Every rule; a rule missing from the file is off."""
 
-    max_contracts: MaxContracts = _off(MaxContracts)
-    max_contracts_per_instrument: MaxContractsPerInstrument = _off(MaxContractsPerInstrument)
-    daily_realized_loss: DailyRealizedLoss = _off(DailyRealizedLoss)
-    daily_unrealized_loss: DailyUnrealizedLoss = _off(DailyUnrealizedLoss)
-    max_unrealized_profit: MaxUnrealizedProfit = _off(MaxUnrealizedProfit)
-    trade_frequency_limit: TradeFrequencyLimit = _off(TradeFrequencyLimit)
-    cooldown_after_loss: CooldownAfterLoss = _off(CooldownAfterLoss)
-    no_stop_loss_grace: NoStopLossGrace = _off(NoStopLossGrace)
-    session_block_outside: SessionBlockOutside = _off(SessionBlockOutside)
-    auth_loss_guard: AuthLossGuard = _off(AuthLossGuard)
-    symbol_blocks: SymbolBlocks = _off(SymbolBlocks)
-    trade_management: TradeManagement = _off(TradeManagement)
-    daily_realized_profit: DailyRealizedProfit = _off(DailyRealizedProfit)
-    max_loss_limit: MaxLossLimit = _off(MaxLossLimit)
+    max_contracts: MaxContractsConfig = _off(MaxContractsConfig)
+    max_contracts_per_instrument: MaxContractsPerInstrumentConfig = _off(
+        MaxContractsPerInstrumentConfig
+    )
+    daily_realized_loss: DailyRealizedLossConfig = _off(DailyRealizedLossConfig)
+    daily_unrealized_loss: DailyUnrealizedLossConfig = _off(DailyUnrealizedLossConfig)
+    max_unrealized_profit: MaxUnrealizedProfitConfig = _off(MaxUnrealizedProfitConfig)
+    trade_frequency_limit: TradeFrequencyLimitConfig = _off(TradeFrequencyLimitConfig)
+    cooldown_after_loss: CooldownAfterLossConfig = _off(CooldownAfterLossConfig)
+    no_stop_loss_grace: NoStopLossGraceConfig = _off(NoStopLossGraceConfig)
+    session_block_outside: SessionBlockOutsideConfig = _off(SessionBlockOutsideConfig)
+    auth_loss_guard: AuthLossGuardConfig = _off(AuthLossGuardConfig)
+    symbol_blocks: SymbolBlocksConfig = _off(SymbolBlocksConfig)
+    trade_management: TradeManagementConfig = _off(TradeManagementConfig)
+    daily_realized_profit: DailyRealizedProfitConfig = _off(DailyRealizedProfitConfig)
+    max_loss_limit: MaxLossLimitConfig = _off(MaxLossLimitConfig)
     contract_weights: ContractWeights = _off(ContractWeights)
-    trailing_daily_loss: TrailingDailyLoss = _off(TrailingDailyLoss)
-    weekly_limits: WeeklyLimits = _off(WeeklyLimits)
-    no_averaging_down: NoAveragingDown = _off(NoAveragingDown)
-    no_flip: NoFlip = _off(NoFlip)
-    stop_discipline: StopDiscipline = _off(StopDiscipline)
-    blackouts: Blackouts = _off(Blackouts)
+    trailing_daily_loss: TrailingDailyLossConfig = _off(TrailingDailyLossConfig)
+    weekly_limits: WeeklyLimitsConfig = _off(WeeklyLimitsConfig)
+    no_averaging_down: NoAveragingDownConfig = _off(NoAveragingDownConfig)
+    no_flip: NoFlipConfig = _off(NoFlipConfig)
+    stop_discipline: StopDisciplineConfig = _off(StopDisciplineConfig)
+    blackouts: BlackoutsConfig = _off(BlackoutsConfig)
 
 
 RULE_KEYS: tuple[str, ...] = tuple(Rules.model_fields)

@@ -34,7 +34,7 @@ from riskman.core.queries import (
 from riskman.core.views import RuleStatus, TradeCounts
 
 if TYPE_CHECKING:
-    from riskman.config import Rules, SessionBlockOutside, Settings
+    from riskman.config import Rules, SessionBlockOutsideConfig, Settings
 
 
 # --- triggers -------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ class RuleContext:
     def trading_day(self) -> date:
         return self._reset_schedule().trading_day(self.clock.now())
 
-    def session(self, cfg: SessionBlockOutside) -> SessionSchedule:
+    def session(self, cfg: SessionBlockOutsideConfig) -> SessionSchedule:
         """The session schedule of a RULE-009 configuration (cached per configuration)."""
         from zoneinfo import ZoneInfo
 

@@ -39,7 +39,7 @@ from riskman.core.rules import (
 from riskman.core.views import RuleStatus
 
 if TYPE_CHECKING:
-    from riskman.config import Blackouts as BlackoutsConfig
+    from riskman.config import BlackoutsConfig
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from riskman.core.views import RuleStatus
 from riskman.symbols import root_of
 
 if TYPE_CHECKING:
-    from riskman.config import MaxContracts as MaxContractsConfig
+    from riskman.config import MaxContractsConfig
 
 log = logging.getLogger(__name__)
 

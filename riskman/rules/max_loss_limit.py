@@ -38,7 +38,7 @@ from riskman.core.rules import (
 from riskman.core.views import RuleStatus
 
 if TYPE_CHECKING:
-    from riskman.config import MaxLossLimit as MaxLossLimitConfig
+    from riskman.config import MaxLossLimitConfig
 
 log = logging.getLogger(__name__)
 

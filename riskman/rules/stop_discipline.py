@@ -43,7 +43,7 @@ from riskman.core.views import RuleStatus
 from riskman.symbols import display_symbol
 
 if TYPE_CHECKING:
-    from riskman.config import StopDiscipline as StopDisciplineConfig
+    from riskman.config import StopDisciplineConfig
 
 log = logging.getLogger(__name__)
 

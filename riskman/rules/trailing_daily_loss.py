@@ -43,7 +43,7 @@ from riskman.core.rules import (
 from riskman.core.views import RuleStatus
 
 if TYPE_CHECKING:
-    from riskman.config import TrailingDailyLoss as TrailingDailyLossConfig
+    from riskman.config import TrailingDailyLossConfig
 
 log = logging.getLogger(__name__)
 

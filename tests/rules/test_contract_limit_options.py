@@ -115,7 +115,7 @@ async def test_the_starting_balance_defaults_to_rule_014s(
 def test_scaling_tiers_are_validated() -> None:
     from pydantic import ValidationError
 
-    from riskman.config import MaxContracts as Config
+    from riskman.config import MaxContractsConfig as Config
 
     with pytest.raises(ValidationError, match="same balance_above"):
         Config(scaling=[{"balance_above": 1, "limit": 2}, {"balance_above": 1, "limit": 3}])

@@ -189,7 +189,7 @@ async def test_trades_carry_across_the_daily_reset(
 def test_config_needs_something_to_watch() -> None:
     from pydantic import ValidationError
 
-    from riskman.config import WeeklyLimits as Config
+    from riskman.config import WeeklyLimitsConfig as Config
 
     with pytest.raises(ValidationError, match="set loss, profit or trades"):
         Config(enabled=True)
