@@ -4,7 +4,7 @@ lock after admin.unlock_delay (issue 13)."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Static
 
 from riskman.control.interface import ClearLocks, ControlError
@@ -20,6 +20,13 @@ LOCK_COLUMNS = (
     ("rule", "Rule"),
     ("reason", "Reason"),
     ("ends", "Ends"),
+)
+
+UNLOCK_COLUMNS = (
+    ("account", "Account"),
+    ("lock", "Lock"),
+    ("reason", "Reason"),
+    ("due", "Unlocks at"),
 )
 
 
@@ -44,6 +51,18 @@ class LocksTab(AdminTab):
                 yield Button(
                     "Unlock every lock of that account (f8)", id="clear-all", variant="error"
                 )
+            with Vertical(id="unlock-box"):
+                yield Static(
+                    "Unlock requests waiting for admin.unlock_delay: withdraw one and the lock "
+                    "stays.",
+                    classes="hint",
+                )
+                yield KeyedTable(UNLOCK_COLUMNS, id="unlock-requests")
+                yield Static("", id="unlock-problems", classes="problems")
+                with Horizontal(classes="buttons"):
+                    yield Button(
+                        "Withdraw selected unlock request", id="withdraw-unlock", variant="primary"
+                    )
 
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
         app = self.riskman
@@ -67,11 +86,48 @@ class LocksTab(AdminTab):
                     )
                 )
         self.query_one("#admin-locks-table", KeyedTable).sync(rows)
+        asked = []
+        for view in snapshot.accounts:
+            labels = {lock.id: f"{lock_label(lock)} {lock.rule}" for lock in view.locks}
+            for unlock in view.unlocks:
+                which = (
+                    "every lock"
+                    if unlock.lock_id is None
+                    else labels.get(unlock.lock_id, f"lock {unlock.lock_id}")
+                )
+                left = countdown(max(0.0, (unlock.due - now).total_seconds()))
+                due = f"{clock_time(unlock.due, zone, seconds=True)} (in {left})"
+                if unlock.comes_back:
+                    due += ", the lock comes back"
+                asked.append((str(unlock.id), (view.name, which, unlock.reason, due)))
+        self.query_one("#unlock-requests", KeyedTable).sync(asked)
+        self.query_one("#unlock-box").display = bool(asked)
 
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id in ("clear-one", "clear-all"):
             event.stop()
             await self.clear(every=event.button.id == "clear-all")
+        elif event.button.id == "withdraw-unlock":
+            event.stop()
+            await self.withdraw()
+
+    async def withdraw(self) -> None:
+        """Withdraw the selected unlock request: the lock stays (audited by the engine)."""
+        problems = self.query_one("#unlock-problems", Static)
+        table = self.query_one("#unlock-requests", KeyedTable)
+        if table.row_count == 0:
+            problems.update("There is no unlock request to withdraw.")
+            return
+        request_id = int(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+        try:
+            await self.control.withdraw_unlock(self.session, request_id)
+        except ControlError as exc:
+            self.admin.refused(exc, problems)
+            return
+        problems.update("")
+        self.riskman.mark_dirty()
+        self.notify(f"Unlock request {request_id} withdrawn: the lock stays.", title="Withdrawn")
+        await self.admin.load_audit()
 
     async def save(self) -> None:
         await self.clear(every=False)

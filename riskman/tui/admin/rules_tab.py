@@ -3,21 +3,44 @@ account's own rules (`accounts: [{id, rules}]`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, ContentSwitcher, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from riskman.config import RULE_KEYS, Rules
 from riskman.config_writer import NULL
-from riskman.control.interface import AccountRules, ControlError, RulesPut, RulesState
+from riskman.control.interface import (
+    AccountRules,
+    CancelPending,
+    ControlError,
+    RulesPut,
+    RulesState,
+)
+from riskman.core.views import EngineSnapshot
 from riskman.tui.admin.base import AdminTab
 from riskman.tui.modals import no_blink
 from riskman.tui.rule_form import RuleForm, validate, with_edits
+from widgets.formatting import clock_time, countdown
+from widgets.tables import KeyedTable
 
 GLOBAL = "global"  # the rules-scope choice for the global `rules:`
+
+PENDING_COLUMNS = (
+    ("scope", "Of"),
+    ("key", "Key"),
+    ("old", "In force"),
+    ("new", "Pending"),
+    ("effective", "Takes effect"),
+)
+
+
+def _cell(value: Any) -> str:
+    """A rule value (plain JSON data) as a table cell."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 class RulesTab(AdminTab):
@@ -34,6 +57,16 @@ class RulesTab(AdminTab):
             yield Select(self._scope_options(), value=GLOBAL, allow_blank=False, id="rules-scope")
             yield Button("Use the global rules", id="drop-overrides", disabled=True)
         yield Static(self._scope_hint(), id="rules-scope-hint", classes="hint")
+        with Vertical(id="pending-box"):
+            yield Static(
+                "Looser changes wait for the daily reset. Cancel one and the value in force "
+                "stays (nobody can hurry one).",
+                classes="hint",
+            )
+            yield KeyedTable(PENDING_COLUMNS, id="pending-table")
+            yield Static("", id="pending-problems", classes="problems")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel selected pending change", id="cancel-pending")
         with Horizontal(id="rules-editor"):
             yield OptionList(
                 *[Option(f"{names.get(key, ('', ''))[0]:<9} {key}", id=key) for key in RULE_KEYS],
@@ -49,6 +82,48 @@ class RulesTab(AdminTab):
 
     def on_mount(self) -> None:
         self.query_one("#rule-list", OptionList).highlighted = 0
+        self.query_one("#pending-box").display = False
+
+    # --- pending loosenings (issue 13) --------------------------------------------------------
+
+    def show_snapshot(self, snapshot: EngineSnapshot) -> None:
+        zone = self.riskman.settings.zone
+        now = self.riskman.clock.now()
+        rows = []
+        for change in snapshot.pending:
+            when = "at the daily reset"
+            if change.effective is not None:
+                left = countdown(max(0.0, (change.effective - now).total_seconds()))
+                when = f"{clock_time(change.effective, zone)} (in {left})"
+            scope = "every account" if change.account is None else f"account {change.account}"
+            rows.append(
+                (
+                    f"{'' if change.account is None else change.account}|{change.key}",
+                    (scope, change.key, _cell(change.old), _cell(change.new), when),
+                )
+            )
+        self.query_one("#pending-table", KeyedTable).sync(rows)
+        self.query_one("#pending-box").display = bool(rows)
+
+    async def cancel_pending(self) -> None:
+        """Give up the selected pending loosening: the value in force goes back to the file."""
+        problems = self.query_one("#pending-problems", Static)
+        table = self.query_one("#pending-table", KeyedTable)
+        if table.row_count == 0:
+            problems.update("Nothing is pending.")
+            return
+        row = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        account, key = row.split("|", 1)
+        request = CancelPending(account=int(account) if account else None, key=key)
+        try:
+            result = await self.control.cancel_pending(self.session, request)
+        except ControlError as exc:
+            self.admin.refused(exc, problems)
+            return
+        problems.update("")
+        self.notify(f"{key}: the value in force stays.", title="Pending change cancelled")
+        await self.admin.saved(result)
+        self._reload_forms()
 
     def _rule_form(self, key: str) -> VerticalScroll:
         rule_id, title = self._names.get(key, ("", "(no rule runs this key)"))
@@ -174,6 +249,9 @@ class RulesTab(AdminTab):
         elif event.button.id == "drop-overrides":
             event.stop()
             await self.drop_overrides()
+        elif event.button.id == "cancel-pending":
+            event.stop()
+            await self.cancel_pending()
 
     async def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option_list.id == "rule-list" and event.option.id:

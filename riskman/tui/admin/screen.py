@@ -168,6 +168,7 @@ class AdminScreen(LiveScreen):
             lost=app.control.lost,
         )
         self.query_one(LocksTab).show_snapshot(snapshot)
+        self.query_one(RulesTab).show_snapshot(snapshot)
 
     async def load_audit(self) -> None:
         await self.query_one(AuditTab).load()
