@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from riskman.core.views import (
     FeedState,
     LimitWarning,
     LockoutChange,
+    PendingChange,
     ResetDone,
 )
 
@@ -270,6 +272,8 @@ class Notifier:
                     f"{self._who(change.account_id)}: {change.text}",
                 )
             ]
+        if isinstance(change, PendingChange):
+            return [self._pending_message(change)]
         if isinstance(change, ResetDone) and self.summary_text is not None:
             return self.summary_text(change)
         return []
@@ -313,6 +317,20 @@ class Notifier:
             f"{who}{scope} {word} by {lock.rule}: {lock.reason}; "
             f"{self._until(lock.unlock, lock.until)}.",
         )
+
+    def _pending_message(self, event: PendingChange) -> Message:
+        """A looser change (issue 13): it waits for the reset, was cancelled, or is in force."""
+        change = event.change
+        who = "All accounts" if change.account is None else self._who(change.account)
+        move = f"{change.key} {_value(change.old)} -> {_value(change.new)}"
+        when = "the daily reset" if change.effective is None else self._local(change.effective)
+        if event.what == "cancelled":
+            text = f"{move} cancelled: {_value(change.old)} stays."
+        elif event.what == "in_force":
+            text = f"{move} now in force (daily reset)."
+        else:
+            text = f"{move} is looser: it takes effect at {when}."
+        return Message("pending_change", change.account, f"{who}: {text}")
 
     def _failed_message(self, record: EnforcementRecord) -> Message:
         detail = f": {record.detail}" if record.detail else ""
@@ -461,6 +479,11 @@ class Notifier:
             attempts,
         )
         return False
+
+
+def _value(value: object) -> str:
+    """A rule value (plain JSON data) in a message."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 async def send_test(urls: Sequence[str], timeout: float = 10.0) -> list[tuple[str, bool, str]]:

@@ -23,7 +23,7 @@ from riskman.core.views import FeedHealth, FeedState, LimitWarning
 from riskman.notify import AppriseSender, Message, Notifier
 from riskman.rules.daily_realized_loss import DailyRealizedLoss
 from riskman.rules.trade_frequency_limit import TradeFrequencyLimit
-from tests.conftest import HOLIDAYS, EngineFactory
+from tests.conftest import HOLIDAYS, EngineFactory, make_settings
 from tests.fakes import FakeGateway, settle, trade
 
 ACC = 7
@@ -262,6 +262,79 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+LOOSER = {"daily_realized_loss": {"enabled": True, "limit": 900}}
+MOVE = "All accounts: rules.daily_realized_loss.limit 500 -> 900"
+
+
+async def test_a_loosening_is_told_when_it_waits_is_cancelled_and_takes_effect(
+    make_engine: EngineFactory, clock: Any, tmp_path: Path
+) -> None:
+    engine = await make_engine(LOSS, rule_classes=[DailyRealizedLoss])
+    sender = Recorder()
+    notifier = _notifier(engine, sender)
+    gap = notifier.config.min_interval + 1  # one message per kind and interval
+
+    await engine.apply_settings(make_settings(tmp_path, LOOSER))
+    await _idle(notifier)
+    await clock.advance(gap)
+    await engine.cancel_pending(None, "rules.daily_realized_loss.limit")
+    await _idle(notifier)
+    await clock.advance(gap)
+    await engine.apply_settings(make_settings(tmp_path, LOOSER), source="yaml")
+    await engine.apply_settings(make_settings(tmp_path, LOOSER))  # the same again: no news
+    await _idle(notifier)
+    await clock.set(engine.resets.next_reset())
+    await settle(engine)
+    assert engine.settings.rules.daily_realized_loss.limit == 900
+    await _idle(notifier)
+    await notifier.stop()
+    assert [body for _, body in sender.sent] == [
+        f"{MOVE} is looser: it takes effect at 17:00 CST.",
+        f"{MOVE} cancelled: 500 stays.",
+        f"{MOVE} is looser: it takes effect at 17:00 CST.",
+        f"{MOVE} now in force (daily reset).",
+    ]
+
+
+async def test_an_account_loosening_names_the_account_and_obeys_notify_events(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    listed = [{"id": ACC}]
+    engine = await make_engine(LOSS, rule_classes=[DailyRealizedLoss], accounts=listed)
+    sender = Recorder()
+    notifier = _notifier(engine, sender, events=["lockout"])
+    await engine.apply_settings(make_settings(tmp_path, LOOSER, accounts=listed))
+    await _idle(notifier)
+    assert sender.sent == [], "pending_change not chosen in notify.events"
+    notifier._events.add("pending_change")
+    own = {"daily_realized_loss": {"limit": 1200}}
+    await engine.apply_settings(
+        make_settings(tmp_path, LOOSER, accounts=[{"id": ACC, "rules": own}])
+    )
+    await _idle(notifier)
+    await notifier.stop()
+    bodies = [body for _, body in sender.sent]
+    assert len(bodies) == 1, bodies
+    assert bodies[0].startswith(f"{ACC}: ") and "1200" in bodies[0] and "17:00 CST" in bodies[0]
+
+
+@pytest.mark.e2e
+async def test_real_apprise_delivers_a_pending_change_to_a_loopback_receiver(
+    make_engine: EngineFactory, receiver: tuple[int, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    port, received = receiver
+    engine = await make_engine(LOSS, rule_classes=[DailyRealizedLoss])
+    notifier = Notifier.for_engine(engine, AppriseSender([f"json://127.0.0.1:{port}/hook"]))
+    assert notifier is not None
+    notifier.start()
+    await engine.apply_settings(make_settings(tmp_path, LOOSER))
+    await _idle(notifier)
+    await notifier.stop()
+    assert [json.loads(r["body"])["message"] for r in received] == [
+        f"{MOVE} is looser: it takes effect at 17:00 CST."
+    ]
 
 
 @pytest.mark.e2e

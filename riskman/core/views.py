@@ -261,6 +261,15 @@ class Pending:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A looser change began to wait for the reset, was given up, or took effect (issue 13)."""
+
+    what: str
+    """pending, cancelled or in_force."""
+    change: Pending
+
+
 def _text(value: Any) -> str:
     return json.dumps(value, default=str) if not isinstance(value, str) else value
 
@@ -332,6 +341,7 @@ EngineChange = (
     | ResetDone
     | Breach
     | LimitWarning
+    | PendingChange
 )
 
 

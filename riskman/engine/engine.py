@@ -49,6 +49,7 @@ from riskman.core.views import (
     OrderLine,
     OrderView,
     Pending,
+    PendingChange,
     PositionView,
     ResetDone,
     RuleView,
@@ -633,11 +634,17 @@ class Engine:
         self.desired = settings
         effective, pending = commit(self.settings, settings)
         await self._use(effective)
-        known = {(p.account, p.key, repr(p.new)) for p in self.pending}
+        before = self.pending
+        known = {(p.account, p.key, repr(p.new)) for p in before}
         self.pending = self._stamp(pending)
         for change in self.pending:
             if (change.account, change.key, repr(change.new)) not in known:
                 log.info("pending (%s): %s", source, change.describe())
+                self._publish(PendingChange("pending", change))
+        still = {(p.account, p.key) for p in self.pending}
+        for change in before:
+            if (change.account, change.key) not in still:
+                self._publish(PendingChange("cancelled", change))
         await self._save_commitment(source)
         return list(self.pending)
 
@@ -737,10 +744,11 @@ class Engine:
                         known = {(p.account, p.key, repr(p.new)) for p in commit(base, asked)[1]}
                     except ValueError:
                         known = set()
-                    for change in pending:
+                    for change in self._stamp(pending):
                         if (change.account, change.key, repr(change.new)) in known:
                             continue
                         log.warning("%s: %s", OUTSIDE, change.describe())
+                        self._publish(PendingChange("pending", change))
                         target = (
                             change.key
                             if change.account is None
@@ -1133,6 +1141,7 @@ class Engine:
         if later and (self.pending or self.desired is not self.settings):
             for change in self.pending:
                 log.info("at the reset: %s now in force", change.describe())
+                self._publish(PendingChange("in_force", change))
             self.pending = ()
             await self._use(self.desired, check=False)  # the reset's own check follows
             await self._save_commitment("reset")
