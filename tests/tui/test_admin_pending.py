@@ -9,10 +9,12 @@ from typing import Any
 
 from textual.widgets import Button
 
+from riskman.config import Settings
 from riskman.control.interface import RulesPut
 from riskman.tui.admin import AdminScreen
 from riskman.tui.app import RiskmanApp
 from tests.tui.conftest import ACC_B, SIZE, engine_of, open_admin, running, text_of, until
+from tests.tui.test_attach import Served, attached_app
 from widgets.tables import KeyedTable
 
 
@@ -83,3 +85,37 @@ async def test_an_admin_withdraws_an_unlock_request(app: RiskmanApp) -> None:
             "SELECT target FROM admin_audit WHERE action = 'unlock_withdrawn'"
         )
         assert rows and f"request {asked.id}" in rows[0][0]
+
+
+async def test_attached_the_admin_cancels_and_withdraws_through_the_socket(
+    settings: Settings, config_path: Path
+) -> None:
+    served = Served(settings)
+    await served.start()
+    try:
+        engine = served.engine
+        assert engine is not None
+        app = attached_app(settings, config_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None and len(app.snapshot.accounts) == 2)
+            await open_admin(pilot)
+            await until(pilot, lambda: isinstance(app.screen, AdminScreen) and app.screen.ready)
+            screen = app.screen
+            assert isinstance(screen, AdminScreen)
+            looser = RulesPut(rules={"daily_realized_loss": {"limit": 900}})
+            await app.control.put_rules(screen.session, looser)
+            pending = screen.query_one("#pending-table", KeyedTable)
+            await until(pilot, lambda: pending.row_count == 1)
+            await click_when_shown(pilot, "#cancel-pending")
+            await until(pilot, lambda: engine.pending == ())
+            assert engine.desired.rules.daily_realized_loss.limit == 300
+
+            await engine.request_unlock(ACC_B, "coach approved: data error")
+            screen.action_tab("admin-locks")
+            unlocks = screen.query_one("#unlock-requests", KeyedTable)
+            await until(pilot, lambda: unlocks.row_count == 1)
+            await click_when_shown(pilot, "#withdraw-unlock")
+            await until(pilot, lambda: engine.unlocks.open() == [])
+            assert engine.lockouts.is_locked_out(ACC_B)
+    finally:
+        await served.stop()
