@@ -207,6 +207,9 @@ class Notifier:
 
     def attach(self, engine: Engine) -> None:
         self._unsubscribe = engine.subscribe(self.on_change)
+        for news in engine.pending_news:  # found at start, before anyone listened
+            if news.change in engine.pending:
+                self.on_change(news)
 
     def start(self) -> None:
         if self._task is None:

@@ -298,6 +298,24 @@ async def test_a_loosening_is_told_when_it_waits_is_cancelled_and_takes_effect(
     ]
 
 
+async def test_a_loosening_found_at_start_is_told_once(make_engine: EngineFactory) -> None:
+    first = await make_engine(LOSS, rule_classes=[DailyRealizedLoss])
+    await first.close()
+    engine = await make_engine(LOOSER, rule_classes=[DailyRealizedLoss])  # the file, edited
+    sender = Recorder()
+    notifier = _notifier(engine, sender)  # as the runtime: after the engine started
+    await _idle(notifier)
+    await notifier.stop()
+    await engine.close()
+    again = await make_engine(LOOSER, rule_classes=[DailyRealizedLoss])  # a plain restart
+    sender_again = Recorder()
+    quiet = _notifier(again, sender_again)
+    await _idle(quiet)
+    await quiet.stop()
+    assert [body for _, body in sender.sent] == [f"{MOVE} is looser: it takes effect at 17:00 CST."]
+    assert sender_again.sent == [], "already known: not told at every restart"
+
+
 async def test_an_account_loosening_names_the_account_and_obeys_notify_events(
     make_engine: EngineFactory, tmp_path: Path
 ) -> None:

@@ -164,6 +164,9 @@ class Engine:
         self.desired = settings
         """The settings last proposed (file, environment, admin); looser parts wait."""
         self.pending: tuple[Pending, ...] = ()
+        self.pending_news: list[PendingChange] = []
+        """The loosenings found at start (file or environment changed outside riskman), for
+        whoever subscribes after `start()` (the notifier)."""
         self._committed_day: date | None = None
         """The trading day the settings in force were committed for."""
         self.commitments = CommitmentStore(db, settings.state_dir / ANCHOR_NAME)
@@ -748,7 +751,8 @@ class Engine:
                         if (change.account, change.key, repr(change.new)) in known:
                             continue
                         log.warning("%s: %s", OUTSIDE, change.describe())
-                        self._publish(PendingChange("pending", change))
+                        self.pending_news.append(PendingChange("pending", change))
+                        self._publish(self.pending_news[-1])
                         target = (
                             change.key
                             if change.account is None
