@@ -43,37 +43,32 @@ FIRMS = {
 }
 """Presets: name, API URL, realtime host (its /hubs/user and /hubs/market)."""
 
+
+def _topstep_combine(
+    size: int, drawdown: int, daily: int, contracts: int
+) -> tuple[str, dict[str, Any]]:
+    """A Topstep Combine of `size` thousand dollars: its max loss limit, daily loss and size."""
+    return (
+        f"Topstep {size}K Combine: ${drawdown:,} max loss limit, ${daily:,} daily loss, "
+        f"{contracts} contracts",
+        {
+            "max_loss_limit": {
+                "enabled": True,
+                "starting_balance": size * 1000,
+                "drawdown": drawdown,
+            },
+            "daily_realized_loss": {"enabled": True, "limit": daily, "include_unrealized": True},
+            "max_contracts": {"enabled": True, "limit": contracts, "count": "gross"},
+            "contract_weights": {"enabled": True, "micro_weight": 0.1},
+            "auth_loss_guard": {"enabled": True},
+        },
+    )
+
+
 TEMPLATES: dict[str, tuple[str, dict[str, Any]]] = {
-    "topstep-50k": (
-        "Topstep 50K Combine: $2,000 max loss limit, $1,000 daily loss, 5 contracts",
-        {
-            "max_loss_limit": {"enabled": True, "starting_balance": 50000, "drawdown": 2000},
-            "daily_realized_loss": {"enabled": True, "limit": 1000, "include_unrealized": True},
-            "max_contracts": {"enabled": True, "limit": 5, "count": "gross"},
-            "contract_weights": {"enabled": True, "micro_weight": 0.1},
-            "auth_loss_guard": {"enabled": True},
-        },
-    ),
-    "topstep-100k": (
-        "Topstep 100K Combine: $3,000 max loss limit, $2,000 daily loss, 10 contracts",
-        {
-            "max_loss_limit": {"enabled": True, "starting_balance": 100000, "drawdown": 3000},
-            "daily_realized_loss": {"enabled": True, "limit": 2000, "include_unrealized": True},
-            "max_contracts": {"enabled": True, "limit": 10, "count": "gross"},
-            "contract_weights": {"enabled": True, "micro_weight": 0.1},
-            "auth_loss_guard": {"enabled": True},
-        },
-    ),
-    "topstep-150k": (
-        "Topstep 150K Combine: $4,500 max loss limit, $3,000 daily loss, 15 contracts",
-        {
-            "max_loss_limit": {"enabled": True, "starting_balance": 150000, "drawdown": 4500},
-            "daily_realized_loss": {"enabled": True, "limit": 3000, "include_unrealized": True},
-            "max_contracts": {"enabled": True, "limit": 15, "count": "gross"},
-            "contract_weights": {"enabled": True, "micro_weight": 0.1},
-            "auth_loss_guard": {"enabled": True},
-        },
-    ),
+    "topstep-50k": _topstep_combine(50, 2000, 1000, 5),
+    "topstep-100k": _topstep_combine(100, 3000, 2000, 10),
+    "topstep-150k": _topstep_combine(150, 4500, 3000, 15),
     "day-trader": (
         "Conservative day trader: $300 daily loss, 2 contracts, a stop on every trade, "
         "cooldowns after losses and over-trading",
