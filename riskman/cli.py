@@ -136,8 +136,26 @@ def check_config(path: Path) -> int:
     text = io.StringIO()
     yaml.dump(settings.redacted(), text)
     print(f"# {path}: valid. Effective configuration (secrets hidden):")
+    for line in overlay_lines(settings):
+        print(f"# {line}")
     print(text.getvalue(), end="")
     return 0
+
+
+def overlay_lines(settings: Settings) -> list[str]:
+    """What the admin overlay does to these settings, in a line or two (nothing: none)."""
+    from riskman.config import overlay_keys
+
+    loaded = type(settings)
+    if loaded.overlay_problem:
+        return [loaded.overlay_problem]
+    if loaded.overlay_path is None or loaded.overlay_data is None:
+        return []
+    keys = ", ".join(overlay_keys(loaded.overlay_data)) or "nothing"
+    return [
+        f"the admin overlay {loaded.overlay_path} is in effect (changes made through "
+        f"riskman; they win over this file): it sets {keys}"
+    ]
 
 
 def set_admin_password(path: Path, *, reset: bool = False) -> int:

@@ -8,6 +8,7 @@ the YAML file, the defaults below. Every invalid value is reported as
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -758,6 +759,11 @@ class Settings(BaseSettings):
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
 
     config_path: ClassVar[Path | None] = None
+    overlay_path: ClassVar[Path | None] = None
+    """The admin overlay merged into these settings (None: none was)."""
+    overlay_data: ClassVar[dict[str, Any] | None] = None
+    overlay_problem: ClassVar[str | None] = None
+    """Why the admin overlay could not be read (another user's state folder), if so."""
 
     @model_validator(mode="before")
     @classmethod
@@ -812,6 +818,12 @@ class Settings(BaseSettings):
         return self.database.parent
 
     @property
+    def admin_overlay(self) -> Path:
+        """Where the admin's own changes live when riskman cannot write the config file
+        (the guard): `riskman.admin.yaml` beside the database."""
+        return self.database.parent / OVERLAY_NAME
+
+    @property
     def password_file(self) -> Path:
         if self.admin.password_file is not None:
             return self.admin.password_file
@@ -862,7 +874,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if cls.config_path is not None:
-            sources.append(YamlFileSource(settings_cls, cls.config_path))
+            sources.append(YamlFileSource(settings_cls, cls.config_path, cls.overlay_data))
         return tuple(sources)
 
 
@@ -886,9 +898,15 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
 
 
 class YamlFileSource(PydanticBaseSettingsSource):
-    """Reads the YAML file; refuses an API key written in it."""
+    """Reads the YAML file, with the admin overlay merged over it; refuses an API key
+    written in it."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        path: Path,
+        overlay: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(settings_cls)
         self.path = path
         self.data = read_yaml(path)
@@ -899,6 +917,8 @@ class YamlFileSource(PydanticBaseSettingsSource):
                 "the API key must not be written in the config file; set "
                 "RISKMAN_GATEWAY__API_KEY or gateway.api_key_file (mode 0600)",
             )
+        if overlay:
+            self.data = merge_overlay(self.data, overlay)
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self.data.get(field_name), field_name, False
@@ -914,7 +934,7 @@ def _env_name(loc: Iterable[Any]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
 
-def _format_errors(path: Path, exc: ValidationError) -> list[str]:
+def _format_errors(path: Path | str, exc: ValidationError) -> list[str]:
     problems: list[str] = []
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ()) if not str(part).startswith("function-")]
@@ -956,7 +976,7 @@ def check_private_file(path: Path, what: str) -> None:
         )
 
 
-def _check_ics_files(settings: Settings, base: Path, config_path: Path) -> list[str]:
+def _check_ics_files(settings: Settings, base: Path, config_path: Path | str) -> list[str]:
     """Resolve RULE-021's `ics_file`s against the config file's folder and read each once."""
     from riskman.calendar import read_ics  # the calendar owns the file format
 
@@ -983,8 +1003,16 @@ def _check_ics_files(settings: Settings, base: Path, config_path: Path) -> list[
     return problems
 
 
-def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
-    """Load and validate the configuration; raise :class:`ConfigError` with every problem."""
+def load_config(
+    path: Path | str | None = None, *, overlay: Path | None = None, **overrides: Any
+) -> Settings:
+    """Load and validate the configuration; raise :class:`ConfigError` with every problem.
+
+    The admin overlay (`riskman.admin.yaml` beside the database, or `overlay` when given)
+    is merged over the file's data before validation: environment > overlay > file.
+    Problems only the overlay brings name both files. An overlay this process may not read
+    (the guard's, read by the trader) is left out and said in `overlay_problem`.
+    """
     config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     # The password file decides who may change the rules: a variable must not move it.
     for name, value in os.environ.items():
@@ -998,13 +1026,49 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
                     f"({name}); set it in the config file"
                 ]
             )
-    loaded = type("LoadedSettings", (Settings,), {"config_path": config_path})
+    settings = _load(config_path, str(config_path), None, None, overrides)
+    where = overlay if overlay is not None else settings.admin_overlay
+    try:
+        data = read_overlay(where)
+    except OSError as exc:
+        if overlay is not None:
+            raise ConfigError([f"{where}: (file): cannot be read ({exc.strerror})"]) from None
+        type(settings).overlay_problem = (
+            f"the admin overlay {where} could not be read ({exc.strerror}): the values "
+            "shown may differ from those in force"
+        )
+        return settings
+    if data is None:
+        if overlay is not None:
+            raise ConfigError([f"{where}: (file): not found"])
+        return settings
+    label = f"{config_path} (with the admin overlay {where})"
+    return _load(config_path, label, where, data, overrides)
+
+
+def _load(
+    config_path: Path,
+    label: str,
+    overlay_path: Path | None,
+    overlay_data: dict[str, Any] | None,
+    overrides: Mapping[str, Any],
+) -> Settings:
+    loaded = type(
+        "LoadedSettings",
+        (Settings,),
+        {
+            "config_path": config_path,
+            "overlay_path": overlay_path,
+            "overlay_data": overlay_data,
+            "overlay_problem": None,
+        },
+    )
     try:
         settings: Settings = loaded(**overrides)
     except YamlProblem as exc:
         raise ConfigError([f"{config_path}: {exc.key}: {exc.reason}"]) from None
     except ValidationError as exc:
-        raise ConfigError(_format_errors(config_path, exc)) from None
+        raise ConfigError(_format_errors(label, exc)) from None
 
     base = config_path.resolve().parent
     settings.holidays_file = _resolve(base, settings.holidays_file)
@@ -1027,9 +1091,9 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
             check_private_file(settings.notify.urls_file, "urls_file")
         except ValueError as exc:
             problems.append(f"{config_path}: notify.urls_file: {exc}")
-    problems.extend(_check_ics_files(settings, base, config_path))
+    problems.extend(_check_ics_files(settings, base, label))
     if not settings.holidays_file.exists():
-        problems.append(f"{config_path}: holidays_file: {settings.holidays_file} does not exist")
+        problems.append(f"{label}: holidays_file: {settings.holidays_file} does not exist")
     else:
         try:
             HolidayCalendar.load(settings.holidays_file)
@@ -1038,3 +1102,71 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Settings:
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+# --- the admin overlay ------------------------------------------------------------------------
+
+OVERLAY_NAME = "riskman.admin.yaml"
+OVERLAY_KEYS: tuple[str, ...] = (
+    "rules",
+    "accounts",
+    "daily_reset",
+    "timezone",
+    "admin",
+    "holidays_file",
+)
+"""What the admin overlay may set (of `admin`, only `unlock_delay`): never where the
+database, the password hash, the socket or the gateway are."""
+
+
+def merge_overlay(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's data with the overlay over it: mappings merge key by key, anything else
+    (a list such as `accounts`, a value, an explicit null) replaces what the file says."""
+    return _deep_merge(base, overlay)
+
+
+def read_overlay(path: Path) -> dict[str, Any] | None:
+    """The admin overlay's data, relative paths made absolute against its folder; None when
+    there is none. Raises OSError when it cannot be read (PermissionError: another user's
+    state folder) and ConfigError naming the file for a key it must not hold."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not os.access(path, os.R_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    try:
+        data = read_yaml(path)
+    except YamlProblem as exc:
+        raise ConfigError([f"{path}: {exc.key}: {exc.reason}"]) from None
+    problems = [
+        f"{path}: {key}: not allowed in the admin overlay (it holds only "
+        "rules, accounts, daily_reset, timezone, admin.unlock_delay and holidays_file)"
+        for key in data
+        if key not in OVERLAY_KEYS
+    ]
+    admin = data.get("admin")
+    if isinstance(admin, Mapping):
+        problems += [
+            f"{path}: admin.{key}: not allowed in the admin overlay (only admin.unlock_delay)"
+            for key in admin
+            if key != "unlock_delay"
+        ]
+    if problems:
+        raise ConfigError(problems)
+    holidays = data.get("holidays_file")
+    if isinstance(holidays, str) and holidays.strip():
+        data["holidays_file"] = str(_resolve(path.resolve().parent, Path(holidays)))
+    return data
+
+
+def overlay_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The keys an overlay sets, as dotted paths (a list counts as one key)."""
+    keys: list[str] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            keys += overlay_keys(value, f"{name}.")
+        else:
+            keys.append(name)
+    return keys

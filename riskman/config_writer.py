@@ -3,6 +3,11 @@
 A change is applied to a round-trip copy of the file (ruamel keeps comments, order and flow
 style), the result is validated exactly as at start-up from a temporary file beside the real
 one, and only then renamed over it. An invalid change leaves the file untouched.
+
+Where riskman may not write the config file (the guard: `/etc/riskman` is root's), an admin
+change goes into the admin overlay instead (`riskman.admin.yaml` beside the database, see
+`riskman.config.load_config`): it holds only what admins changed through riskman, and wins
+over the file for those keys.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from riskman.calendar import HolidayCalendar
-from riskman.config import ConfigError, Settings, load_config
+from riskman.config import ConfigError, Settings, load_config, merge_overlay
 from riskman.core.files import write_atomically
 
 KeyPath = tuple[str | int, ...]
@@ -147,10 +152,19 @@ def _edit(
     path: Path,
     mutate: Callable[[CommentedMap], None],
     validate: Callable[[Path], object],
+    *,
+    source: Path | None = None,
+    header: str | None = None,
 ) -> None:
+    """Write `path` as `source` (default: `path` itself; missing: empty) changed by `mutate`,
+    once `validate` accepts it from a temporary file in the same folder. `header`: the
+    comment a new file starts with."""
     yaml = _yaml()
-    original = path.read_text(encoding="utf-8")
+    source = path if source is None else source
+    original = source.read_text(encoding="utf-8") if source.exists() else ""
     data = yaml.load(original) or CommentedMap()
+    if not original and header:
+        data.yaml_set_start_comment(header)
     mutate(data)
     buffer = io.StringIO()
     yaml.dump(data, buffer)
@@ -193,10 +207,92 @@ def update_config(path: Path, changes: Mapping[KeyPath, Any]) -> tuple[Settings,
     return load_config(path), applied
 
 
+def admin_target(config: Path, overlay: Path) -> Path:
+    """Where an admin change is written: the overlay once it exists (it wins over the file,
+    so a change written to the file would not show), or when this process may not write
+    the config file or its folder (the atomic rename needs both); else the config file."""
+    if overlay.exists():
+        return overlay
+    if os.access(config, os.W_OK) and os.access(config.parent, os.W_OK):
+        return config
+    return overlay
+
+
+def overlay_header(config: Path) -> str:
+    return (
+        "riskman's admin overlay: changes an admin made through riskman (the admin\n"
+        f"screens or the control API), because riskman may not write {config.resolve()}.\n"
+        "For the keys set here they win over that file. Written by riskman: to go back to\n"
+        "the file's values, delete this file and restart riskman."
+    )
+
+
+def update_overlay(
+    config: Path, overlay: Path, changes: Mapping[KeyPath, Any]
+) -> tuple[Settings, list[Change]]:
+    """`update_config` for the admin overlay: old values come from the file and the overlay
+    merged (what riskman reads); the overlay gets only the changed keys. A change under
+    `accounts` first copies the file's whole list (the overlay's list replaces the file's,
+    and the key paths index into it); removing a key the file sets writes an explicit null,
+    else the file's value would show through."""
+    yaml = _yaml()
+    file_data = yaml.load(config.read_text(encoding="utf-8")) or CommentedMap()
+    over = yaml.load(overlay.read_text(encoding="utf-8")) if overlay.exists() else None
+    before = merge_overlay(file_data, over or {})
+    applied = [
+        Change(key, _get(before, key), value)
+        for key, value in changes.items()
+        if _get(before, key) != _plain(value) or (value is NULL and not _has(before, key))
+    ]
+
+    def mutate(data: CommentedMap) -> None:
+        for change in applied:
+            value = change.new
+            if change.path[0] == "accounts":
+                if "accounts" not in data:
+                    data["accounts"] = _plain(list(file_data.get("accounts") or []))
+            elif value is None and _get(file_data, change.path) is not None:
+                value = NULL
+            _set(data, change.path, value)
+        _block_style(data)
+
+    if applied:
+        _edit(
+            overlay,
+            mutate,
+            lambda tmp: load_config(config, overlay=tmp),
+            header=overlay_header(config),
+        )
+    if overlay.exists():
+        return load_config(config, overlay=overlay), applied
+    return load_config(config), applied
+
+
+def _block_style(data: CommentedMap) -> None:
+    """The overlay's mappings one key a line (its lists stay as they were written)."""
+    for value in data.values():
+        if isinstance(value, CommentedMap):
+            value.fa.set_block_style()
+            _block_style(value)
+
+
+def holidays_target(path: Path, folder: Path) -> Path:
+    """Where edited holidays are written: the holidays file itself when this process may
+    write it (and its folder), else a copy `holidays.yaml` in `folder` (the database's)."""
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return path
+    return folder / "holidays.yaml"
+
+
 def update_holidays(
-    path: Path, closed: Sequence[Mapping[str, Any]], early_close: Sequence[Mapping[str, Any]]
+    path: Path,
+    closed: Sequence[Mapping[str, Any]],
+    early_close: Sequence[Mapping[str, Any]],
+    *,
+    into: Path | None = None,
 ) -> HolidayCalendar:
-    """Replace the holiday lists (comments at the top of the file are kept)."""
+    """Replace the holiday lists (comments at the top of the file are kept); `into`: write
+    the result there instead of over `path`."""
 
     order = ("date", "time", "name")
 
@@ -207,5 +303,6 @@ def update_holidays(
         data["closed"] = CommentedSeq(_plain(ordered(entry)) for entry in closed)
         data["early_close"] = CommentedSeq(_plain(ordered(entry)) for entry in early_close)
 
-    _edit(path, mutate, HolidayCalendar.load)
-    return HolidayCalendar.load(path)
+    target = path if into is None else into
+    _edit(target, mutate, HolidayCalendar.load, source=path)
+    return HolidayCalendar.load(target)

@@ -46,6 +46,11 @@ async def run_headless(settings: Settings, stop: asyncio.Event | None = None) ->
             sum(rule.enabled(0) for rule in engine.rules),
             settings.database,
         )
+        loaded = type(settings)
+        if loaded.overlay_problem:
+            log.warning("%s", loaded.overlay_problem)
+        elif loaded.overlay_path is not None:
+            log.info("admin changes from %s win over the config file", loaded.overlay_path)
         armed = asyncio.create_task(_announce_armed(runtime, notifier))
         await stop.wait()
         armed.cancel()

@@ -3,8 +3,9 @@ headless engine behind its control server).
 
 Everything the screens used to do themselves happens here, on the engine's side: the admin
 password and its throttle (`AdminGuard`), writing the configuration file (`config_writer`,
-in a thread: file reads and writes never run on the event loop the engine shares), applying it
-to the engine, and the audit trail.
+in a thread: file reads and writes never run on the event loop the engine shares; into the
+admin overlay beside the database where the engine may not write the config file, as in the
+guard), applying it to the engine, and the audit trail.
 """
 
 from __future__ import annotations
@@ -25,8 +26,17 @@ from pydantic import BaseModel
 
 from riskman.admin import FREE_TRIES, MIN_LENGTH, AdminGuard, PasswordError, PasswordStore
 from riskman.calendar import HolidayCalendar
-from riskman.config import ConfigError, Rules, read_yaml
-from riskman.config_writer import NULL, KeyPath, to_text, update_config, update_holidays
+from riskman.config import ConfigError, Rules, merge_overlay, read_yaml
+from riskman.config_writer import (
+    NULL,
+    KeyPath,
+    admin_target,
+    holidays_target,
+    to_text,
+    update_config,
+    update_holidays,
+    update_overlay,
+)
 from riskman.control.interface import (
     CONTRACT_WEIGHTS,
     AccountChoice,
@@ -334,16 +344,20 @@ class InProcessControl(Control):
 
     # --- rules ----------------------------------------------------------------------------
 
+    async def _entries(self, engine: Engine) -> dict[int, tuple[int, Any]]:
+        """The `accounts:` the admin edits (the overlay's list when it has one)."""
+        overlay = engine.settings.admin_overlay
+        return await asyncio.to_thread(file_accounts, self.config_path, overlay)
+
     async def get_rules(self, session: Session) -> RulesState:
         engine = self._check(session)
-        entries = await asyncio.to_thread(file_accounts, self.config_path)
-        return rules_state(engine, entries)
+        return rules_state(engine, await self._entries(engine))
 
     async def put_rules(self, session: Session, request: RulesPut) -> SaveResult:
         engine = self._check(session)
         prefix: KeyPath = ("rules",)
         if request.account is not None:
-            entries = await asyncio.to_thread(file_accounts, self.config_path)
+            entries = await self._entries(engine)
             found = entries.get(request.account)
             if found is None:
                 raise Invalid(
@@ -395,7 +409,7 @@ class InProcessControl(Control):
                     "Select at least one account, or switch on “Guard every active account”.",
                 )
             # Keep each kept account's own entry (it may carry per-account rules).
-            entries = await asyncio.to_thread(file_accounts, self.config_path)
+            entries = await self._entries(engine)
             wanted = [entries.get(account_id, (0, account_id))[1] for account_id in request.ids]
         return await self._write(engine, {("accounts",): wanted})
 
@@ -439,12 +453,22 @@ class InProcessControl(Control):
             for d, n, t in sorted(wanted)
             if t is not None
         ]
+        # A holidays file riskman may not write (the guard's, in /etc/riskman) is copied to
+        # the database's folder, edited there, and `holidays_file` points at the copy.
+        target = await asyncio.to_thread(
+            holidays_target, path, engine.settings.admin_overlay.parent
+        )
         try:
-            await asyncio.to_thread(update_holidays, path, closed, early)
+            await asyncio.to_thread(update_holidays, path, closed, early, into=target)
         except ConfigError as exc:
             raise Invalid(exc.problems, "Holidays not saved (file unchanged)") from None
         except OSError as exc:
-            raise Invalid([], f"Holidays not saved: cannot write {path}: {exc.strerror}") from None
+            raise Invalid(
+                [], f"Holidays not saved: cannot write {target}: {exc.strerror}"
+            ) from None
+        if target != path:
+            moved = await self._write(engine, {("holidays_file",): str(target)})
+            result = moved.model_copy(update={"changes": [*result.changes, *moved.changes]})
         engine.reload_calendar()
         added = [holiday_text(h) for h in sorted(wanted - old)]
         removed = [holiday_text(h) for h in sorted(old - wanted)]
@@ -494,7 +518,7 @@ class InProcessControl(Control):
             if request.account is None:
                 changes = {("accounts",): []}
             else:
-                entries = await asyncio.to_thread(file_accounts, self.config_path)
+                entries = await self._entries(engine)
                 kept = [raw for _index, raw in sorted(entries.values(), key=lambda e: e[0])]
                 changes = {("accounts",): [*kept, request.account]}
         elif request.key == "admin.unlock_delay":
@@ -504,7 +528,7 @@ class InProcessControl(Control):
         else:
             path: KeyPath = tuple(request.key.split("."))
             if request.account is not None:
-                entries = await asyncio.to_thread(file_accounts, self.config_path)
+                entries = await self._entries(engine)
                 found = entries.get(request.account)
                 if found is None:
                     raise Invalid([], f"Account {request.account} is not in the file.")
@@ -555,22 +579,35 @@ class InProcessControl(Control):
 
     async def _write(self, engine: Engine, changes: Mapping[KeyPath, Any]) -> SaveResult:
         """Write, apply and audit `changes`; Invalid with the loader's problems when it
-        refuses them (the file untouched)."""
+        refuses them (the file untouched). Written to the config file, or to the admin
+        overlay when riskman may not write the file (`admin_target`)."""
+        overlay = engine.settings.admin_overlay
+        target = overlay
         try:
-            settings, applied = await asyncio.to_thread(update_config, self.config_path, changes)
+            target = await asyncio.to_thread(admin_target, self.config_path, overlay)
+            if target == overlay:
+                settings, applied = await asyncio.to_thread(
+                    update_overlay, self.config_path, overlay, changes
+                )
+            else:
+                settings, applied = await asyncio.to_thread(
+                    update_config, self.config_path, changes
+                )
         except ConfigError as exc:
             raise Invalid(exc.problems) from None
         except OSError as exc:
-            raise Invalid(
-                [], f"Not saved: cannot write {self.config_path}: {exc.strerror}"
-            ) from None
+            raise Invalid([], f"Not saved: cannot write {target}: {exc.strerror}") from None
         pending = await engine.apply_settings(settings)
         result = []
         for change in applied:
             old, new = audit_text(change.old), audit_text(change.new)
             await engine.audit("config", change.key, old=old, new=new)
             result.append(ConfigChange(key=change.key, old=old, new=new))
-        return SaveResult(changes=result, pending=[change.as_json() for change in pending])
+        return SaveResult(
+            changes=result,
+            pending=[change.as_json() for change in pending],
+            saved_to=str(target) if applied else "",
+        )
 
 
 # --- helpers (engine side) --------------------------------------------------------------------
@@ -665,12 +702,16 @@ def holiday_text(holiday: tuple[date, str, str | None]) -> str:
     return f"{day} {name}" + (f" (closes {close})" if close else " (closed)")
 
 
-def file_accounts(path: Path) -> dict[int, tuple[int, Any]]:
-    """The file's `accounts:` as written: id -> (index in the list, raw entry), a bare id or
-    a mapping with its own `rules`. Empty when the file no longer reads (a save says why).
-    Reads the file: call it in a thread."""
+def file_accounts(path: Path, overlay: Path | None = None) -> dict[int, tuple[int, Any]]:
+    """The `accounts:` the admin edits, as written: id -> (index in the list, raw entry), a
+    bare id or a mapping with its own `rules`. The admin overlay's list when it has one (it
+    replaces the file's whole), else the file's. Empty when the file no longer reads (a save
+    says why). Reads files: call it in a thread."""
     try:
-        raw = read_yaml(path).get("accounts") or []
+        data = read_yaml(path)
+        if overlay is not None and overlay.exists():
+            data = merge_overlay(data, read_yaml(overlay))
+        raw = data.get("accounts") or []
     except Exception:
         return {}
     entries: dict[int, tuple[int, Any]] = {}

@@ -155,6 +155,9 @@ class SaveResult(Model):
     holidays_removed: list[str] = []
     pending: list[dict[str, Any]] = []
     """Looser changes that wait for the daily reset (issue 13), as `GET /v1/status` lists them."""
+    saved_to: str = ""
+    """The file written: the config file, or the admin overlay (`riskman.admin.yaml` beside
+    the database) where riskman may not write the config file (the guard)."""
 
 
 class RuleName(Model):
