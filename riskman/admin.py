@@ -16,7 +16,9 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -144,6 +146,31 @@ class PasswordStore:
         """Write a new hash atomically, created 0600 (never readable by others)."""
         check_strength(password)
         write_private(self.path, hash_password(password))
+        self.note_existed()
+
+    def create(self, password: str) -> None:
+        """The first password: written only if no hash file exists, atomically (a hash made
+        in a private temporary file, then hard-linked to its name, which fails if the name
+        was taken meanwhile). Never replaces a password: PasswordError if one is set or has
+        been (a deleted hash file)."""
+        check_strength(password)
+        if self.existed() and not self.exists():
+            raise PasswordError(self.missing_message())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(hash_password(password))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                raise PasswordError("an admin password is already set") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         self.note_existed()
 
     # --- failed tries (beside the hash) ----------------------------------------------------

@@ -28,6 +28,7 @@ from riskman.control.interface import (
     CannotStart,
     Cleared,
     ClearLocks,
+    Conflict,
     Control,
     ControlError,
     EngineInfo,
@@ -268,9 +269,18 @@ class AttachedControl(Control):
         return LoginAnswer(session=Session(token=token))
 
     async def create_password(self, request: PasswordChange) -> LoginAnswer:
-        raise Unavailable(
-            "set the first admin password where the engine runs: riskman set-admin-password"
-        )
+        self._client.token = None
+        try:
+            await self._client.first_password(request.password)
+        except NotAnswering as exc:
+            raise Unavailable(str(exc)) from None
+        except ApiError as exc:
+            raise _refusal(exc) from None
+        finally:
+            token, self._client.token = self._client.token, None
+        if token is None:
+            raise Unavailable("the engine answered without a session")
+        return LoginAnswer(session=Session(token=token))
 
     async def logout(self, session: Session) -> None:
         with contextlib.suppress(ControlError):
@@ -372,7 +382,9 @@ def _refusal(exc: ApiError) -> ControlError:
         )
         return Throttled(str(exc), at)
     problems = exc.data.get("problems")
-    if exc.status in (400, 404, 409, 422):
+    if exc.status == 409:
+        return Conflict(str(exc))
+    if exc.status in (400, 404, 422):
         listed = [str(p) for p in problems] if isinstance(problems, list) else []
         # The engine's message is the summary and then each problem ("; "-joined).
         summary = str(exc).removesuffix("".join(f"; {p}" for p in listed))

@@ -193,6 +193,14 @@ class ControlClient:
         data = await self.request("POST", "/v1/admin/login", json_body={"password": password})
         self.token = str(data["token"])
 
+    async def first_password(self, password: str) -> None:
+        """Set the first admin password (only while none is set: ApiError 409 once one is)
+        and open an admin session with it."""
+        data = await self.request(
+            "POST", "/v1/admin/first-password", json_body={"password": password}
+        )
+        self.token = str(data["token"])
+
     async def logout(self) -> None:
         if self.token is not None:
             try:

@@ -50,6 +50,7 @@ from riskman.control.interface import (
     Cleared,
     ClearLocks,
     ConfigChange,
+    Conflict,
     Control,
     ControlError,
     EngineInfo,
@@ -318,13 +319,17 @@ class InProcessControl(Control):
     async def create_password(self, request: PasswordChange) -> LoginAnswer:
         guard = self._guard()
         if await asyncio.to_thread(guard.store.exists):
-            raise Unauthorized("an admin password is already set: log in with it")
+            raise Conflict("an admin password is already set: log in with it")
         if await asyncio.to_thread(guard.store.existed):
             # Never offer a new password for a deleted hash file (issue 13).
-            raise Unauthorized(guard.store.missing_message())
+            raise Conflict(guard.store.missing_message())
         try:
-            await asyncio.to_thread(guard.store.set, request.password)
+            # Create-only: a password set meanwhile (another terminal, the command line) is
+            # never replaced.
+            await asyncio.to_thread(guard.store.create, request.password)
         except PasswordError as exc:
+            if await asyncio.to_thread(guard.store.exists):
+                raise Conflict("an admin password is already set: log in with it") from None
             raise Invalid([], f"Not set: {exc}.") from None
         await self._engine().audit(
             "password", "admin password", old=None, new="set", reason="first run"

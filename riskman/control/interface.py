@@ -53,6 +53,12 @@ class Unauthorized(ControlError):
     status = 401
 
 
+class Conflict(ControlError):
+    """Not possible in the engine's state (a first admin password when one is set)."""
+
+    status = 409
+
+
 class Throttled(ControlError):
     """Too many wrong passwords: no login before `until`."""
 

@@ -41,6 +41,7 @@ from riskman.control.interface import (
     AccountsPut,
     CancelPending,
     ClearLocks,
+    Conflict,
     ControlError,
     Invalid,
     LockRequest,
@@ -52,6 +53,7 @@ from riskman.control.interface import (
     Session,
     Throttled,
     Unauthorized,
+    Unavailable,
 )
 from riskman.core.views import (
     Breach,
@@ -473,6 +475,7 @@ class ControlServer:
             WebSocketRoute("/v1/stream", self.stream_ws),
             Route("/v1/admin/state", self.admin_state, methods=["GET"]),
             Route("/v1/admin/login", self.login, methods=["POST"]),
+            Route("/v1/admin/first-password", self.first_password, methods=["POST"]),
             Route("/v1/admin/logout", admin(self.logout), methods=["POST"]),
             Route("/v1/admin/audit", admin(self.get_audit), methods=["GET"]),
             Route("/v1/admin/rules", admin(self.get_rules), methods=["GET"]),
@@ -651,7 +654,11 @@ class ControlServer:
         state = await control.admin_state()
         now = self.engine.clock.now()
         if not state.password_set:
-            raise HTTPException(409, "no admin password is set: run riskman set-admin-password")
+            raise HTTPException(
+                409,
+                "no admin password is set: set the first one (POST /v1/admin/first-password, "
+                "the admin screens, or riskman set-admin-password)",
+            )
         if state.locked_until is not None and state.locked_until > now:
             return _throttled(state.locked_until, now)
         uid = caller_uid(request)
@@ -669,6 +676,49 @@ class ControlServer:
                     status_code=401,
                 )
             await self.engine.audit("login", "control API", old=None, new="session opened")
+        self.issued.add(answer.session.token)
+        return JSONResponse(
+            {
+                "token": answer.session.token,
+                "expires": _iso_time(answer.session.expires),
+                "idle_timeout": state.idle_lock,
+            }
+        )
+
+    async def first_password(self, request: Request) -> Response:
+        """The FIRST admin password, only while none is set (409 once one is, or once one
+        has been: a deleted hash file is never replaced from here); answers a session.
+
+        Why this may be done over the socket, by anyone who can open it (mode 0660, the
+        trader's group): before a first password exists the admin screens have no lock at
+        all, and an embedded terminal offers exactly this form to whoever sits at it; the
+        guard's attached terminal is that same person. What it cannot do is what would be a
+        way around the password: replace one (create-only, even against a racing writer),
+        or recreate a deleted one (the anchor remembers that a password existed). Changing
+        a password needs a session (`POST /v1/admin/password`), resetting it root or
+        riskman's user (`riskman set-admin-password --reset`). Audited with the caller's
+        uid; the password is never echoed.
+        """
+        body = PasswordChange.model_validate(await _json(request))
+        control = self._control()
+        try:
+            state = await control.admin_state()
+        except Unavailable:
+            raise
+        except ControlError as exc:  # a hash file that is missing (it existed) or unreadable
+            raise Conflict(str(exc)) from None
+        if state.password_set:
+            raise HTTPException(
+                409, "an admin password is already set: log in with it (POST /v1/admin/login)"
+            )
+        now = self.engine.clock.now()
+        if state.locked_until is not None and state.locked_until > now:
+            return _throttled(state.locked_until, now)
+        uid = caller_uid(request)
+        with _as_caller(uid):
+            answer = await control.create_password(body)
+        assert answer.session is not None
+        log.warning("control API: the first admin password was set (uid %s)", uid)
         self.issued.add(answer.session.token)
         return JSONResponse(
             {

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
+from riskman.admin import PasswordStore
 from riskman.config import Settings, load_config
 from riskman.control.attached import AttachedControl
 from riskman.control.client import ControlClient
@@ -151,6 +152,38 @@ async def test_admin_edits_go_through_the_socket(
         assert rows[0]["uid"] == os.getuid()
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, AdminScreen))
+
+
+async def test_attached_the_first_admin_password_is_created_from_the_terminal(
+    settings: Settings, config_path: Path
+) -> None:
+    settings.password_file.unlink()  # no admin password yet
+    served = Served(settings)
+    await served.start()
+    try:
+        app = attached_app(settings, config_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None)
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, PasswordModal))
+            modal = app.screen
+            assert isinstance(modal, PasswordModal) and modal.first_run
+            modal.query_one("#new", Input).value = "a-good-password"
+            modal.query_one("#repeat", Input).value = "a-good-password"
+            modal.query_one("#repeat", Input).focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, AdminScreen), 10)
+        store = PasswordStore(settings.password_file)
+        assert store.verify("a-good-password")
+        assert served.engine is not None
+        rows = await served.engine.db.fetchall(
+            "SELECT new_value, reason, uid FROM admin_audit WHERE action = 'password'"
+        )
+        assert [(r["new_value"], r["reason"], r["uid"]) for r in rows] == [
+            ("set", "first run", os.getuid())
+        ]
+    finally:
+        await served.stop()
 
 
 async def test_engine_stopped_shows_not_guarded_within_2_s_and_attaches_again(
