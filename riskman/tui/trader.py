@@ -138,10 +138,19 @@ class TraderScreen(LiveScreen):
         strip = self.query_one(StatusStrip)
         banner = self.query_one(Banner)
         if app.phase == "failed":
-            strip.show_text("riskman is NOT running: nothing enforces your rules.")
             details = f" Details in {app.log_file}." if app.log_file else ""
-            lines = [f"CANNOT CONNECT: {app.start_error}", f"Press q to quit.{details}"]
-            banner.say(lines, "error")
+            if app.control.mode == "attached":
+                # This terminal only watches: closing it stops nothing. Whether the guard
+                # enforces now is not known from here, so it is not promised either.
+                strip.show_text("NOT ATTACHED: this terminal cannot show what riskman enforces.")
+                quit_line = (
+                    "Press q to close this terminal only: the guard enforces on its own while "
+                    f"it runs (riskman status says whether it does).{details}"
+                )
+            else:
+                strip.show_text("riskman is NOT running: nothing enforces your rules.")
+                quit_line = f"Press q to quit.{details}"
+            banner.say([f"CANNOT CONNECT: {app.start_error}", quit_line], "error")
         elif app.phase == "stopping":
             if app.control.mode == "attached":
                 banner.say(["Detaching: riskman goes on enforcing."], "warning")

@@ -218,6 +218,20 @@ async def test_attach_insists_and_says_so_when_nothing_answers(
     assert str(socket_path(settings)) in err[0]
 
 
+async def test_attached_cannot_connect_says_q_closes_this_terminal_only(
+    settings: Settings, config_path: Path
+) -> None:
+    app = attached_app(settings, config_path)  # nothing serves the socket
+    async with app.run_test(size=SIZE) as pilot:
+        banner = app.screen.query_one(Banner)
+        await until(pilot, lambda: "CANNOT CONNECT" in banner.text)
+        assert "Press q to close this terminal only" in banner.text
+        assert "Press q to quit." not in banner.text
+        assert "NOT ATTACHED" in strip_text(app)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, 5)
+
+
 async def test_a_hung_engine_shows_not_guarded_within_2_s(
     tmp_path: Path, settings: Settings, config_path: Path
 ) -> None:

@@ -222,6 +222,7 @@ async def test_a_start_error_is_shown_with_its_reason_and_quit_exits_non_zero(
         banner = app.screen.query_one(Banner)
         await until(pilot, lambda: "CANNOT CONNECT" in banner.text)
         assert "connection refused" in banner.text
+        assert "Press q to quit." in banner.text and "this terminal only" not in banner.text
         await pilot.press("a")
         assert app.screen.id == "trader"
         await pilot.press("q")
