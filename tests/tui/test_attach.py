@@ -154,6 +154,42 @@ async def test_admin_edits_go_through_the_socket(
         await until(pilot, lambda: not isinstance(app.screen, AdminScreen))
 
 
+async def test_attached_admin_edits_in_guard_mode_land_in_the_admin_overlay(
+    settings: Settings, config_path: Path
+) -> None:
+    # The guard's case once an admin has saved: the overlay beside the database exists (the
+    # config folder being root's is tested in tests/control/test_admin_overlay.py).
+    settings.admin_overlay.write_text("")
+    before = text_of(config_path)
+    served = Served(settings)
+    await served.start()
+    try:
+        app = attached_app(settings, config_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None)
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, PasswordModal))
+            app.screen.query_one("#password", Input).value = PASSWORD
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, AdminScreen), 10)
+            screen = app.screen
+            await screen.query_one(RulesTab).show_rule("daily_realized_loss")
+            await pilot.pause()
+            screen.query_one("#f-daily_realized_loss--limit", Input).value = "250"
+            await pilot.press("ctrl+s")
+            assert served.engine is not None
+            engine = served.engine
+            await until(pilot, lambda: engine.settings.rules.daily_realized_loss.limit == 250, 10)
+            await until(
+                pilot,
+                lambda: any("in the admin overlay" in str(n.message) for n in app._notifications),
+            )
+        assert "limit: 250" in settings.admin_overlay.read_text()
+        assert text_of(config_path) == before
+    finally:
+        await served.stop()
+
+
 async def test_attached_the_first_admin_password_is_created_from_the_terminal(
     settings: Settings, config_path: Path
 ) -> None:

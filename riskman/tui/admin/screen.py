@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -10,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Static, TabbedContent
 
+from riskman.config import OVERLAY_NAME
 from riskman.control.interface import (
     Control,
     ControlError,
@@ -183,7 +185,10 @@ class AdminScreen(LiveScreen):
             listed = ", ".join(f"{c.key}: {c.old} → {c.new}" for c in changes[:3])
             more = f" (+{len(changes) - 3} more)" if len(changes) > 3 else ""
             title = "Saved" if result.pending else "Saved and applied"
-            self.notify(f"{listed}{more}", title=title)
+            # The guard keeps admin changes in its admin overlay, not in the config file.
+            overlay = Path(result.saved_to).name == OVERLAY_NAME
+            where = f" (in the admin overlay {result.saved_to})" if overlay else ""
+            self.notify(f"{listed}{more}{where}", title=title)
         if result.pending:
             # Looser values wait for the daily reset (issue 13): say so, with when.
             waits = ", ".join(f"{p['key']} → {p['to']}" for p in result.pending[:3])
