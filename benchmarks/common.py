@@ -12,13 +12,15 @@ from typing import Any
 from .harness import Bench, Child, write_config
 
 MODES = ("floor", "floor-httpx", "headless", "ui")
-OPTIONAL_MODES = ("floor-httpx-aiohttp", "streamed")
+OPTIONAL_MODES = ("floor-httpx-h11", "floor-httpx-aiohttp", "streamed")
 """Measured when asked for (`--modes headless,streamed`): streamed in the latency benchmark
-only; floor-httpx-aiohttp is the floor with riskman's REST transport (httpx on aiohttp)."""
+only; floor-httpx-h11 is the floor with riskman's REST transport (httpx on h11),
+floor-httpx-aiohttp with the one before it (httpx on aiohttp, still used through proxies)."""
 MODE_NAMES = {
     "floor": "floor (aiohttp WebSocket + aiohttp HTTP)",
     "floor-httpx": "floor, httpx (aiohttp WebSocket + httpx HTTP)",
-    "floor-httpx-aiohttp": "floor, httpx on aiohttp (riskman's REST transport)",
+    "floor-httpx-h11": "floor, httpx on h11 (riskman's REST transport)",
+    "floor-httpx-aiohttp": "floor, httpx on aiohttp (riskman's proxy transport)",
     "headless": "riskman headless",
     "streamed": "riskman headless + 3 attached stream clients",
     "ui": "riskman + Textual app",

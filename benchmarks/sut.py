@@ -326,10 +326,22 @@ class HttpxOnAiohttpFloor(HttpxFloor):
         )
 
 
+class HttpxOnH11Floor(HttpxFloor):
+    """httpx's API on h11's connections (riskman's REST transport)."""
+
+    async def start(self, base_url: str) -> None:
+        import httpx
+
+        from riskman.gateway.h11_transport import H11Transport
+
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=10.0, transport=H11Transport())
+
+
 FLOOR_CLIENTS: dict[str, type[FloorClient]] = {
     "floor": AiohttpFloor,
     "floor-httpx": HttpxFloor,
     "floor-httpx-aiohttp": HttpxOnAiohttpFloor,
+    "floor-httpx-h11": HttpxOnH11Floor,
 }
 USER_SUBSCRIPTIONS = ("SubscribeOrders", "SubscribePositions", "SubscribeTrades")
 
