@@ -390,6 +390,7 @@ class SignalRCoreTransport:
         self._closed = False
         self._keep_alive: asyncio.Task[None] | None = None
         self._bad_frames = 0
+        self._deliver: Callable[[HubEvent], None] | None = None
 
     def __repr__(self) -> str:
         return f"SignalRCoreTransport(lost={self._lost}, closed={self._closed})"
@@ -447,6 +448,13 @@ class SignalRCoreTransport:
 
     async def receive(self) -> HubMessage:
         return await self._queue.get()
+
+    def deliver_to(self, handler: Callable[[HubEvent], None] | None) -> None:
+        """Hand events to `handler` as their frame is read, on the loop, instead of through
+        `receive` (one turn of the loop less between a fill and the engine; issue 16). Events
+        already queued are still received first, so the order never changes; the end of the
+        connection is always received."""
+        self._deliver = handler
 
     async def messages(self) -> AsyncIterator[HubMessage]:
         while True:
@@ -549,7 +557,12 @@ class SignalRCoreTransport:
             if not isinstance(target, str) or not isinstance(arguments, list):
                 self._bad_frame("invocation without target/arguments", len(record))
                 return
-            self._queue.put_nowait(HubEvent(target, arguments))
+            event = HubEvent(target, arguments)
+            deliver = self._deliver
+            if deliver is not None and self._queue.empty():
+                deliver(event)
+            else:
+                self._queue.put_nowait(event)
             return
         try:
             decoded = PROTOCOL.get_message(message)
@@ -892,18 +905,28 @@ class HubSupervisor:
         await asyncio.wait_for(self._setup(transport), self._setup_timeout)
 
     async def _read(self, transport: HubTransport) -> str:
-        while True:
-            message = await transport.receive()
-            if isinstance(message, HubClosed):
-                return f"connection lost: {message.reason}"
-            if message.target == LOGOUT_EVENT:
-                log.warning("%s hub: GatewayLogout received; re-authenticating", self.hub)
-                self.rebuild("GatewayLogout", renew_token=True)
-                continue
-            try:
-                self._on_event(message)
-            except Exception:  # one event must never stop the stream
-                log.exception("%s hub: handler failed for %s", self.hub, message.target)
+        deliver_to = getattr(transport, "deliver_to", None)
+        if deliver_to is not None:
+            deliver_to(self._deliver)
+        try:
+            while True:
+                message = await transport.receive()
+                if isinstance(message, HubClosed):
+                    return f"connection lost: {message.reason}"
+                self._deliver(message)
+        finally:
+            if deliver_to is not None:
+                deliver_to(None)
+
+    def _deliver(self, message: HubEvent) -> None:
+        if message.target == LOGOUT_EVENT:
+            log.warning("%s hub: GatewayLogout received; re-authenticating", self.hub)
+            self.rebuild("GatewayLogout", renew_token=True)
+            return
+        try:
+            self._on_event(message)
+        except Exception:  # one event must never stop the stream
+            log.exception("%s hub: handler failed for %s", self.hub, message.target)
 
     async def _discard(self, transport: HubTransport) -> None:
         try:
