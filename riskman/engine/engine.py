@@ -115,6 +115,33 @@ forced redraw, so what moves with time alone is as fresh as before)."""
 _SNAPSHOTS = (PositionsSnapshot, ReconcileEvent)
 
 
+class BurstQueue(asyncio.Queue[RouterEvent]):
+    """The engine's queue: first in, first out, except that a trade or position update
+    waiting right behind order updates is routed before them.
+
+    The gateway sends a fill as its order update, trade, position update and account update,
+    back to back; the trade and the position are what can breach (issue 16), so their rules
+    run first. The engine's view is the same in any order of a fill's events (issue 11, the
+    property test in tests/engine/test_fill_order.py); order updates only move the order book.
+    Only order updates are overtaken: never an account update, a snapshot, a timer or another
+    trade or position (`asyncio.Queue`'s own extension point, as `PriorityQueue` uses it).
+    """
+
+    _queue: deque[RouterEvent]
+
+    def _get(self) -> RouterEvent:
+        queue = self._queue
+        if type(queue[0]) is OrderEvent:
+            for index, event in enumerate(queue):
+                if type(event) is OrderEvent:
+                    continue
+                if type(event) is TradeEvent or type(event) is PositionEvent:
+                    del queue[index]
+                    return event
+                break
+        return queue.popleft()
+
+
 def load_calendar(settings: Settings) -> HolidayCalendar:
     path = Path(settings.holidays_file)
     return HolidayCalendar.load(path) if path.exists() else HolidayCalendar()
@@ -231,13 +258,14 @@ class Engine:
             on_plan=self._on_plan,
             settle_later=self._settle_later,
             reread_positions=self._reread_positions,
+            let_actions_start=self._let_actions_start,
         )
         self._rereads: dict[int, asyncio.Task[None]] = {}
         self.guarded: set[int] | None = set(settings.account_ids) or None
         self.reported: dict[int, Account] = {}
         self.quote_subscriptions: QuoteSubscriptions | None = None
         self._quotes_wanted: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[RouterEvent] = asyncio.Queue()
+        self._queue: asyncio.Queue[RouterEvent] = BurstQueue()
         self._pending_quotes: dict[str, QuoteEvent] = {}
         self._queued_sizes: dict[tuple[int, str], deque[int]] = {}
         """The sizes of the position updates still queued, per (account, contract), and the
@@ -985,7 +1013,6 @@ class Engine:
         router = self.router
         while True:
             event = await self._queue.get()
-            dispatched = router.dispatched
             try:
                 if isinstance(event, QuoteEvent):
                     event = self._pending_quotes.pop(event.contract_id, event)
@@ -996,15 +1023,15 @@ class Engine:
                 await router.handle(event)
             finally:
                 self._queue.task_done()
-            if router.dispatched != dispatched and not self._newer_positions_queued():
-                # A close was just dispatched: let its call reach the socket before the rest
-                # of the burst is routed (the fill's position and account updates follow its
-                # trade at once; issue 16). One turn of the loop for the action's first step,
-                # one for the HTTP client's body writer (a task of its own before Python
-                # 3.12). Not while a queued position update or snapshot would change what the
-                # action sizes itself from: it then starts after those.
-                await asyncio.sleep(0)
-                await asyncio.sleep(0)
+
+    async def _let_actions_start(self) -> None:
+        """Actions were just dispatched: let their first step put the request on the socket
+        before anything else of the event (its breach report, the snapshot for the screens) or
+        of the burst (the fill's position and account updates follow its trade at once) is
+        routed (issue 16). Not while a queued position update or snapshot would change what an
+        action sizes itself from: it then starts after those."""
+        if not self._newer_positions_queued():
+            await asyncio.sleep(0)
 
     def _dequeued(self, event: PositionEvent) -> None:
         key = (event.position.account_id, event.position.contract_id)

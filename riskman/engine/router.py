@@ -10,7 +10,7 @@ the actions are on their way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -137,6 +137,7 @@ class EventRouter:
         on_plan: Callable[[Plan, object], None] | None = None,
         settle_later: Callable[[int, str | None], None] = lambda account_id, contract_id: None,
         reread_positions: Callable[[int], None] = lambda account_id: None,
+        let_actions_start: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._state = state
         self._lockouts = lockouts
@@ -165,6 +166,9 @@ class EventRouter:
         """Told of each plan and the event behind it, once its actions are dispatched (the
         breach reports); never before enforcement."""
         self._event: object = None
+        self._let_actions_start = let_actions_start
+        """Awaited right after actions are dispatched: the engine lets their first step (the
+        request to the socket) run before the rest of the event and the burst is routed."""
 
     async def handle(self, event: RouterEvent) -> None:
         """Route one event. Never raises for a bad event: it is logged and skipped."""
@@ -619,6 +623,8 @@ class EventRouter:
             await self._clear_lock(clear)
         activated = self._activate_locks(todo)
         self.dispatch(todo, received)
+        if todo.actions and self._let_actions_start is not None:
+            await self._let_actions_start()
         if self._on_plan is not None and (todo.actions or activated):
             try:
                 self._on_plan(todo, self._event)
