@@ -375,7 +375,7 @@ class StateManager:
         self._db.defer(
             "INSERT OR REPLACE INTO positions (account_id, contract_id, payload, opened, grown) "
             "VALUES (?, ?, ?, ?, ?)",
-            (
+            lambda: (  # a frozen state: serialised when written, not on the way to a breach
                 state.account_id,
                 state.contract_id,
                 state.position.model_dump_json(),

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ class Database:
         self.path = path
         self._conn = conn
         self._write_lock = asyncio.Lock()
-        self._deferred: list[tuple[str, Params]] = []
+        self._deferred: list[tuple[str, Params | Callable[[], Params]]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_wakeup = asyncio.Event()
         self._closed = False
@@ -129,7 +129,7 @@ class Database:
             tx = Transaction(self._conn)
             try:
                 for sql, params in pending:
-                    await self._conn.execute(sql, params)
+                    await self._conn.execute(sql, params() if callable(params) else params)
                 yield tx
             except BaseException:
                 await self._conn.rollback()
@@ -144,8 +144,10 @@ class Database:
         async with self.transaction() as tx:
             return await tx.execute(sql, params)
 
-    def defer(self, sql: str, params: Params = ()) -> None:
-        """Queue a non-critical write; it is committed within FLUSH_INTERVAL."""
+    def defer(self, sql: str, params: Params | Callable[[], Params] = ()) -> None:
+        """Queue a non-critical write; it is committed within FLUSH_INTERVAL. `params` may be
+        a function giving them at that time (of immutable values): the serialising is then
+        off the path of the event that made the write."""
         if self._closed:
             return
         self._deferred.append((sql, params))
