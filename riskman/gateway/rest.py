@@ -107,6 +107,13 @@ class RetryPolicy:
 ENFORCEMENT_TIMEOUT = 2.0
 """Seconds an enforcement call (closeContract, partialCloseContract, Order/cancel) may take
 before its outcome is unknown (the general `gateway.request_timeout` is for everything else)."""
+_HEADERS = (
+    ("Accept", "application/json"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("User-Agent", "riskman"),
+    ("Content-Type", "application/json"),
+)
+"""Sent with every request (httpx adds Host and Content-Length)."""
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 """Transport errors raised before any byte of the request left this machine."""
 
@@ -185,19 +192,13 @@ class RestClient:
         )
         timeout = config.request_timeout
         deadline = min(timeout, ENFORCEMENT_TIMEOUT)
-        self._enforcement_timeout = httpx.Timeout(deadline, connect=deadline)
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0)).as_dict()
+        self._enforcement_timeout = httpx.Timeout(deadline, connect=deadline).as_dict()
         if transport is None:
             # httpx's API on lean h11 connections: a close reaches the socket in a fraction
             # of the time of httpx's own or aiohttp's client (issue 16; benchmarks/README.md).
             transport = H11Transport()
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(
-                max_connections=16, max_keepalive_connections=8, keepalive_expiry=60.0
-            ),
-            headers={"Accept": "application/json", "User-Agent": "riskman"},
-        )
+        self._transport = transport
         self._token: Secret | None = None
         self._token_expires: datetime | None = None
         self._token_version = 0
@@ -229,7 +230,7 @@ class RestClient:
             task.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        await self._http.aclose()
+        await self._transport.aclose()
 
     # --- tokens ---------------------------------------------------------------------------
 
@@ -378,6 +379,34 @@ class RestClient:
 
     # --- the request path -----------------------------------------------------------------
 
+    async def _post(
+        self,
+        url: httpx.URL,
+        content: bytes,
+        headers: Mapping[str, str],
+        timeout: Mapping[str, float | None],
+    ) -> httpx.Response:
+        """One POST: an `httpx.Request` handed to the transport, and its `httpx.Response`.
+
+        httpx's client would add cookies, redirects, auth flows and event hooks, none of which
+        the gateway's API uses, for about as long again as the transport takes to put the
+        request on the socket (issue 16, benchmarks/README.md); its requests, responses,
+        timeouts and errors are kept as they are.
+        """
+        request = httpx.Request(
+            "POST",
+            url,
+            headers=[*_HEADERS, *headers.items()],
+            content=content,
+            extensions={"timeout": timeout},
+        )
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
     def _url(self, endpoint: Endpoint) -> httpx.URL:
         """The endpoint's URL, parsed once (httpx parses a string on every request)."""
         url = self._urls.get(endpoint.path)
@@ -412,16 +441,16 @@ class RestClient:
                 await self.bars_limiter.acquire(urgent=urgent)
             started = self._clock.monotonic()
             try:
-                response = await self._http.post(
+                response = await self._post(
                     self._url(endpoint),
-                    content=json.dumps(body if body is not None else {}),
-                    headers={**headers, "Content-Type": "application/json"},
+                    json.dumps(body if body is not None else {}).encode(),
+                    headers,
                     # An enforcement call (close, partial close, cancel) has its own short
                     # deadline: a hung one must not hold a position open; the caller re-reads
                     # the positions and decides again (OutcomeUnknown).
-                    timeout=self._enforcement_timeout
+                    self._enforcement_timeout
                     if endpoint.mutation and endpoint.urgent
-                    else httpx.USE_CLIENT_DEFAULT,
+                    else self._timeout,
                 )
             except httpx.TransportError as exc:
                 what = f"{type(exc).__name__}: {redact(str(exc)) or 'no detail'}"

@@ -161,7 +161,7 @@ async def test_the_rest_client_uses_it_by_default_and_enforces_through_it() -> N
     async with Simulator(seed=7, quote_interval=None) as sim:
         rest = RestClient(_config(sim.base_url), sim.api_key)
         try:
-            assert isinstance(rest._http._transport, H11Transport)
+            assert isinstance(rest._transport, H11Transport)
             await rest.login()
             account_id = sim.account_ids[0]
             contract_id = sim.contract_ids[0]
