@@ -71,6 +71,13 @@ quiet_signalrcore()
 
 PROTOCOL = JsonHubProtocol(version=1)
 RECORD_SEPARATOR: str = PROTOCOL.record_separator
+
+FIRST = frozenset({"GatewayUserTrade", "GatewayUserPosition"})
+"""The events of a fill that can breach a rule: parsed and routed before the others."""
+OVERTAKEN = frozenset({"GatewayUserOrder"})
+"""What they may overtake: order updates only move the order book."""
+DEFERRED = frozenset({"GatewayUserOrder", "GatewayUserAccount"})
+"""Handed over a little later (after the fill's trade and position update)."""
 HANDSHAKE: str = PROTOCOL.encode(PROTOCOL.handshake_message())
 PING: str = PROTOCOL.encode(PingMessage())
 
@@ -391,6 +398,7 @@ class SignalRCoreTransport:
         self._keep_alive: asyncio.Task[None] | None = None
         self._bad_frames = 0
         self._deliver: Callable[[HubEvent], None] | None = None
+        self._later: list[HubEvent] = []
 
     def __repr__(self) -> str:
         return f"SignalRCoreTransport(lost={self._lost}, closed={self._closed})"
@@ -455,6 +463,8 @@ class SignalRCoreTransport:
         already queued are still received first, so the order never changes; the end of the
         connection is always received."""
         self._deliver = handler
+        if handler is None:
+            self._hand_over_later()  # what waited goes to the queue, in order
 
     async def messages(self) -> AsyncIterator[HubMessage]:
         while True:
@@ -557,12 +567,7 @@ class SignalRCoreTransport:
             if not isinstance(target, str) or not isinstance(arguments, list):
                 self._bad_frame("invocation without target/arguments", len(record))
                 return
-            event = HubEvent(target, arguments)
-            deliver = self._deliver
-            if deliver is not None and self._queue.empty():
-                deliver(event)
-            else:
-                self._queue.put_nowait(event)
+            self._hand_over(HubEvent(target, arguments))
             return
         try:
             decoded = PROTOCOL.get_message(message)
@@ -581,6 +586,36 @@ class SignalRCoreTransport:
             self._lose(f"close message ({str(error)[:120]})" if error else "close message")
         # Pings only count as traffic; stream messages and acks are not used by the gateway.
 
+    def _hand_over(self, event: HubEvent) -> None:
+        """To the handler at once, or after what waits; order and account updates a little
+        later, so that the rest of the frame (the trade and position update of a fill) is
+        parsed and routed first, and the close it may need is on the socket before they are
+        parsed (issue 16). A trade or a position update overtakes waiting order updates only,
+        never an account update, as the engine's queue does (`riskman.engine.BurstQueue`)."""
+        deliver = self._deliver
+        if deliver is None or not self._queue.empty():
+            self._queue.put_nowait(event)
+            return
+        later = self._later
+        now = not later and event.target not in DEFERRED
+        if now or (event.target in FIRST and all(e.target in OVERTAKEN for e in later)):
+            deliver(event)
+        else:
+            later.append(event)
+            if len(later) == 1 and self._loop is not None:
+                # Two turns of the loop: the engine's consumer (woken by the fill) routes
+                # first, then the action it dispatches puts its request on the socket.
+                self._loop.call_soon(self._loop.call_soon, self._hand_over_later)
+
+    def _hand_over_later(self) -> None:
+        later, self._later = self._later, []
+        deliver = self._deliver
+        for event in later:
+            if deliver is not None and self._queue.empty():
+                deliver(event)
+            else:
+                self._queue.put_nowait(event)
+
     def _bad_frame(self, why: str, size: int) -> None:
         self._bad_frames += 1
         if self._bad_frames == 1 or self._bad_frames % 100 == 0:
@@ -596,6 +631,7 @@ class SignalRCoreTransport:
             _fail(self._handshake, HubConnectError(f"connection lost ({reason})"))
         for future in self._pending.values():
             _fail(future, HubError(f"connection lost ({reason})"))
+        self._hand_over_later()
         self._queue.put_nowait(HubClosed(reason))
 
 

@@ -3,9 +3,10 @@ of the loop through a queue and a reader task), never out of order."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from riskman.gateway.realtime import RECORD_SEPARATOR, HubEvent, SignalRCoreTransport
+from riskman.gateway.realtime import RECORD_SEPARATOR, HubClosed, HubEvent, SignalRCoreTransport
 
 
 def frame(*targets: str) -> str:
@@ -31,3 +32,59 @@ async def test_events_go_straight_to_the_handler_and_never_overtake_queued_ones(
     assert handed == ["D", "E"]
     last = await transport.receive()
     assert isinstance(last, HubEvent) and last.target == "F"
+
+
+def fill_frame(*targets: str) -> str:
+    return "".join(
+        json.dumps({"type": 1, "target": target, "arguments": [{}]}) + RECORD_SEPARATOR
+        for target in targets
+    )
+
+
+async def test_a_fills_trade_and_position_go_first_and_its_order_and_account_updates_next() -> None:
+    transport = SignalRCoreTransport()
+    transport._loop = asyncio.get_running_loop()
+    handed: list[str] = []
+    transport.deliver_to(lambda event: handed.append(event.target))
+    fill = ("GatewayUserOrder", "GatewayUserTrade", "GatewayUserPosition", "GatewayUserAccount")
+    transport._on_item(fill_frame(*fill))
+    assert handed == ["GatewayUserTrade", "GatewayUserPosition"]  # what can breach, at once
+    await asyncio.sleep(0)
+    assert len(handed) == 2  # a turn of the loop for the engine, one for the close it sends
+    await asyncio.sleep(0)
+    assert handed == [
+        "GatewayUserTrade",
+        "GatewayUserPosition",
+        "GatewayUserOrder",
+        "GatewayUserAccount",
+    ]
+
+
+async def test_a_trade_never_overtakes_an_account_update() -> None:
+    transport = SignalRCoreTransport()
+    transport._loop = asyncio.get_running_loop()
+    handed: list[str] = []
+    transport.deliver_to(lambda event: handed.append(event.target))
+    transport._on_item(fill_frame("GatewayUserAccount", "GatewayUserOrder"))
+    transport._on_item(fill_frame("GatewayUserTrade", "GatewayUserPosition", "GatewayQuote"))
+    assert handed == []
+    for _ in range(2):
+        await asyncio.sleep(0)
+    assert handed == [
+        "GatewayUserAccount",
+        "GatewayUserOrder",
+        "GatewayUserTrade",
+        "GatewayUserPosition",
+        "GatewayQuote",
+    ]
+
+
+async def test_what_waits_is_handed_over_before_the_end_of_the_connection() -> None:
+    transport = SignalRCoreTransport()
+    transport._loop = asyncio.get_running_loop()
+    handed: list[str] = []
+    transport.deliver_to(lambda event: handed.append(event.target))
+    transport._on_item(fill_frame("GatewayUserOrder"))
+    transport._lose("test")
+    assert handed == ["GatewayUserOrder"]
+    assert isinstance(await transport.receive(), HubClosed)

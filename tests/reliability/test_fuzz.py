@@ -406,7 +406,10 @@ def test_an_event_that_fails_inside_the_engine_is_logged_once_and_skipped(rig: R
         for size in range(3, 60):
             rig.engine.submit(PositionEvent(_position(size)))
         rig.settle()
-    assert logs.at(logging.ERROR) == []
+    # Each kind of failure is logged once: only a new one (the re-check an enforcement
+    # action asks for when it finishes meanwhile is another trigger) may show here.
+    again = [r.getMessage() for r in logs.at(logging.ERROR)]
+    assert not [m for m in again if "PositionTrigger" in m or "(1 times" not in m], again
     rig.alive()
 
 
