@@ -15,13 +15,13 @@ BREACHES = 200
 LABELS = {
     "recv": "simulator send → frame on signalrcore's thread",
     "loop": "→ frame on the event loop (call_soon_threadsafe)",
-    "feed": "→ first record decoded, handed to the feed (JSON, hub message, queue, reader task)",
-    "submit": "→ order, trade, position parsed and submitted to the engine (pydantic models)",
+    "feed": "→ the trade's record decoded, handed to the feed (JSON, hub message)",
+    "submit": "→ trade and position parsed and submitted to the engine (pydantic models)",
     "route": "→ router takes the burst's first event (engine queue, consumer task)",
-    "dispatch": "→ order update, then the fill: state, lockout gate, rules, plan, dispatch",
+    "dispatch": "→ the fill: state, lockout gate, rules, plan, dispatch",
     "rest": "→ action task calls the REST client",
-    "post": "→ request handed to httpx (token, rate limiter)",
-    "wire": "→ first bytes written to the socket (httpx, httpcore)",
+    "post": "→ httpx.Request handed to the transport (token, rate limiter)",
+    "wire": "→ first bytes written to the socket (h11)",
     "end": "→ simulator's view receives the close (loopback, uvicorn, routing)",
 }
 

@@ -7,14 +7,17 @@ The stages, in order, all on `time.monotonic()` (the same clock as the simulator
 
     recv      signalrcore's receive thread has the WebSocket frame (`_Socket.on_message`)
     loop      the event loop runs the frame (`SignalRCoreTransport._on_item`)
-    feed      the feed gets the burst's first decoded invocation (`GatewayFeed._on_user_event`)
+    feed      the feed gets the burst's first decoded invocation (`GatewayFeed._on_user_event`):
+              the trade, since a frame's order and account updates are handed over after
+              its trade and position update
     submit    the parsed position update is handed to the engine (`Engine.submit`)
-    route     the router takes the burst's first event off the queue (`EventRouter.handle`)
+    route     the router takes the burst's first event off the queue (`EventRouter.handle`):
+              the trade
     dispatch  the breach decided, its actions dispatched (`EventRouter.dispatch`): on the
               trade since the engine applies a fill's trade to the position at once (issue
               11), on the position update before that
     rest      the action task calls the REST client (`RestClient.partial_close_contract`)
-    post      the client hands the request to its HTTP client (`httpx.AsyncClient.post`)
+    post      the client hands the request to httpx's transport (`RestClient._post`)
     wire      the request's first bytes go to the socket (the loop transport's `write`)
 """
 
@@ -94,8 +97,6 @@ class Tracer:
 
         asyncio.Handle._run = timed_run  # type: ignore[method-assign,assignment]
 
-        import httpx
-
         from riskman.core.ports import PositionEvent
         from riskman.engine.engine import Engine
         from riskman.engine.router import EventRouter
@@ -153,8 +154,8 @@ class Tracer:
         before(EventRouter, "dispatch", "dispatch", lambda *a, **k: True, after="route")
         before(RestClient, "partial_close_contract", "rest", lambda *a, **k: True, after="dispatch")
         before(
-            httpx.AsyncClient,
-            "post",
+            RestClient,
+            "_post",
             "post",
             lambda _s, url, *a, **k: str(url).endswith("partialCloseContract"),
             after="rest",

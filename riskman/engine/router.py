@@ -263,8 +263,6 @@ class EventRouter:
             # re-opened seconds after a close at that old price could close it for a loss it
             # does not have. The subscription made for it now brings a live quote.
             self._quotes.forget(contract_id)
-        if (before is None) != (after is None):
-            self._positions_changed()
         if after is not None:
             self._ensure_contract(contract_id)
         intents = self._gate_position(change)
@@ -272,6 +270,9 @@ class EventRouter:
             intents += self._gate_position(regate)
         intents += self._evaluate(account_id, PositionTrigger(change))
         await self._enforce(intents, received)
+        if (before is None) != (after is None):
+            # The quote subscriptions follow, after the close this event may need.
+            self._positions_changed()
         self._changed(account_id)
 
     async def _on_order(self, event: OrderEvent) -> None:
