@@ -56,6 +56,7 @@ from riskman.control.interface import (
     Unavailable,
 )
 from riskman.core.views import (
+    BURST_SETTLE,
     Breach,
     EnforcementRecord,
     EngineChange,
@@ -233,6 +234,7 @@ class Stream:
         self._clients: set[_StreamClient] = set()
         self._dirty = True
         self._changes: list[EngineChange] = []
+        self._changed_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._seq = 0
@@ -240,6 +242,7 @@ class Stream:
     def _on_change(self, change: EngineChange) -> None:
         # Called inside the engine: O(1) only.
         self._dirty = True
+        self._changed_at = time.monotonic()
         if type(change) in _CHANGE_KINDS or self._notice_of(change) is not None:
             self._changes.append(change)
 
@@ -274,9 +277,17 @@ class Stream:
 
     async def _run(self) -> None:
         sent = -1e9
+        postponed = False
         while True:
             now = time.monotonic()
             if self._dirty or now - sent >= STREAM_FORCE:
+                quiet_for = now - self._changed_at
+                if quiet_for < BURST_SETTLE and not postponed:
+                    # Events are arriving: the frame waits until they have settled (once).
+                    postponed = True
+                    await asyncio.sleep(BURST_SETTLE - quiet_for)
+                    continue
+                postponed = False
                 self._dirty = False
                 sent = now
                 try:

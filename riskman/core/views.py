@@ -350,6 +350,12 @@ EngineChange = (
 BREACH_WINDOW = timedelta(seconds=30)
 """Calls for the same rule and account within this long after a breach belong to it."""
 
+BURST_SETTLE = 0.03
+"""Seconds a screen (or the control API's stream) waits after the engine's last change before
+it draws (once; then it draws anyway). The gateway sends what belongs together back to back:
+a fill's four events, an order and its fill a few milliseconds later. A redraw begun in
+between would hold the fill, and the close it needs, back by its whole length (issue 16)."""
+
 
 @dataclass
 class PriceSeen:

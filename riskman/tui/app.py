@@ -33,7 +33,7 @@ from textual.screen import Screen
 from riskman.config import ConfigError, Settings, load_config
 from riskman.control.interface import Control, ControlError, Notice, Session
 from riskman.core.clock import Clock, SystemClock
-from riskman.core.views import EngineSnapshot
+from riskman.core.views import BURST_SETTLE, EngineSnapshot
 from riskman.tui.commands import BindingCommands
 from riskman.tui.modals import ConfirmQuit, PasswordModal
 from riskman.tui.trader import LiveScreen, TraderScreen
@@ -107,6 +107,8 @@ class RiskmanApp(App[int]):
         self.last_input = self.clock.now()
         self.redraws = 0
         self._dirty = True
+        self._changed_at = float("-inf")
+        self._postponed = False
         self._drawn_at = float("-inf")
         self._spacing = 0.0
         """The least time between two redraws (see LOOP_SHARE)."""
@@ -149,6 +151,7 @@ class RiskmanApp(App[int]):
     def _on_change(self, notice: Notice | None) -> None:
         # Called synchronously inside the engine: O(1) only, never a redraw from here.
         self._dirty = True
+        self._changed_at = time.monotonic()
         lost = self.control.lost is not None
         if lost != self._lost_shown:
             # The engine stopped answering (or answers again): say so now, not at the next tick.
@@ -170,6 +173,13 @@ class RiskmanApp(App[int]):
         since = started - self._drawn_at
         if (not self._dirty and since < FORCE_EVERY) or since < self._spacing:
             return
+        quiet_for = started - self._changed_at
+        if quiet_for < BURST_SETTLE and not self._postponed:
+            # Events are arriving: draw once they have settled (or in BURST_SETTLE anyway).
+            self._postponed = True
+            self.set_timer(BURST_SETTLE - quiet_for, self.redraw)
+            return
+        self._postponed = False
         self._dirty = False
         self._drawn_at = started
         try:

@@ -417,3 +417,36 @@ def test_control_server_never_imports_textual() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_a_stream_frame_waits_for_a_burst_of_events_to_settle(
+    served: ServedFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame due while the engine's events arrive is built once they have settled (so the
+    attached terminals never decode one between a fill and its close)."""
+    from riskman.control import server as server_module
+    from riskman.core.views import BURST_SETTLE
+
+    monkeypatch.setattr(server_module, "STREAM_EVERY", 0.002)  # a frame is always due
+    engine, server, client = await served({"accounts": [1001]})
+    async with client.stream() as frames:
+        iterator = aiter(frames)
+        await asyncio.wait_for(anext(iterator), 5)
+        stream = server.stream
+        loop = asyncio.get_running_loop()
+        built: list[float] = []
+        build = stream._frame
+
+        def timed() -> Any:
+            built.append(loop.time())
+            return build()
+
+        stream._frame = timed  # type: ignore[method-assign]
+        changed = loop.time()
+        engine.submit(PositionEvent(position(1001, ES, 1)))
+        await settle(engine)
+        async with asyncio.timeout(5):
+            while not built:
+                await anext(iterator)
+    # The engine's last change (the position's) came at `changed` or a little later.
+    assert built[0] - changed >= BURST_SETTLE * 0.9

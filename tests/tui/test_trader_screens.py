@@ -271,3 +271,32 @@ async def test_a_theme_switch_recolours_the_live_tables(app: RiskmanApp) -> None
         assert nord is not None and nord.lower() != before
         app.theme = "nord"
         await until(pilot, lambda: side_colour() == nord.lower())
+
+
+async def test_a_redraw_waits_for_a_burst_of_events_to_settle_once(app: RiskmanApp) -> None:
+    """A redraw due while the gateway's events are arriving (a fill's four, an order and its
+    fill) waits until they have settled, so it never sits between a fill and its close; it
+    waits once, so a steady stream of events still gets drawn (issue 16)."""
+    async with app.run_test(size=SIZE) as pilot:
+        await running(pilot)
+        engine = engine_of(app)
+        assert engine is not None
+        engine.submit(QuoteEvent(MNQ, quote("20990")))
+        await engine.drain()
+        await until(pilot, lambda: not app._dirty)
+        drawn = app.redraws
+        app._drawn_at = float("-inf")  # due now
+        engine.submit(QuoteEvent(MNQ, quote("20995")))
+        await engine.drain()
+        app.redraw()
+        assert app.redraws == drawn, "drawn in the middle of the burst"
+        await until(pilot, lambda: app.redraws == drawn + 1)
+        # Events still arriving when the postponed redraw comes: it draws anyway.
+        app._drawn_at = float("-inf")
+        engine.submit(QuoteEvent(MNQ, quote("21000")))
+        await engine.drain()
+        app.redraw()
+        assert app.redraws == drawn + 1
+        engine.submit(QuoteEvent(MNQ, quote("21005")))
+        await engine.drain()
+        await until(pilot, lambda: app.redraws == drawn + 2)
