@@ -75,20 +75,44 @@ class _Connection(asyncio.Protocol):
 
     # --- one exchange ---------------------------------------------------------------------
 
-    def send(self, request: h11.Request, body: bytes) -> asyncio.Future[tuple[h11.Response, bytes]]:
+    def send(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> asyncio.Future[tuple[h11.Response, bytes]]:
         """Write the whole request in one go (no await before the bytes reach the socket)
-        and return the future of its reply."""
+        and return the future of its reply.
+
+        A plain request (the REST client's: its headers checked, its length given) is written
+        as the bytes h11 would write, and h11 is told of it just after, so that it reads the
+        reply; its own checks run then, off the path of a close (issue 16). Anything else goes
+        through h11 first."""
         assert self.transport is not None
-        data = self.h11.send(request) or b""
-        if body:
-            data += self.h11.send(h11.Data(data=body)) or b""
-        data += self.h11.send(h11.EndOfMessage()) or b""
+        data = _plain_request(method, target, headers, body)
         reply: asyncio.Future[tuple[h11.Response, bytes]] = (
             asyncio.get_running_loop().create_future()
         )
+        if data is None:
+            data = self._through_h11(method, target, headers, body)
+            self._reply, self._head, self._body = reply, None, []
+            self.transport.write(data)
+            return reply
         self._reply, self._head, self._body = reply, None, []
         self.transport.write(data)
+        try:
+            self._through_h11(method, target, headers, body)
+        except h11.LocalProtocolError:
+            # Written already: the outcome is unknown and this connection is not reused.
+            self._reply = None
+            self.close()
+            raise
         return reply
+
+    def _through_h11(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> bytes:
+        data = self.h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        if body:
+            data += self.h11.send(h11.Data(data=body)) or b""
+        return data + (self.h11.send(h11.EndOfMessage()) or b"")
 
     def reusable(self) -> bool:
         """After a complete exchange: ready for the next request on the same connection."""
@@ -205,12 +229,9 @@ class H11Transport(httpx.AsyncBaseTransport):
                 slots.release()
                 raise
         try:
-            head = h11.Request(
-                method=request.method,
-                target=url.raw_path,
-                headers=request.headers.raw,
+            reply = connection.send(
+                request.method.encode(), url.raw_path, request.headers.raw, body
             )
-            reply = connection.send(head, body)
             response, content = await _within(reply, limits.get("read"))
         except TimeoutError as exc:
             self._discard(connection)
@@ -321,6 +342,35 @@ class H11Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(_describe(exc), request=request) from exc
         self._open.add(connection)
         return connection
+
+
+_UNSAFE = (b"\r", b"\n", b"\0")
+
+
+def _plain_request(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bytes | None:
+    """The request as HTTP/1.1 bytes, or None when it is not plain: a value with a line
+    break, a name that is not a simple token, no Host, a body without its exact length."""
+    if not method.isalpha() or b" " in target or any(c in target for c in _UNSAFE):
+        return None
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    host = False
+    length: bytes | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if not name or not name.replace(b"-", b"").isalnum() or any(c in value for c in _UNSAFE):
+            return None
+        if lowered == b"host":
+            host = True
+        elif lowered == b"content-length":
+            length = value
+        elif lowered == b"transfer-encoding":
+            return None
+        lines.append(name + b": " + value)
+    if not host or ((body or length is not None) and length != str(len(body)).encode()):
+        return None
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 async def _within(

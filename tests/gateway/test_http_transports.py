@@ -382,3 +382,56 @@ async def test_a_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPa
             await http.aclose()
     assert reply.json() == {"success": True}
     assert lines == ["POST http://gateway.invalid/api/x HTTP/1.1"]
+
+
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    seen: list[str] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            line, _headers, _body = await read_request(reader)
+            seen.append(line)
+        writer.close()
+
+    http = httpx.AsyncClient(transport=H11Transport(), timeout=httpx.Timeout(2.0))
+    try:
+        async with serve(record) as url:
+            with pytest.raises(httpx.LocalProtocolError):
+                await http.post(
+                    url + "/api/x",
+                    content=b"{}",
+                    headers={"Authorization": "Bearer t\r\nX-Evil: 1"},
+                )
+    finally:
+        await http.aclose()
+    assert seen == [], "nothing was sent"
+
+
+def test_a_plain_request_is_written_as_h11_writes_it() -> None:
+    import h11
+
+    from riskman.gateway.h11_transport import _plain_request
+
+    headers = [
+        (b"Host", b"gateway.example:8443"),
+        (b"Accept", b"application/json"),
+        (b"Authorization", b"Bearer abc.def-ghi"),
+        (b"Content-Length", b"2"),
+    ]
+    ours = _plain_request(b"POST", b"/api/Position/partialCloseContract?x=1", headers, b"{}")
+    conn = h11.Connection(h11.CLIENT)
+    theirs = (
+        conn.send(h11.Request(method="POST", target="/api/Position/partialCloseContract?x=1",
+                              headers=headers))
+        + conn.send(h11.Data(data=b"{}"))
+        + (conn.send(h11.EndOfMessage()) or b"")
+    )  # fmt: skip
+    assert ours is not None and ours.lower() == theirs.lower()
+    for bad in (
+        [(b"Host", b"h"), (b"X", b"a\r\nb")],  # a line break in a value
+        [(b"Host", b"h"), (b"X Y", b"a")],  # not a token
+        [(b"Accept", b"x"), (b"Content-Length", b"2")],  # no Host
+        [(b"Host", b"h"), (b"Content-Length", b"3")],  # the wrong length
+        [(b"Host", b"h"), (b"Transfer-Encoding", b"chunked")],
+    ):
+        assert _plain_request(b"POST", b"/x", bad, b"{}") is None
