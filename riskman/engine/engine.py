@@ -116,49 +116,30 @@ _SNAPSHOTS = (PositionsSnapshot, ReconcileEvent)
 
 
 class BurstQueue(asyncio.Queue[RouterEvent]):
-    """The engine's queue: first in, first out, except where a fill's events are waiting
-    together: its position update goes first, then its trade, then the order updates that
-    were ahead of them.
+    """The engine's queue: first in, first out, except that a trade or position update
+    waiting right behind order updates is routed before them.
 
     The gateway sends a fill as its order update, trade, position update and account update,
-    back to back. The position update of an addition is taken at once and gated (issue 11:
-    the engine's view is the same in any order of a fill's events, tests/engine/
-    test_fill_order.py), so it decides a breach with the least work (issue 16); order
-    updates only move the order book. A position update overtakes only order updates and the
-    one trade of its own contract right before it; a trade overtakes only order updates;
-    nothing overtakes an account update, a snapshot, a timer or a quote (`asyncio.Queue`'s own
-    extension point, as `PriorityQueue` uses it).
+    back to back; the trade and the position are what can breach (issue 16), so their rules
+    run first. The engine's view is the same in any order of a fill's events (issue 11, the
+    property test in tests/engine/test_fill_order.py); order updates only move the order book.
+    Only order updates are overtaken: never an account update, a snapshot, a timer or another
+    trade or position (`asyncio.Queue`'s own extension point, as `PriorityQueue` uses it).
     """
 
     _queue: deque[RouterEvent]
 
     def _get(self) -> RouterEvent:
         queue = self._queue
-        kind = type(queue[0])
-        if kind is OrderEvent or kind is TradeEvent:
-            trade: TradeEvent | None = None
-            trade_at = 0
+        if type(queue[0]) is OrderEvent:
             for index, event in enumerate(queue):
                 if type(event) is OrderEvent:
                     continue
-                if type(event) is TradeEvent and trade is None:
-                    trade, trade_at = event, index
-                    continue
-                if type(event) is PositionEvent and (trade is None or _its_trade(trade, event)):
+                if type(event) is TradeEvent or type(event) is PositionEvent:
                     del queue[index]
                     return event
                 break
-            if trade is not None:
-                del queue[trade_at]
-                return trade
         return queue.popleft()
-
-
-def _its_trade(trade: TradeEvent, update: PositionEvent) -> bool:
-    return (
-        trade.trade.account_id == update.position.account_id
-        and trade.trade.contract_id == update.position.contract_id
-    )
 
 
 def load_calendar(settings: Settings) -> HolidayCalendar:
