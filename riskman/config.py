@@ -1094,6 +1094,8 @@ def _load(
     problems.extend(_check_ics_files(settings, base, label))
     if not settings.holidays_file.exists():
         problems.append(f"{label}: holidays_file: {settings.holidays_file} does not exist")
+    elif not settings.holidays_file.is_file():
+        problems.append(f"{label}: holidays_file: {settings.holidays_file} is not a file")
     else:
         try:
             HolidayCalendar.load(settings.holidays_file)

@@ -66,10 +66,12 @@ async def test_a_second_addition_while_the_cut_is_on_its_way_is_cut_too(
     engine = await _engine(make_engine)
     await _at(engine, gateway, 1, "21000")
     gateway.hold["partial_close_contract"] = hold = asyncio.Event()
-    for size, avg in ((2, "20999"), (3, "20999.5")):  # the second adds above the new average
+    # Both additions wait in the engine's queue (the second adds above the new average): the
+    # cut the first one starts sizes itself from the second.
+    for size, avg in ((2, "20999"), (3, "20999.5")):
         pos = position(ACC, MNQ, size, avg)
         gateway.set_position(pos)
-        await engine.process(PositionEvent(pos))
+        engine.submit(PositionEvent(pos))
     await engine.drain()
     hold.set()
     await settle(engine)
