@@ -184,6 +184,15 @@ def _edit(
     write_atomically(path, text)
 
 
+def _changes_from(before: Any, changes: Mapping[KeyPath, Any]) -> list[Change]:
+    """The changes that change something, with the old values read from `before`."""
+    return [
+        Change(key, _get(before, key), value)
+        for key, value in changes.items()
+        if _get(before, key) != _plain(value) or (value is NULL and not _has(before, key))
+    ]
+
+
 def update_config(path: Path, changes: Mapping[KeyPath, Any]) -> tuple[Settings, list[Change]]:
     """Apply `changes` (key path -> new value; None removes the key, NULL writes a null) to
     the config file.
@@ -192,11 +201,7 @@ def update_config(path: Path, changes: Mapping[KeyPath, Any]) -> tuple[Settings,
     Raises ConfigError (the file untouched) when the result is invalid.
     """
     before = _yaml().load(path.read_text(encoding="utf-8")) or {}
-    applied = [
-        Change(key, _get(before, key), value)
-        for key, value in changes.items()
-        if _get(before, key) != _plain(value) or (value is NULL and not _has(before, key))
-    ]
+    applied = _changes_from(before, changes)
 
     def mutate(data: CommentedMap) -> None:
         for change in applied:
@@ -239,11 +244,7 @@ def update_overlay(
     file_data = yaml.load(config.read_text(encoding="utf-8")) or CommentedMap()
     over = yaml.load(overlay.read_text(encoding="utf-8")) if overlay.exists() else None
     before = merge_overlay(file_data, over or {})
-    applied = [
-        Change(key, _get(before, key), value)
-        for key, value in changes.items()
-        if _get(before, key) != _plain(value) or (value is NULL and not _has(before, key))
-    ]
+    applied = _changes_from(before, changes)
 
     def mutate(data: CommentedMap) -> None:
         for change in applied:

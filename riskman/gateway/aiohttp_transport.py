@@ -52,15 +52,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     def _proxy(self, url: httpx.URL) -> str | None:
-        """HTTP(S)_PROXY / NO_PROXY from the environment, as httpx honours them (looked up
-        once per scheme and host, not on every call)."""
-        key = (url.scheme, url.host)
-        if key not in self._proxies:
-            proxy = urllib.request.getproxies().get(url.scheme)
-            if proxy and urllib.request.proxy_bypass(url.host):
-                proxy = None
-            self._proxies[key] = proxy or None
-        return self._proxies[key]
+        return environment_proxy(url, self._proxies)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session
@@ -110,6 +102,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def environment_proxy(url: httpx.URL, seen: dict[tuple[str, str], str | None]) -> str | None:
+    """HTTP(S)_PROXY / NO_PROXY from the environment, as httpx honours them (looked up once
+    per scheme and host in `seen`, not on every call)."""
+    key = (url.scheme, url.host)
+    if key not in seen:
+        proxy = urllib.request.getproxies().get(url.scheme)
+        if proxy and urllib.request.proxy_bypass(url.host):
+            proxy = None
+        seen[key] = proxy or None
+    return seen[key]
 
 
 def _describe(exc: BaseException) -> str:

@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import h11
 import httpx
 
-from riskman.gateway.aiohttp_transport import KEEPALIVE, MAX_CONNECTIONS, AiohttpTransport
+from riskman.gateway.aiohttp_transport import (
+    KEEPALIVE,
+    MAX_CONNECTIONS,
+    AiohttpTransport,
+    environment_proxy,
+)
 
 _Key = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -195,24 +199,13 @@ class H11Transport(httpx.AsyncBaseTransport):
             self._ssl_context = httpx.create_ssl_context()
         return self._ssl_context
 
-    def _proxy(self, url: httpx.URL) -> str | None:
-        """HTTP(S)_PROXY / NO_PROXY from the environment, as httpx honours them (looked up
-        once per scheme and host, not on every call)."""
-        key = (url.scheme, url.host)
-        if key not in self._proxies:
-            proxy = urllib.request.getproxies().get(url.scheme)
-            if proxy and urllib.request.proxy_bypass(url.host):
-                proxy = None
-            self._proxies[key] = proxy or None
-        return self._proxies[key]
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(
                 f"unsupported URL scheme {url.scheme!r}", request=request
             )
-        if self._proxy(url) is not None:
+        if environment_proxy(url, self._proxies) is not None:
             if self._proxied is None:
                 self._proxied = AiohttpTransport(ssl_context=self._ssl_context)
             return await self._proxied.handle_async_request(request)
