@@ -123,8 +123,9 @@ class BurstQueue(asyncio.Queue[RouterEvent]):
     back to back; the trade and the position are what can breach (issue 16), so their rules
     run first. The engine's view is the same in any order of a fill's events (issue 11, the
     property test in tests/engine/test_fill_order.py); order updates only move the order book.
-    Only order updates are overtaken: never an account update, a snapshot, a timer or another
-    trade or position (`asyncio.Queue`'s own extension point, as `PriorityQueue` uses it).
+    Only order updates are overtaken, and not a working one of the same contract: never an
+    account update, a snapshot, a timer or another trade or position (`asyncio.Queue`'s own
+    extension point, as `PriorityQueue` uses it).
     """
 
     _queue: deque[RouterEvent]
@@ -132,14 +133,30 @@ class BurstQueue(asyncio.Queue[RouterEvent]):
     def _get(self) -> RouterEvent:
         queue = self._queue
         if type(queue[0]) is OrderEvent:
+            working: set[tuple[int, str]] = set()
             for index, event in enumerate(queue):
                 if type(event) is OrderEvent:
+                    order = event.order
+                    if order.status.is_working:
+                        working.add((order.account_id, order.contract_id))
                     continue
                 if type(event) is TradeEvent or type(event) is PositionEvent:
+                    if _contract_of(event) in working:
+                        # A working order of that contract waits (the market order this fill
+                        # fills, say): routed after its own fill, the lockout gate would see an
+                        # order placed while a lock the fill set is in force, and cancel it.
+                        break
                     del queue[index]
                     return event
                 break
         return queue.popleft()
+
+
+def _contract_of(event: RouterEvent) -> tuple[int, str]:
+    if isinstance(event, TradeEvent):
+        return event.trade.account_id, event.trade.contract_id
+    assert isinstance(event, PositionEvent)
+    return event.position.account_id, event.position.contract_id
 
 
 def load_calendar(settings: Settings) -> HolidayCalendar:

@@ -49,6 +49,7 @@ from signalrcore.transport.websockets.websocket_transport import WebsocketTransp
 
 from riskman.core.backoff import Backoff
 from riskman.core.clock import Clock, SystemClock
+from riskman.core.enums import OrderStatus
 from riskman.core.models import LOGOUT_EVENT
 from riskman.core.redaction import install_redaction, redact
 from riskman.core.views import FeedHealth, FeedState
@@ -346,6 +347,31 @@ class _Socket(WebsocketTransport):  # type: ignore[misc]
             thread.join(join_timeout)
 
 
+def _payload(event: HubEvent) -> dict[str, Any]:
+    """A user event's object, unwrapped as `riskman.core.models` does ({} when unreadable)."""
+    args = event.arguments
+    data = args[0] if args else None
+    if isinstance(data, dict) and "data" in data and "action" in data:
+        data = data["data"]
+    return data if isinstance(data, dict) else {}
+
+
+def _passable(waiting: HubEvent, event: HubEvent) -> bool:
+    """May `event` (a trade or position update) go before `waiting`? Only an order update,
+    and not a working order of the same contract (the market order a fill fills: routed
+    after the fill, the lockout gate would cancel it as placed under the fill's lock)."""
+    if waiting.target not in OVERTAKEN:
+        return False
+    order, mine = _payload(waiting), _payload(event)
+    if order.get("contractId") != mine.get("contractId"):
+        return True
+    status = order.get("status")
+    try:
+        return isinstance(status, int) and not OrderStatus(status).is_working
+    except ValueError:
+        return False
+
+
 def _noop(*_args: object) -> None:
     return None
 
@@ -598,7 +624,7 @@ class SignalRCoreTransport:
             return
         later = self._later
         now = not later and event.target not in DEFERRED
-        if now or (event.target in FIRST and all(e.target in OVERTAKEN for e in later)):
+        if now or (event.target in FIRST and all(_passable(e, event) for e in later)):
             deliver(event)
         else:
             later.append(event)

@@ -17,7 +17,8 @@ ACC = 7
 
 
 def test_trades_and_positions_overtake_only_the_order_updates_before_them() -> None:
-    o1, o2, o3 = (OrderEvent(order(ACC, n)) for n in (1, 2, 3))
+    o1, o2 = (OrderEvent(order(ACC, n, status=OrderStatus.FILLED)) for n in (1, 2))
+    o3 = OrderEvent(order(ACC, 3))  # working, but of another contract than t2's
     t1 = TradeEvent(trade(ACC, pnl=None, side=OrderSide.BID))
     p1 = PositionEvent(position(ACC, MNQ, 1))
     a1 = AccountEvent(account(ACC))
@@ -82,3 +83,16 @@ async def test_the_close_goes_out_before_the_rest_of_the_fills_burst_is_routed(
     filled = engine.state.get_order(ACC, 41)
     assert filled is None or filled.status is OrderStatus.FILLED
     assert engine.state.get_account(ACC).balance == Decimal("49998.60")  # type: ignore[union-attr]
+
+
+def test_a_fill_does_not_overtake_a_working_order_of_its_contract() -> None:
+    entry = OrderEvent(order(ACC, 41, side=OrderSide.BID, order_type=OrderType.MARKET, stop=None))
+    fill = TradeEvent(trade(ACC, pnl=None, side=OrderSide.BID, order_id=41))
+    queue = BurstQueue()
+    for event in (entry, fill):
+        queue.put_nowait(event)
+    assert [queue.get_nowait(), queue.get_nowait()] == [entry, fill]
+    filled = OrderEvent(entry.order.model_copy(update={"status": OrderStatus.FILLED}))
+    for event in (filled, fill):
+        queue.put_nowait(event)
+    assert [queue.get_nowait(), queue.get_nowait()] == [fill, filled]

@@ -34,9 +34,21 @@ async def test_events_go_straight_to_the_handler_and_never_overtake_queued_ones(
     assert isinstance(last, HubEvent) and last.target == "F"
 
 
-def fill_frame(*targets: str) -> str:
+MNQ = "CON.F.US.MNQ.Z26"
+FILLED, OPEN = 2, 1
+
+
+def fill_frame(*targets: str, status: int = FILLED, contract: str = MNQ) -> str:
+    """Records as the gateway sends them (TopstepX wraps each in {"action", "data"})."""
+
+    def payload(target: str) -> dict[str, object]:
+        data: dict[str, object] = {"accountId": 7, "contractId": MNQ}
+        if target == "GatewayUserOrder":
+            data.update(status=status, contractId=contract)
+        return {"action": 1, "data": data}
+
     return "".join(
-        json.dumps({"type": 1, "target": target, "arguments": [{}]}) + RECORD_SEPARATOR
+        json.dumps({"type": 1, "target": target, "arguments": [payload(target)]}) + RECORD_SEPARATOR
         for target in targets
     )
 
@@ -88,3 +100,24 @@ async def test_what_waits_is_handed_over_before_the_end_of_the_connection() -> N
     transport._lose("test")
     assert handed == ["GatewayUserOrder"]
     assert isinstance(await transport.receive(), HubClosed)
+
+
+async def test_a_fill_never_overtakes_a_working_order_of_its_contract() -> None:
+    """The market order a fill fills, still shown working: routed after the fill, the lockout
+    gate would cancel it as placed under the lock the fill set."""
+    transport = SignalRCoreTransport()
+    transport._loop = asyncio.get_running_loop()
+    handed: list[str] = []
+    transport.deliver_to(lambda event: handed.append(event.target))
+    transport._on_item(fill_frame("GatewayUserOrder", "GatewayUserTrade", status=OPEN))
+    assert handed == []
+    for _ in range(2):
+        await asyncio.sleep(0)
+    assert handed == ["GatewayUserOrder", "GatewayUserTrade"]
+    handed.clear()
+    # A working order of another contract is overtaken.
+    other = "CON.F.US.EP.Z26"
+    transport._on_item(
+        fill_frame("GatewayUserOrder", "GatewayUserTrade", status=OPEN, contract=other)
+    )
+    assert handed == ["GatewayUserTrade"]
