@@ -207,10 +207,20 @@ async def test_a_close_that_cannot_connect_is_retried_then_unavailable() -> None
 # --- the h11 transport's own connection handling -----------------------------------------
 
 
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A client on the h11 transport alone."""
+    client = httpx.AsyncClient(transport=H11Transport(), timeout=httpx.Timeout(2.0))
+    yield client
+    await client.aclose()
+
+
 ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"success":true}'
 
 
-async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+async def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    http: httpx.AsyncClient,
+) -> None:
     connections = 0
 
     async def once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -221,23 +231,17 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
         await writer.drain()
         writer.close()  # keep-alive refused after the reply: the idle connection dies
 
-    http = httpx.AsyncClient(transport=H11Transport(), timeout=httpx.Timeout(2.0))
-    try:
-        async with serve(once_then_close) as url:
-            first = await http.post(url + "/api/x", content=b"{}")
-            transport = http._transport
-            assert isinstance(transport, H11Transport)
-            await wait_until(
-                lambda: all(c.closed for c in transport._open), what="the server's close"
-            )
-            second = await http.post(url + "/api/x", content=b"{}")
-    finally:
-        await http.aclose()
+    async with serve(once_then_close) as url:
+        first = await http.post(url + "/api/x", content=b"{}")
+        transport = http._transport
+        assert isinstance(transport, H11Transport)
+        await wait_until(lambda: all(c.closed for c in transport._open), what="the server's close")
+        second = await http.post(url + "/api/x", content=b"{}")
     assert first.json() == second.json() == {"success": True}
     assert connections == 2
 
 
-async def test_chunked_and_close_delimited_replies_are_read_whole() -> None:
+async def test_chunked_and_close_delimited_replies_are_read_whole(http: httpx.AsyncClient) -> None:
     async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(
@@ -249,33 +253,29 @@ async def test_chunked_and_close_delimited_replies_are_read_whole() -> None:
         await writer.drain()
         writer.close()
 
-    http = httpx.AsyncClient(transport=H11Transport(), timeout=httpx.Timeout(2.0))
-    try:
-        async with serve(chunked) as url:
-            assert (await http.post(url + "/a", content=b"{}")).json() == {"success": True}
-            assert (await http.post(url + "/a", content=b"{}")).json() == {"success": False}
-    finally:
-        await http.aclose()
+    async with serve(chunked) as url:
+        assert (await http.post(url + "/a", content=b"{}")).json() == {"success": True}
+        assert (await http.post(url + "/a", content=b"{}")).json() == {"success": False}
 
 
-async def test_a_broken_reply_is_a_protocol_error_not_a_connect_error() -> None:
+async def test_a_broken_reply_is_a_protocol_error_not_a_connect_error(
+    http: httpx.AsyncClient,
+) -> None:
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"SPAM SPAM SPAM\r\n\r\n")
         await writer.drain()
         await asyncio.sleep(1)
 
-    http = httpx.AsyncClient(transport=H11Transport(), timeout=httpx.Timeout(2.0))
-    try:
-        async with serve(garbage) as url:
-            with pytest.raises(httpx.RemoteProtocolError) as info:
-                await http.post(url + "/a", content=b"{}")
-    finally:
-        await http.aclose()
+    async with serve(garbage) as url:
+        with pytest.raises(httpx.RemoteProtocolError) as info:
+            await http.post(url + "/a", content=b"{}")
     assert not isinstance(info.value, _NOT_SENT)
 
 
-async def test_a_request_cancelled_mid_exchange_leaves_no_reply_behind() -> None:
+async def test_a_request_cancelled_mid_exchange_leaves_no_reply_behind(
+    http: httpx.AsyncClient,
+) -> None:
     """The late reply of a cancelled request must never be read as the next one's."""
     answered = asyncio.Event()
 
@@ -291,18 +291,14 @@ async def test_a_request_cancelled_mid_exchange_leaves_no_reply_behind() -> None
             while await reader.read(1024):
                 pass
 
-    http = httpx.AsyncClient(transport=H11Transport(), timeout=httpx.Timeout(2.0))
-    try:
-        async with serve(slow_then_fast) as url:
-            slow = asyncio.create_task(http.post(url + "/slow", content=b"{}"))
-            await asyncio.sleep(0.05)
-            slow.cancel()
-            answered.set()
-            with pytest.raises(asyncio.CancelledError):
-                await slow
-            reply = await http.post(url + "/fast", content=b"{}")
-    finally:
-        await http.aclose()
+    async with serve(slow_then_fast) as url:
+        slow = asyncio.create_task(http.post(url + "/slow", content=b"{}"))
+        await asyncio.sleep(0.05)
+        slow.cancel()
+        answered.set()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        reply = await http.post(url + "/fast", content=b"{}")
     assert reply.json() == {"success": True}
 
 
@@ -384,7 +380,9 @@ async def test_a_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPa
     assert lines == ["POST http://gateway.invalid/api/x HTTP/1.1"]
 
 
-async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
+    http: httpx.AsyncClient,
+) -> None:
     seen: list[str] = []
 
     async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -393,17 +391,13 @@ async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -
             seen.append(line)
         writer.close()
 
-    http = httpx.AsyncClient(transport=H11Transport(), timeout=httpx.Timeout(2.0))
-    try:
-        async with serve(record) as url:
-            with pytest.raises(httpx.LocalProtocolError):
-                await http.post(
-                    url + "/api/x",
-                    content=b"{}",
-                    headers={"Authorization": "Bearer t\r\nX-Evil: 1"},
-                )
-    finally:
-        await http.aclose()
+    async with serve(record) as url:
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.post(
+                url + "/api/x",
+                content=b"{}",
+                headers={"Authorization": "Bearer t\r\nX-Evil: 1"},
+            )
     assert seen == [], "nothing was sent"
 
 
