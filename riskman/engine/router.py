@@ -253,16 +253,7 @@ class EventRouter:
         account_id, contract_id = current.account_id, current.contract_id
         if change.changed:
             self._actions.position_changed(account_id, contract_id)
-        if (
-            before is None
-            and after is not None
-            and self._state.accounts_holding(contract_id) == {account_id}
-        ):
-            # Nobody held this contract: its quotes were not subscribed (or are being dropped),
-            # so the last one kept is not live even when it looks fresh. Marking a position
-            # re-opened seconds after a close at that old price could close it for a loss it
-            # does not have. The subscription made for it now brings a live quote.
-            self._quotes.forget(contract_id)
+        self._forget_unheld_quote(change)
         if after is not None:
             self._ensure_contract(contract_id)
         intents = self._gate_position(change)
@@ -274,6 +265,22 @@ class EventRouter:
             # The quote subscriptions follow, after the close this event may need.
             self._positions_changed()
         self._changed(account_id)
+
+    def _forget_unheld_quote(self, change: PositionChange) -> None:
+        """A position opened in a contract nobody held: its quotes were not subscribed (or
+        are being dropped), so the last one kept is not live even when it looks fresh. Marking
+        a position re-opened seconds after a close at that old price could close it for a loss
+        it does not have. The subscription made for it now brings a live quote. Done as soon
+        as the engine's view holds the position, by its trade or by its position update, so
+        no rule reads that price in between, whichever of the fill's events comes first
+        (issue 11)."""
+        before, after = change.before, change.after
+        if (
+            before is None
+            and after is not None
+            and self._state.accounts_holding(after.contract_id) == {after.account_id}
+        ):
+            self._quotes.forget(after.contract_id)
 
     async def _on_order(self, event: OrderEvent) -> None:
         order = event.order
@@ -304,6 +311,8 @@ class EventRouter:
             if project:
                 self._note_live(("position", trade.account_id, trade.contract_id), event)
             change, regate = self._state.apply_trade(trade, project=project)
+            if change is not None:
+                self._forget_unheld_quote(change)
             if not self._state.position_settled(trade.account_id, trade.contract_id):
                 self._settle_later(trade.account_id, trade.contract_id)
         intents = self._evaluate(trade.account_id, TradeTrigger(effect, counts))
