@@ -116,39 +116,56 @@ _SNAPSHOTS = (PositionsSnapshot, ReconcileEvent)
 
 
 class BurstQueue(asyncio.Queue[RouterEvent]):
-    """The engine's queue: first in, first out, except that a trade or position update
-    waiting right behind order updates is routed before them.
+    """The engine's queue: first in, first out, except where a fill's events wait together:
+    its position update goes first, then its trade, then the order updates queued before them.
 
     The gateway sends a fill as its order update, trade, position update and account update,
-    back to back; the trade and the position are what can breach (issue 16), so their rules
-    run first. The engine's view is the same in any order of a fill's events (issue 11, the
-    property test in tests/engine/test_fill_order.py); order updates only move the order book.
-    Only order updates are overtaken, and not a working one of the same contract: never an
-    account update, a snapshot, a timer or another trade or position (`asyncio.Queue`'s own
-    extension point, as `PriorityQueue` uses it).
+    back to back. The position update of an addition is taken at once and gated (issue 11: the
+    engine's view is the same in any order of a fill's events, the property test in
+    tests/engine/test_fill_order.py), so it decides a breach with the least work in front of it
+    (issue 16); the trade's bookkeeping and rules follow, and a lock it sets is enforced then.
+    Order updates only move the order book. A position update overtakes only order updates and
+    the one trade of its own contract before it; a trade overtakes only order updates; neither
+    overtakes a working order of its contract; nothing overtakes an account update, a
+    snapshot, a timer or a quote (`asyncio.Queue`'s own extension point, as `PriorityQueue`
+    uses it).
     """
 
     _queue: deque[RouterEvent]
 
     def _get(self) -> RouterEvent:
         queue = self._queue
-        if type(queue[0]) is OrderEvent:
-            working: set[tuple[int, str]] = set()
-            for index, event in enumerate(queue):
-                if type(event) is OrderEvent:
-                    order = event.order
-                    if order.status.is_working:
-                        working.add((order.account_id, order.contract_id))
-                    continue
-                if type(event) is TradeEvent or type(event) is PositionEvent:
-                    if _contract_of(event) in working:
-                        # A working order of that contract waits (the market order this fill
-                        # fills, say): routed after its own fill, the lockout gate would see an
-                        # order placed while a lock the fill set is in force, and cancel it.
-                        break
-                    del queue[index]
-                    return event
+        kind = type(queue[0])
+        if kind is not OrderEvent and kind is not TradeEvent:
+            return queue.popleft()
+        working: set[tuple[int, str]] = set()
+        trade: TradeEvent | None = None
+        trade_at = 0
+        for index, event in enumerate(queue):
+            if type(event) is OrderEvent:
+                if event.order.status.is_working:
+                    working.add((event.order.account_id, event.order.contract_id))
+                continue
+            if type(event) is not TradeEvent and type(event) is not PositionEvent:
                 break
+            contract = _contract_of(event)
+            if contract in working:
+                # A working order of that contract waits (the market order this fill fills,
+                # say): routed after its own fill, the lockout gate would see an order placed
+                # while a lock the fill set is in force, and cancel it.
+                break
+            if isinstance(event, TradeEvent):
+                if trade is not None:
+                    break  # trades keep their order: a second one ends the search
+                trade, trade_at = event, index
+                continue
+            if trade is not None and _contract_of(trade) != contract:
+                break  # another contract's position update does not pass this trade
+            del queue[index]
+            return event
+        if trade is not None:
+            del queue[trade_at]
+            return trade
         return queue.popleft()
 
 

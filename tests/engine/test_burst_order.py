@@ -1,6 +1,6 @@
-"""A fill's burst is routed so that what can breach goes first (issue 16): the trade and the
-position update overtake order updates queued before them, and a dispatched close reaches the
-gateway before the rest of the event and of the burst is routed."""
+"""A fill's burst is routed so that what can breach goes first (issue 16): its position update,
+then its trade, overtake the order updates queued before them, and a dispatched close reaches
+the gateway before the rest of the event and of the burst is routed."""
 
 from __future__ import annotations
 
@@ -27,8 +27,22 @@ def test_trades_and_positions_overtake_only_the_order_updates_before_them() -> N
     for event in (o1, o2, t1, p1, a1, o3, t2):
         queue.put_nowait(event)
     routed = [queue.get_nowait() for _ in range(queue.qsize())]
-    # Never past the account update: it stays where the gateway put it.
-    assert routed == [t1, p1, o1, o2, a1, t2, o3]
+    # The position update goes before its own trade; nothing goes past the account update.
+    assert routed == [p1, t1, o1, o2, a1, t2, o3]
+
+
+def test_a_position_update_overtakes_only_its_own_trade() -> None:
+    t_mnq = TradeEvent(trade(ACC, pnl=None, side=OrderSide.BID))
+    t_es = TradeEvent(trade(ACC, pnl=None, side=OrderSide.BID, contract_id=ES))
+    p_es = PositionEvent(position(ACC, ES, 1, "5000"))
+    t_mnq2 = TradeEvent(trade(ACC, pnl="5", side=OrderSide.ASK))
+    p_mnq = PositionEvent(position(ACC, MNQ, 0))
+    queue = BurstQueue()
+    for event in (t_mnq, t_es, p_es, t_mnq2, p_mnq):
+        queue.put_nowait(event)
+    routed = [queue.get_nowait() for _ in range(queue.qsize())]
+    # ES's update does not pass MNQ's trade; MNQ's last update passes only its own trade.
+    assert routed == [t_mnq, p_es, t_es, p_mnq, t_mnq2]
 
 
 def test_with_nothing_to_overtake_it_is_first_in_first_out() -> None:
@@ -96,3 +110,8 @@ def test_a_fill_does_not_overtake_a_working_order_of_its_contract() -> None:
     for event in (filled, fill):
         queue.put_nowait(event)
     assert [queue.get_nowait(), queue.get_nowait()] == [fill, filled]
+    # Nor does its position update, which then goes before its trade once the order is routed.
+    update = PositionEvent(position(ACC, MNQ, 1))
+    for event in (entry, fill, update):
+        queue.put_nowait(event)
+    assert [queue.get_nowait() for _ in range(3)] == [entry, update, fill]
