@@ -32,6 +32,7 @@ from riskman.gateway.aiohttp_transport import (
     AiohttpTransport,
     environment_proxy,
 )
+from riskman.gateway.sched import yield_cpu
 
 _Key = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -82,8 +83,8 @@ class _Connection(asyncio.Protocol):
     def send(
         self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> asyncio.Future[tuple[h11.Response, bytes]]:
-        """Write the whole request in one go (no await before the bytes reach the socket)
-        and return the future of its reply.
+        """Write the whole request in one go (no await before the bytes reach the socket),
+        yield the CPU once (`riskman.gateway.sched.yield_cpu`) and return the future of its reply.
 
         A plain request (the REST client's: its headers checked, its length given) is written
         as the bytes h11 would write, and h11 is told of it just after, so that it reads the
@@ -98,9 +99,11 @@ class _Connection(asyncio.Protocol):
             data = self._through_h11(method, target, headers, body)
             self._reply, self._head, self._body = reply, None, []
             self.transport.write(data)
+            yield_cpu()
             return reply
         self._reply, self._head, self._body = reply, None, []
         self.transport.write(data)
+        yield_cpu()
         try:
             self._through_h11(method, target, headers, body)
         except h11.LocalProtocolError:

@@ -429,3 +429,36 @@ def test_a_plain_request_is_written_as_h11_writes_it() -> None:
         [(b"Host", b"h"), (b"Transfer-Encoding", b"chunked")],
     ):
         assert _plain_request(b"POST", b"/x", bad, b"{}") is None
+
+
+async def test_the_cpu_is_yielded_once_the_request_is_on_the_wire(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The yield after the write (issue 16) lets the reader of the request run: the request must
+    # already be in the kernel, whole, when it happens. The server here is a plain socket read
+    # from inside the yield itself.
+    from riskman.gateway import h11_transport
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    seen: list[bytes] = []
+
+    def yielded() -> None:
+        conn, _ = listener.accept()  # connected already: the write came after the connect
+        accepted.append(conn)
+        conn.settimeout(0)
+        seen.append(conn.recv(65536, socket.MSG_PEEK))
+        conn.sendall(ANSWER)
+
+    monkeypatch.setattr(h11_transport, "yield_cpu", yielded)
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        reply = await http.post(url + "/api/Position/closeContract", content=b'{"accountId":7}')
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert reply.json() == {"success": True}
+    assert len(seen) == 1
+    assert seen[0].startswith(b"POST /api/Position/closeContract HTTP/1.1\r\n")
+    assert seen[0].endswith(b'\r\n\r\n{"accountId":7}')
