@@ -13,12 +13,12 @@ from .trace import STAGES
 
 BREACHES = 200
 LABELS = {
-    "recv": "simulator send → frame on signalrcore's thread",
-    "loop": "→ frame on the event loop (call_soon_threadsafe)",
-    "feed": "→ the trade's record decoded, handed to the feed (JSON, hub message)",
-    "submit": "→ trade and position parsed and submitted to the engine (pydantic models)",
-    "route": "→ router takes the burst's first event (engine queue, consumer task)",
-    "dispatch": "→ the fill: state, lockout gate, rules, plan, dispatch",
+    "recv": "simulator send → the burst read on signalrcore's thread",
+    "loop": "→ the burst on the event loop (call_soon_threadsafe)",
+    "feed": "→ its records decoded, the position update handed to the feed (JSON)",
+    "submit": "→ the position update parsed and submitted to the engine (pydantic)",
+    "route": "→ router takes the position update (engine queue, consumer task)",
+    "dispatch": "→ the position update: state, lockout gate, rules, plan, dispatch",
     "rest": "→ action task calls the REST client",
     "post": "→ httpx.Request handed to the transport (token, rate limiter)",
     "wire": "→ first bytes written to the socket (h11)",

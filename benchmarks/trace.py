@@ -5,17 +5,16 @@ few microseconds).
 
 The stages, in order, all on `time.monotonic()` (the same clock as the simulator's):
 
-    recv      signalrcore's receive thread has the WebSocket frame (`_Socket.on_message`)
-    loop      the event loop runs the frame (`SignalRCoreTransport._on_item`)
+    recv      signalrcore's receive thread has the burst (`_Socket.on_message`: the frames
+              one socket read brought, handed over together)
+    loop      the event loop runs it (`SignalRCoreTransport._on_item`)
     feed      the feed gets the burst's first decoded invocation (`GatewayFeed._on_user_event`):
-              the trade, since a frame's order and account updates are handed over after
-              its trade and position update
+              the position update, since a fill's trade waits for the position update in the
+              same burst, and its order and account updates are handed over after them
     submit    the parsed position update is handed to the engine (`Engine.submit`)
     route     the router takes the burst's first event off the queue (`EventRouter.handle`):
-              the trade
-    dispatch  the breach decided, its actions dispatched (`EventRouter.dispatch`): on the
-              trade since the engine applies a fill's trade to the position at once (issue
-              11), on the position update before that
+              the position update
+    dispatch  the breach decided, its actions dispatched (`EventRouter.dispatch`)
     rest      the action task calls the REST client (`RestClient.partial_close_contract`)
     post      the client hands the request to httpx's transport (`RestClient._post`)
     wire      the request's first bytes go to the socket (the loop transport's `write`)

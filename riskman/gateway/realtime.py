@@ -54,6 +54,7 @@ from riskman.core.models import LOGOUT_EVENT
 from riskman.core.redaction import install_redaction, redact
 from riskman.core.views import FeedHealth, FeedState
 from riskman.gateway.errors import GatewayError
+from riskman.gateway.sched import yield_cpu
 
 log = logging.getLogger(__name__)
 install_redaction(log)
@@ -73,12 +74,18 @@ quiet_signalrcore()
 PROTOCOL = JsonHubProtocol(version=1)
 RECORD_SEPARATOR: str = PROTOCOL.record_separator
 
-FIRST = frozenset({"GatewayUserTrade", "GatewayUserPosition"})
+TRADE = "GatewayUserTrade"
+POSITION = "GatewayUserPosition"
+FIRST = frozenset({TRADE, POSITION})
 """The events of a fill that can breach a rule: parsed and routed before the others."""
 OVERTAKEN = frozenset({"GatewayUserOrder"})
 """What they may overtake: order updates only move the order book."""
 DEFERRED = frozenset({"GatewayUserOrder", "GatewayUserAccount"})
 """Handed over a little later (after the fill's trade and position update)."""
+READ_SIZE = 65536
+"""Bytes asked of the socket per read (a read returns what has arrived, up to this)."""
+BATCH_MAX = 256
+"""Whole messages handed to the loop together, at most."""
 HANDSHAKE: str = PROTOCOL.encode(PROTOCOL.handshake_message())
 PING: str = PROTOCOL.encode(PingMessage())
 
@@ -211,6 +218,8 @@ class _TimedWebSocketClient(WebSocketClient):  # type: ignore[misc]
         self._connect_timeout = connect_timeout
         self.send_lock = threading.Lock()
         self.sock: socket.socket | None = None
+        self._buffer = bytearray()
+        """What the socket brought and no frame has taken yet."""
         super().__init__(**kwargs)
 
     def create_socket(self) -> socket.socket:
@@ -242,7 +251,41 @@ class _TimedWebSocketClient(WebSocketClient):  # type: ignore[misc]
         with self.send_lock:
             self.send(text, opcode=0x1)
 
+    def _recv_exactly(self, n: int) -> bytes:
+        """`n` bytes of the stream. signalrcore reads a frame's header, its length and its
+        payload with a system call each; here one read takes all that has arrived (the four
+        frames of a fill, say) and the frames are cut from it."""
+        buffer = self._buffer
+        while len(buffer) < n:
+            sock = self.sock
+            if sock is None:
+                raise SocketClosedError()
+            chunk = sock.recv(max(READ_SIZE, n - len(buffer)))
+            if not chunk:
+                raise SocketClosedError()
+            buffer += chunk
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
+
     def _recv_frame(self) -> str | None:
+        """The next message, and with it every whole text message already read: the events
+        of one burst reach the loop together (one hand-over, not one per frame), so the
+        engine sees a fill's events side by side and routes its position update first
+        (issue 16). Joined with the record separator, which every message ends with anyway:
+        a message without one stays a record of its own."""
+        message = self._recv_message()
+        if message is None:
+            return None
+        batch = [message]
+        while len(batch) < BATCH_MAX and _whole_text_frame(self._buffer):
+            more = self._recv_message()  # from the buffer: the whole frame is there
+            if more is None:
+                break
+            batch.append(more)
+        return message if len(batch) == 1 else RECORD_SEPARATOR.join(batch)
+
+    def _recv_message(self) -> str | None:
         # signalrcore returns websocket control frames as data and never answers pings; a
         # server that pings at the websocket level would then drop us.
         payload = b""
@@ -347,6 +390,22 @@ class _Socket(WebsocketTransport):  # type: ignore[misc]
             thread.join(join_timeout)
 
 
+def _whole_text_frame(buffer: bytearray) -> bool:
+    """Does `buffer` start with a whole, final, unmasked text frame (RFC 6455 §5.2)?"""
+    if len(buffer) < 2 or buffer[0] != 0x81 or buffer[1] & 0x80:
+        return False
+    length, head = buffer[1] & 0x7F, 2
+    if length == 126:
+        if len(buffer) < 4:
+            return False
+        length, head = int.from_bytes(buffer[2:4], "big"), 4
+    elif length == 127:
+        if len(buffer) < 10:
+            return False
+        length, head = int.from_bytes(buffer[2:10], "big"), 10
+    return len(buffer) >= head + length
+
+
 def _payload(event: HubEvent) -> dict[str, Any]:
     """A user event's object, unwrapped as `riskman.core.models` does ({} when unreadable)."""
     args = event.arguments
@@ -356,10 +415,28 @@ def _payload(event: HubEvent) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _its_position_follows(trade: HubEvent, batch: list[dict[str, Any]], at: int) -> bool:
+    """Is a position update of the trade's account and contract among `batch[at + 1:]`?"""
+    for message in itertools.islice(batch, at + 1, None):
+        if message.get("type") == 1 and message.get("target") == POSITION:
+            arguments = message.get("arguments")
+            if isinstance(arguments, list) and _same_position(trade, HubEvent(POSITION, arguments)):
+                return True
+    return False
+
+
+def _same_position(one: HubEvent, other: HubEvent) -> bool:
+    a, b = _payload(one), _payload(other)
+    return a.get("accountId") == b.get("accountId") and a.get("contractId") == b.get("contractId")
+
+
 def _passable(waiting: HubEvent, event: HubEvent) -> bool:
-    """May `event` (a trade or position update) go before `waiting`? Only an order update,
-    and not a working order of the same contract (the market order a fill fills: routed
-    after the fill, the lockout gate would cancel it as placed under the fill's lock)."""
+    """May `event` (a trade or position update) go before `waiting`? An order update, but not
+    a working order of the same contract (the market order a fill fills: routed after the
+    fill, the lockout gate would cancel it as placed under the fill's lock); and, for a
+    position update, its own trade, which waits for it."""
+    if waiting.target == TRADE:
+        return event.target == POSITION and _same_position(waiting, event)
     if waiting.target not in OVERTAKEN:
         return False
     order, mine = _payload(waiting), _payload(event)
@@ -557,6 +634,7 @@ class SignalRCoreTransport:
         # A closed loop means nothing is listening any more: drop the frame quietly.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._on_item, item)
+        yield_cpu()  # the loop's thread first: it needs the interpreter lock this one holds
 
     def _on_item(self, item: str | _Lost) -> None:
         if isinstance(item, _Lost):
@@ -565,19 +643,23 @@ class SignalRCoreTransport:
         if self._lost:
             return
         self._last_inbound = self._clock.monotonic()
+        messages: list[dict[str, Any]] = []
         for record in item.split(RECORD_SEPARATOR):
             if record.strip():
-                self._on_record(record)
+                try:
+                    message = json.loads(record)
+                except ValueError:
+                    self._bad_frame("not JSON", len(record))
+                    continue
+                if not isinstance(message, dict):
+                    self._bad_frame("not an object", len(record))
+                    continue
+                messages.append(message)
+        for index, message in enumerate(messages):
+            self._on_message(message, messages, index)
 
-    def _on_record(self, record: str) -> None:
-        try:
-            message = json.loads(record)
-        except ValueError:
-            self._bad_frame("not JSON", len(record))
-            return
-        if not isinstance(message, dict):
-            self._bad_frame("not an object", len(record))
-            return
+    def _on_message(self, message: dict[str, Any], batch: list[dict[str, Any]], at: int) -> None:
+        """One record of `batch` (the messages handed over together), `batch[at]`."""
         handshake = self._handshake
         if handshake is not None and not handshake.done():
             error = message.get("error")
@@ -591,14 +673,20 @@ class SignalRCoreTransport:
             # (signalrcore's decoder builds a message object first: a third of the decode).
             target, arguments = message.get("target"), message.get("arguments")
             if not isinstance(target, str) or not isinstance(arguments, list):
-                self._bad_frame("invocation without target/arguments", len(record))
+                self._bad_frame("invocation without target/arguments", len(str(message)))
                 return
-            self._hand_over(HubEvent(target, arguments))
+            event = HubEvent(target, arguments)
+            if target == TRADE and _its_position_follows(event, batch, at):
+                # Its position update, in the same hand-over, decides a breach with less
+                # work: the trade waits for it (the engine's view is the same in either order).
+                self._defer(event)
+            else:
+                self._hand_over(event)
             return
         try:
             decoded = PROTOCOL.get_message(message)
         except (ValueError, TypeError, KeyError) as exc:
-            self._bad_frame(f"not a hub message ({type(exc).__name__})", len(record))
+            self._bad_frame(f"not a hub message ({type(exc).__name__})", len(str(message)))
             return
         if isinstance(decoded, CompletionMessage):
             future = self._pending.get(str(decoded.invocation_id))
@@ -627,11 +715,15 @@ class SignalRCoreTransport:
         if now or (event.target in FIRST and all(_passable(e, event) for e in later)):
             deliver(event)
         else:
-            later.append(event)
-            if len(later) == 1 and self._loop is not None:
-                # Two turns of the loop: the engine's consumer (woken by the fill) routes
-                # first, then the action it dispatches puts its request on the socket.
-                self._loop.call_soon(self._loop.call_soon, self._hand_over_later)
+            self._defer(event)
+
+    def _defer(self, event: HubEvent) -> None:
+        later = self._later
+        later.append(event)
+        if len(later) == 1 and self._loop is not None:
+            # Two turns of the loop: the engine's consumer (woken by the fill) routes
+            # first, then the action it dispatches puts its request on the socket.
+            self._loop.call_soon(self._loop.call_soon, self._hand_over_later)
 
     def _hand_over_later(self) -> None:
         later, self._later = self._later, []
