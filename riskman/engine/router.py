@@ -160,6 +160,8 @@ class EventRouter:
         """(account, contract) -> (the cooldown, the position size before it grew in it)."""
         self._live: dict[tuple[str, int, object], float] = {}
         self._failures: dict[tuple[str, ...], int] = {}
+        self._listeners: dict[tuple[int, type], tuple[object, tuple[Rule, ...]]] = {}
+        """(account, trigger kind) -> (its rule configuration, the enabled rules it runs)."""
         self.dispatched = 0
         """Enforcement actions dispatched so far (the engine's consumer looks at it)."""
         self._on_plan = on_plan
@@ -592,14 +594,43 @@ class EventRouter:
 
     def _evaluate(self, account_id: int, trigger: Trigger) -> list[Intent]:
         intents: list[Intent] = []
-        kind = type(trigger)
         consistent = self._state.fills_consistent(account_id)
-        for rule in self.rules:
+        for rule in self._listening(account_id, type(trigger)):
             if rule.waits_for_fills and not consistent:
                 continue
-            if kind in rule.triggers or kind is CheckTrigger:
-                intents += self._run_rule(rule, account_id, trigger)
+            intents += self._run_rule(rule, account_id, trigger)
         return intents
+
+    def _listening(self, account_id: int, kind: type) -> Sequence[Rule]:
+        """The rules a trigger of this kind evaluates for the account, the disabled ones left
+        out: remembered for as long as the account's rule configuration is the same object
+        (a new configuration is always a new object, `RuleContext.rules`). A dozen lookups of
+        the configuration less per rule and event, on the path to enforcement (issue 16)."""
+        rules = self.rules
+        if not rules:
+            return rules
+        try:
+            config: object = rules[0].ctx.rules(account_id)
+        except Exception:
+            return [rule for rule in rules if kind in rule.triggers or kind is CheckTrigger]
+        key = (account_id, kind)
+        held = self._listeners.get(key)
+        if held is not None and held[0] is config:
+            return held[1]
+        every = kind is CheckTrigger
+        listening = tuple(
+            rule
+            for rule in rules
+            if (every or kind in rule.triggers) and self._is_enabled(rule, account_id)
+        )
+        self._listeners[key] = (config, listening)
+        return listening
+
+    def _is_enabled(self, rule: Rule, account_id: int) -> bool:
+        try:
+            return rule.enabled(account_id)
+        except Exception:
+            return True  # evaluated then, where its failure is reported (`_run_rule`)
 
     def _run_rule(self, rule: Rule, account_id: int, trigger: Trigger) -> list[Intent]:
         try:
