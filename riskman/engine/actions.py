@@ -153,7 +153,7 @@ class EnforcementActions:
     ) -> list[asyncio.Task[bool]]:
         """Cancel the account's working orders (of one symbol root; only entries if asked)."""
         tasks = []
-        for order in self._state.get_all_orders(account_id):
+        for order in self._state.working_orders(account_id):
             if symbol is not None and root_of(order.contract_id) != symbol:
                 continue
             if entries_only and not self._state.increases_exposure(order):

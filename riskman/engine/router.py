@@ -310,6 +310,7 @@ class EventRouter:
         # the fill's own locks (a cooldown it starts cuts what it opened).
         change = regate = None
         if effect.is_new and not trade.voided:
+            self._state.note_fill(trade)
             if project:
                 self._note_live(("position", trade.account_id, trade.contract_id), event)
             change, regate = self._state.apply_trade(trade, project=project)

@@ -38,6 +38,9 @@ class StateManager:
         self._balances: dict[int, BalanceBook] = {}
         self._regate: dict[tuple[int, str], PositionState | None] = {}
         """The position before an unexplained addition was taken (gated again at its fill)."""
+        self._filled: set[tuple[int, int]] = set()
+        """(account, order) whose whole size one fill filled, before the order's own update
+        says so (a fill's trade is routed ahead of its order update, issue 16)."""
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -321,6 +324,7 @@ class StateManager:
         account_orders = self._orders.setdefault(order.account_id, {})
         before = account_orders.get(order.id)
         if order.status.is_terminal:
+            self._filled.discard((order.account_id, order.id))
             if before is not None:
                 del account_orders[order.id]
                 self._db.defer("DELETE FROM orders WHERE order_id = ?", (order.id,))
@@ -333,7 +337,25 @@ class StateManager:
             )
         return OrderChange(before, order)
 
+    def note_fill(self, trade: Trade) -> None:
+        """A fill of an order's whole size: the order is done, whatever its last update said
+        (its own update, the next in the gateway's burst, may still wait behind the fill)."""
+        key = (trade.account_id, trade.order_id)
+        order = self.get_order(*key) if trade.order_id else None
+        if order is not None and order.status.is_working and trade.size >= order.size:
+            self._filled.add(key)
+
+    def working_orders(self, account_id: int) -> list[Order]:
+        """The account's orders that can still fill: the state's, less those a fill is known
+        to have filled completely (cancelling one of those can only come back "not found")."""
+        return [
+            order
+            for order in self.get_all_orders(account_id)
+            if (account_id, order.id) not in self._filled
+        ]
+
     def remove_order(self, account_id: int, order_id: int) -> Order | None:
+        self._filled.discard((account_id, order_id))
         order = self._orders.get(account_id, {}).pop(order_id, None)
         if order is not None:
             self._db.defer("DELETE FROM orders WHERE order_id = ?", (order_id,))

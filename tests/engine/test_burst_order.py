@@ -115,3 +115,33 @@ def test_a_fill_does_not_overtake_a_working_order_of_its_contract() -> None:
     for event in (entry, fill, update):
         queue.put_nowait(event)
     assert [queue.get_nowait() for _ in range(3)] == [entry, update, fill]
+
+
+async def test_a_cooldown_the_fill_starts_does_not_cancel_the_order_the_fill_filled(
+    make_engine: EngineFactory, gateway: FakeGateway
+) -> None:
+    # The demo's "6 quick buys": the fill over the trade limit starts RULE-006's cooldown,
+    # which cancels the working orders, while the fill's own order update (filled) still waits
+    # behind its trade. That order is done: cancelling it could only come back "not found".
+    engine = await make_engine(
+        {"trade_frequency_limit": {"enabled": True, "per_minute": 1}}, accounts=[ACC]
+    )
+    await engine.process(AccountEvent(account(ACC, "50000")))
+    resting = order(ACC, 40, side=OrderSide.BID, order_type=OrderType.LIMIT, stop=None,
+                    limit="20000")  # fmt: skip
+    await engine.process(OrderEvent(resting))
+    for number in (41, 42):
+        entry = order(ACC, number, side=OrderSide.BID, order_type=OrderType.MARKET, stop=None)
+        await engine.process(OrderEvent(entry))
+        gateway.positions.setdefault(ACC, {})[MNQ] = position(ACC, MNQ, number - 40)
+        for event in (
+            OrderEvent(entry.model_copy(update={"status": OrderStatus.FILLED, "fill_volume": 1})),
+            TradeEvent(trade(ACC, pnl=None, side=OrderSide.BID, order_id=number)),
+            PositionEvent(position(ACC, MNQ, number - 40)),
+            AccountEvent(account(ACC, "49999")),
+        ):
+            engine.submit(event)
+        await engine.drain()
+        await engine.actions.wait_idle()
+    cancelled = [c.args[1] for c in gateway.named("cancel_order")]
+    assert cancelled == [40]  # the resting limit order; not 42, which its own fill filled
