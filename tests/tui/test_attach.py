@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from riskman.admin import PasswordStore
 from riskman.config import Settings, load_config
@@ -173,6 +173,9 @@ async def test_attached_admin_edits_in_guard_mode_land_in_the_admin_overlay(
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, AdminScreen), 10)
             screen = app.screen
+            # The header says where the changes go.
+            header = str(screen.query_one("#admin-header", Static).render())
+            assert f"admin overlay {settings.admin_overlay}" in header
             await screen.query_one(RulesTab).show_rule("daily_realized_loss")
             await pilot.pause()
             screen.query_one("#f-daily_realized_loss--limit", Input).value = "250"

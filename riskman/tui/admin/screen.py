@@ -12,6 +12,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Static, TabbedContent
 
 from riskman.config import OVERLAY_NAME
+from riskman.config_writer import admin_target
 from riskman.control.interface import (
     Control,
     ControlError,
@@ -85,7 +86,8 @@ class AdminScreen(LiveScreen):
         app = self.riskman
         yield StatusStrip("", id="status")
         yield Static(
-            f"ADMIN · {app.config_path} · changes are validated, saved with comments kept, "
+            f"ADMIN · {_saved_to(app.config_path, app.settings.admin_overlay)} · changes are "
+            "validated, saved with comments kept, "
             f"applied live and audited · locks after {countdown(app.settings.admin.idle_lock)} "
             "idle",
             id="admin-header",
@@ -218,3 +220,13 @@ class AdminScreen(LiveScreen):
     def refused(self, exc: ControlError, problems: Static) -> None:
         """A command the engine refused: the problems under the tab's fields."""
         problems.update(exc.text() if isinstance(exc, Invalid) else f"Not saved: {exc}")
+
+
+def _saved_to(config: Path, overlay: Path) -> str:
+    """Where an admin change will be written, for the header: the config file, or the admin
+    overlay when the guard may not write the file (`admin_target`)."""
+    try:
+        target = admin_target(config, overlay)
+    except OSError:
+        return str(config)
+    return str(config) if target == config else f"{config} + admin overlay {target}"
