@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from riskman.config import ConfigError, load_config, read_yaml, shipped_file
+from riskman.config import OVERLAY_NAME, ConfigError, load_config, read_yaml, shipped_file
 
 USER = "riskman"
 GROUP = "riskman"
@@ -130,6 +130,13 @@ class Installer:
         if origin is not None:
             self._carry_state(origin, etc)
         self._point_config(config)
+        overlay = state / OVERLAY_NAME
+        if overlay.exists():
+            # Left by an earlier install: the guard applies it over the config file.
+            self.log.append(
+                f"kept {overlay}: admin changes from an earlier install, applied over "
+                f"{config} (delete it to start from the file alone)"
+            )
         self._unit()
         if self.trader:
             self._command(["usermod", "-a", "-G", GROUP, self.trader])

@@ -57,6 +57,20 @@ def test_install_into_a_root_folder_lays_out_the_guard(tmp_path: Path) -> None:
     ]
 
 
+def test_install_says_when_an_earlier_installs_admin_overlay_stays_in_effect(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    first = installer(root)
+    first.install(None)
+    assert not any("riskman.admin.yaml" in line for line in first.log)
+    overlay = root / "var/lib/riskman/riskman.admin.yaml"
+    overlay.write_text("rules: {max_contracts: {limit: 2}}\n")
+    again = installer(root)
+    again.install(None)
+    assert any(line.startswith(f"kept {overlay}: admin changes") for line in again.log)
+
+
 def test_install_carries_todays_state_and_secrets_from_the_traders_config(
     tmp_path: Path,
 ) -> None:
