@@ -12,6 +12,8 @@ from .latency import CONTRACT, LOTS, measure_fills, start_flat
 from .trace import STAGES
 
 BREACHES = 200
+TAIL = 3
+"""The slowest traced breaches shown stage by stage (where the tail's time goes)."""
 LABELS = {
     "recv": "simulator send → the burst read on signalrcore's thread",
     "loop": "→ the burst on the event loop (call_soon_threadsafe)",
@@ -61,6 +63,7 @@ def render(mode: str, result: dict[str, Any], records: list[dict[str, float]]) -
     labels = {**LABELS, **FLOOR_LABELS} if is_floor(mode) else LABELS
     deltas: dict[str, Distribution] = {stage: Distribution() for stage in stages}
     used = 0
+    traced: list[tuple[float, list[float]]] = []
     # Match each measured breach with the trace whose first stage falls inside it.
     starts = sorted(
         (record[stages[0]], i) for i, record in enumerate(records) if stages[0] in record
@@ -76,9 +79,12 @@ def render(mode: str, result: dict[str, Any], records: list[dict[str, float]]) -
             continue
         used += 1
         previous = sent
+        steps = []
         for stage in stages:
             deltas[stage].add([marks[stage] - previous])
+            steps.append(marks[stage] - previous)
             previous = marks[stage]
+        traced.append((received - sent, steps))
     rows = []
     for stage in stages:
         s = deltas[stage].summary()
@@ -90,6 +96,13 @@ def render(mode: str, result: dict[str, Any], records: list[dict[str, float]]) -
     gc_text = ", ".join(
         f"{name} {g['count']}× (max {g['max_ms']:.2f} ms)" for name, g in result["gc"].items()
     )
+    slowest = sorted(traced, key=lambda item: -item[0])[:TAIL]
+    tail = "; ".join(
+        f"{total * 1000:.2f} ms ("
+        + ", ".join(f"{stage} {took * 1000:.2f}" for stage, took in zip(stages, steps, strict=True))
+        + ")"
+        for total, steps in slowest
+    )
     return table(
         f"Breakdown: {MODE_NAMES[mode]}, stage by stage",
         ["stage", "p50 ms", "p90 ms", "p99 ms"],
@@ -97,7 +110,8 @@ def render(mode: str, result: dict[str, Any], records: list[dict[str, float]]) -
         f"{used} of {len(pairs)} breaches traced end to end; load avg (1 min) "
         f"{result['load'][0]:.2f} → {result['load'][1]:.2f}. Percentiles are per stage, so "
         "they do not add up to the total's percentiles. Garbage collections during the run: "
-        f"{gc_text}.",
+        f"{gc_text}. The {len(slowest)} slowest traced breaches, stage by stage in ms (each "
+        f"stage's time since the one before): {tail}.",
     )
 
 
