@@ -406,28 +406,28 @@ def _whole_text_frame(buffer: bytearray) -> bool:
     return len(buffer) >= head + length
 
 
-def _payload(event: HubEvent) -> dict[str, Any]:
+def _payload(arguments: object) -> dict[str, Any]:
     """A user event's object, unwrapped as `riskman.core.models` does ({} when unreadable)."""
-    args = event.arguments
-    data = args[0] if args else None
+    data = arguments[0] if isinstance(arguments, list) and arguments else None
     if isinstance(data, dict) and "data" in data and "action" in data:
         data = data["data"]
     return data if isinstance(data, dict) else {}
 
 
+def _position_of(arguments: object) -> tuple[object, object]:
+    data = _payload(arguments)
+    return data.get("accountId"), data.get("contractId")
+
+
 def _its_position_follows(trade: HubEvent, batch: list[dict[str, Any]], at: int) -> bool:
     """Is a position update of the trade's account and contract among `batch[at + 1:]`?"""
-    for message in itertools.islice(batch, at + 1, None):
-        if message.get("type") == 1 and message.get("target") == POSITION:
-            arguments = message.get("arguments")
-            if isinstance(arguments, list) and _same_position(trade, HubEvent(POSITION, arguments)):
-                return True
-    return False
-
-
-def _same_position(one: HubEvent, other: HubEvent) -> bool:
-    a, b = _payload(one), _payload(other)
-    return a.get("accountId") == b.get("accountId") and a.get("contractId") == b.get("contractId")
+    mine = _position_of(trade.arguments)
+    return any(
+        message.get("type") == 1
+        and message.get("target") == POSITION
+        and _position_of(message.get("arguments")) == mine
+        for message in itertools.islice(batch, at + 1, None)
+    )
 
 
 def _passable(waiting: HubEvent, event: HubEvent) -> bool:
@@ -436,10 +436,12 @@ def _passable(waiting: HubEvent, event: HubEvent) -> bool:
     fill, the lockout gate would cancel it as placed under the fill's lock); and, for a
     position update, its own trade, which waits for it."""
     if waiting.target == TRADE:
-        return event.target == POSITION and _same_position(waiting, event)
+        return event.target == POSITION and (
+            _position_of(waiting.arguments) == _position_of(event.arguments)
+        )
     if waiting.target not in OVERTAKEN:
         return False
-    order, mine = _payload(waiting), _payload(event)
+    order, mine = _payload(waiting.arguments), _payload(event.arguments)
     if order.get("contractId") != mine.get("contractId"):
         return True
     status = order.get("status")
@@ -704,8 +706,9 @@ class SignalRCoreTransport:
         """To the handler at once, or after what waits; order and account updates a little
         later, so that the rest of the frame (the trade and position update of a fill) is
         parsed and routed first, and the close it may need is on the socket before they are
-        parsed (issue 16). A trade or a position update overtakes waiting order updates only,
-        never an account update, as the engine's queue does (`riskman.engine.BurstQueue`)."""
+        parsed (issue 16). A trade or a position update overtakes waiting order updates (and a
+        position update its own trade, which waits for it), never an account update, as the
+        engine's queue does (`riskman.engine.engine.BurstQueue`)."""
         deliver = self._deliver
         if deliver is None or not self._queue.empty():
             self._queue.put_nowait(event)

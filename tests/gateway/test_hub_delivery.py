@@ -53,11 +53,17 @@ def fill_frame(*targets: str, status: int = FILLED, contract: str = MNQ) -> str:
     )
 
 
-async def test_a_fills_trade_and_position_go_first_and_its_order_and_account_updates_next() -> None:
+def listening() -> tuple[SignalRCoreTransport, list[str]]:
+    """A transport on the running loop that hands its events' targets to the list."""
     transport = SignalRCoreTransport()
     transport._loop = asyncio.get_running_loop()
     handed: list[str] = []
     transport.deliver_to(lambda event: handed.append(event.target))
+    return transport, handed
+
+
+async def test_a_fills_trade_and_position_go_first_and_its_order_and_account_updates_next() -> None:
+    transport, handed = listening()
     fill = ("GatewayUserOrder", "GatewayUserTrade", "GatewayUserPosition", "GatewayUserAccount")
     transport._on_item(fill_frame(*fill))
     # The position update at once: it decides a breach with the least work; its trade waits
@@ -75,10 +81,7 @@ async def test_a_fills_trade_and_position_go_first_and_its_order_and_account_upd
 
 
 async def test_a_trade_waits_only_for_its_own_position_update_in_the_same_hand_over() -> None:
-    transport = SignalRCoreTransport()
-    transport._loop = asyncio.get_running_loop()
-    handed: list[str] = []
-    transport.deliver_to(lambda event: handed.append(event.target))
+    transport, handed = listening()
     # No position update with it (it comes in a later read, or not at all): at once.
     transport._on_item(fill_frame("GatewayUserOrder", "GatewayUserTrade", "GatewayUserAccount"))
     assert handed == ["GatewayUserTrade"]
@@ -98,10 +101,7 @@ async def test_a_trade_waits_only_for_its_own_position_update_in_the_same_hand_o
 
 
 async def test_a_trade_never_overtakes_an_account_update() -> None:
-    transport = SignalRCoreTransport()
-    transport._loop = asyncio.get_running_loop()
-    handed: list[str] = []
-    transport.deliver_to(lambda event: handed.append(event.target))
+    transport, handed = listening()
     transport._on_item(fill_frame("GatewayUserAccount", "GatewayUserOrder"))
     transport._on_item(fill_frame("GatewayUserTrade", "GatewayUserPosition", "GatewayQuote"))
     assert handed == []
@@ -117,10 +117,7 @@ async def test_a_trade_never_overtakes_an_account_update() -> None:
 
 
 async def test_what_waits_is_handed_over_before_the_end_of_the_connection() -> None:
-    transport = SignalRCoreTransport()
-    transport._loop = asyncio.get_running_loop()
-    handed: list[str] = []
-    transport.deliver_to(lambda event: handed.append(event.target))
+    transport, handed = listening()
     transport._on_item(fill_frame("GatewayUserOrder"))
     transport._lose("test")
     assert handed == ["GatewayUserOrder"]
@@ -130,10 +127,7 @@ async def test_what_waits_is_handed_over_before_the_end_of_the_connection() -> N
 async def test_a_fill_never_overtakes_a_working_order_of_its_contract() -> None:
     """The market order a fill fills, still shown working: routed after the fill, the lockout
     gate would cancel it as placed under the lock the fill set."""
-    transport = SignalRCoreTransport()
-    transport._loop = asyncio.get_running_loop()
-    handed: list[str] = []
-    transport.deliver_to(lambda event: handed.append(event.target))
+    transport, handed = listening()
     transport._on_item(fill_frame("GatewayUserOrder", "GatewayUserTrade", status=OPEN))
     assert handed == []
     for _ in range(2):
