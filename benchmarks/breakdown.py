@@ -15,8 +15,8 @@ BREACHES = 200
 TAIL = 3
 """The slowest traced breaches shown stage by stage (where the tail's time goes)."""
 LABELS = {
-    "recv": "simulator send → the burst read on signalrcore's thread",
-    "loop": "→ the burst on the event loop (call_soon_threadsafe)",
+    "recv": "simulator send → the burst read on the event loop (HubSocket)",
+    "loop": "→ its frames cut and decoded (websockets' protocol)",
     "feed": "→ its records decoded, the position update handed to the feed (JSON)",
     "submit": "→ the position update parsed and submitted to the engine (pydantic)",
     "route": "→ router takes the position update (engine queue, consumer task)",

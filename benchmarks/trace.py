@@ -5,9 +5,10 @@ few microseconds).
 
 The stages, in order, all on `time.monotonic()` (the same clock as the simulator's):
 
-    recv      signalrcore's receive thread has the burst (`_Socket.on_message`: the frames
-              one socket read brought, handed over together)
-    loop      the event loop runs it (`SignalRCoreTransport._on_item`)
+    recv      the event loop reads the burst off the socket (`HubSocket.data_received`: the
+              bytes one read brought)
+    loop      its frames cut by the WebSocket protocol and decoded to text, handed to the hub
+              transport together (`SignalRCoreTransport._on_item`)
     feed      the feed gets the burst's first decoded invocation (`GatewayFeed._on_user_event`):
               the position update, since a fill's trade waits for the position update in the
               same burst, and its order and account updates are handed over after them
@@ -69,8 +70,15 @@ class Tracer:
         self.records: list[dict[str, float]] = []
         self.stalls: list[tuple[str, float]] = []
         self._marker = f'"size":{breach_size},'
+        self._marker_bytes = self._marker.encode()
 
     def is_breach_frame(self, raw: Any) -> bool:
+        """Does `raw` (the bytes of a read, or the messages cut from them) hold the breach's
+        position update?"""
+        if isinstance(raw, bytes | bytearray):
+            return b"GatewayUserPosition" in raw and self._marker_bytes in raw
+        if isinstance(raw, list):
+            return any(self.is_breach_frame(message) for message in raw)
         return isinstance(raw, str) and "GatewayUserPosition" in raw and self._marker in raw
 
     def mark(self, stage: str, after: str | None = None) -> None:
@@ -100,12 +108,14 @@ class Tracer:
         from riskman.engine.engine import Engine
         from riskman.engine.router import EventRouter
         from riskman.gateway.feed import GatewayFeed
-        from riskman.gateway.realtime import SignalRCoreTransport, _Socket
+        from riskman.gateway.realtime import SignalRCoreTransport
         from riskman.gateway.rest import RestClient
+        from riskman.gateway.websocket import HubSocket
 
         tracer = self
-        # Both HTTP clients (httpcore through anyio, and aiohttp) write through the loop's
-        # socket transport; signalrcore's hub socket is written on its own thread, not here.
+        # The HTTP clients and the hub's WebSocket write through the loop's socket transport:
+        # "wire" is stamped only after "post" (the close call), so a hub ping is not taken
+        # for it.
         from asyncio import selector_events
 
         transport_class = selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
@@ -122,14 +132,14 @@ class Tracer:
         def is_breach_event(event: Any) -> bool:
             return isinstance(event, PositionEvent) and event.position.size == self.breach_size
 
-        on_message = _Socket.on_message
+        data_received = HubSocket.data_received
 
-        def traced_on_message(sock: Any, app: object, raw: str) -> None:
-            if tracer.is_breach_frame(raw):
+        def traced_data_received(sock: HubSocket, data: bytes) -> None:
+            if tracer.is_breach_frame(data):
                 tracer.records.append({"recv": time.monotonic()})
-            on_message(sock, app, raw)
+            data_received(sock, data)
 
-        _Socket.on_message = traced_on_message  # type: ignore[method-assign,assignment]
+        HubSocket.data_received = traced_data_received  # type: ignore[method-assign]
 
         def before(
             cls: Any, name: str, stage: str, when: Callable[..., bool], after: str | None = None

@@ -1,51 +1,45 @@
-"""SignalR hubs (PROJECTX_API.md §3): a small transport interface, its signalrcore
-implementation, and a supervisor per hub that never trusts a connection to heal itself.
+"""SignalR hubs (PROJECTX_API.md §3): a small transport interface, its implementation, and a
+supervisor per hub that never trusts a connection to heal itself.
 
-Threads. signalrcore is synchronous: it reads the socket on its own thread and its calls block.
-Its callbacks here only hand the raw frame to the event loop (``call_soon_threadsafe``) and
-never touch loop state; a closed loop makes them drop the frame quietly. Blocking calls
-(connect, send, close) run on short-lived *daemon* threads with a timeout: a call stuck in the
-kernel can then neither freeze the loop nor keep the interpreter from exiting (the default
-executor's worker threads are joined at exit, which is why ``asyncio.to_thread`` is not used).
+One thread. The hub's WebSocket is read and written on the event loop
+(`riskman.gateway.websocket`: the `websockets` library's Sans-I/O protocol driven by an asyncio
+protocol). The frames one read of the socket brings are cut, decoded and routed in the
+callback the loop runs when the socket is readable: a fill reaches the engine without a hop
+between threads (issue 16: signalrcore's receive thread and its hand-over cost a breach ~0.1 ms
+at p50, more at p99, and competed with the loop for the interpreter lock). Sends never block:
+they are queued on the socket, and a gateway that stops reading is a lost connection.
 
-What is taken from signalrcore and what is not. Its websocket client (HTTP upgrade, framing,
-receive thread) and its JSON hub protocol (handshake, 0x1E-separated records, the message types
-and their encoding) do the talking. Its hub *connection* object is not used: its automatic
-reconnect stalls silently, one undecodable record kills the whole connection, it does not
-surface pings, and it logs the URL (with the token) at debug level. So the records signalrcore
-decodes are dispatched here, on the loop, one at a time (a bad one costs only itself), and the
-supervisor below decides when a connection is dead.
+What is taken from signalrcore and what is not. Its JSON hub protocol (handshake, 0x1E-separated
+records, the message types and their encoding) does the talking. Its websocket client (a
+blocking socket and a receive thread) and its hub *connection* object are not used: the
+connection's automatic reconnect stalls silently, one undecodable record kills the whole
+connection, it does not surface pings, and it logs the URL (with the token) at debug level. So
+the records are dispatched here, on the loop, one at a time (a bad one costs only itself), and
+the supervisor below decides when a connection is dead.
 
-Secrets. The hub URL carries the token (``?access_token=``). signalrcore's logger is kept at
-WARNING and gets the redaction filter; nothing here logs a URL.
+Secrets. The hub URL carries the token (``?access_token=``). signalrcore's logger and the
+WebSocket protocol's are kept at WARNING with the redaction filter; nothing here logs a URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import json
 import logging
 import random
-import socket
 import ssl
-import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from signalrcore.helpers import Helpers
 from signalrcore.messages.close_message import CloseMessage
 from signalrcore.messages.completion_message import CompletionMessage
 from signalrcore.messages.invocation_message import InvocationMessage
 from signalrcore.messages.ping_message import PingMessage
 from signalrcore.protocol.json_hub_protocol import JsonHubProtocol
-from signalrcore.transport.sockets.errors import SocketClosedError
-from signalrcore.transport.websockets.websocket_client import WebSocketClient
-from signalrcore.transport.websockets.websocket_transport import WebsocketTransport
 
 from riskman.core.backoff import Backoff
 from riskman.core.clock import Clock, SystemClock
@@ -54,22 +48,24 @@ from riskman.core.models import LOGOUT_EVENT
 from riskman.core.redaction import install_redaction, redact
 from riskman.core.views import FeedHealth, FeedState
 from riskman.gateway.errors import GatewayError
-from riskman.gateway.sched import yield_cpu
+from riskman.gateway.websocket import WEBSOCKET_LOG, HubSocket, WebSocketRefused, open_hub_socket
 
 log = logging.getLogger(__name__)
 install_redaction(log)
 
-_SIGNALR_LOGGER = logging.getLogger("SignalRCoreClient")
+_QUIET_LOGGERS = (logging.getLogger("SignalRCoreClient"), WEBSOCKET_LOG)
 
 
-def quiet_signalrcore() -> None:
-    """Keep signalrcore below WARNING (it logs the hub URL, token included, at debug)."""
-    if _SIGNALR_LOGGER.level < logging.WARNING:
-        _SIGNALR_LOGGER.setLevel(logging.WARNING)
-    install_redaction(_SIGNALR_LOGGER)
+def quiet_hub_loggers() -> None:
+    """Keep signalrcore's logger and the WebSocket protocol's below WARNING: at debug they log
+    the hub URL (token included) and every frame. Their records are redacted all the same."""
+    for logger in _QUIET_LOGGERS:
+        if logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+        install_redaction(logger)
 
 
-quiet_signalrcore()
+quiet_hub_loggers()
 
 PROTOCOL = JsonHubProtocol(version=1)
 RECORD_SEPARATOR: str = PROTOCOL.record_separator
@@ -82,10 +78,9 @@ OVERTAKEN = frozenset({"GatewayUserOrder"})
 """What they may overtake: order updates only move the order book."""
 DEFERRED = frozenset({"GatewayUserOrder", "GatewayUserAccount"})
 """Handed over a little later (after the fill's trade and position update)."""
-READ_SIZE = 65536
-"""Bytes asked of the socket per read (a read returns what has arrived, up to this)."""
-BATCH_MAX = 256
-"""Whole messages handed to the loop together, at most."""
+SEND_BUFFER_LIMIT = 1024 * 1024
+"""Bytes waiting to be sent beyond which the gateway counts as no longer reading (a ping goes
+out every 10 s; nothing riskman sends is large)."""
 HANDSHAKE: str = PROTOCOL.encode(PROTOCOL.handshake_message())
 PING: str = PROTOCOL.encode(PingMessage())
 
@@ -172,240 +167,6 @@ def hub_url_with_token(url: str, token: str) -> str:
     )
 
 
-async def run_blocking(fn: Callable[[], T], *, timeout: float, name: str) -> T:
-    """Run a blocking `fn` on a daemon thread; give up waiting after `timeout` seconds.
-
-    On timeout the thread is abandoned (it is a daemon: it cannot hold up exit); callers make
-    sure it ends soon anyway (socket timeouts, shutting the socket down).
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    def runner() -> None:
-        try:
-            result: Any = fn()
-            ok = True
-        except BaseException as exc:
-            result, ok = exc, False
-        # A closed loop means nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, ok, result)
-
-    threading.Thread(target=runner, name=f"riskman-hub-{name}", daemon=True).start()
-    return await asyncio.wait_for(future, timeout)
-
-
-# --- the signalrcore implementation -----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Lost:
-    reason: str
-
-
-class _TimedWebSocketClient(WebSocketClient):  # type: ignore[misc]
-    """signalrcore's websocket client with a connect/upgrade timeout and websocket pongs."""
-
-    def __init__(self, *, connect_timeout: float, **kwargs: Any) -> None:
-        self._connect_timeout = connect_timeout
-        self.send_lock = threading.Lock()
-        self.sock: socket.socket | None = None
-        self._buffer = bytearray()
-        """What the socket brought and no frame has taken yet."""
-        super().__init__(**kwargs)
-
-    def create_socket(self) -> socket.socket:
-        # signalrcore connects without a timeout: an unreachable host would block for minutes.
-        parsed = urllib.parse.urlparse(self.url)
-        host = parsed.hostname or "localhost"
-        raw = socket.create_connection(
-            (host, Helpers.get_port(parsed)), timeout=self._connect_timeout
-        )
-        if parsed.scheme in ("wss", "https"):
-            wrapped: socket.socket = self.ssl_context.wrap_socket(raw, server_hostname=host)
-            return wrapped
-        return raw
-
-    def run(self) -> None:
-        # The upgrade ran under the connect timeout; a healthy hub may then be quiet for long
-        # (the supervisor, not the socket, decides when quiet means dead).
-        sock = self.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.settimeout(None)
-        super().run()
-
-    def prepare_data(self, data: bytes) -> str:
-        # A bad byte must cost one frame, not the connection.
-        return data.decode("utf-8", errors="replace")
-
-    def send_text(self, text: str) -> None:
-        with self.send_lock:
-            self.send(text, opcode=0x1)
-
-    def _recv_exactly(self, n: int) -> bytes:
-        """`n` bytes of the stream. signalrcore reads a frame's header, its length and its
-        payload with a system call each; here one read takes all that has arrived (the four
-        frames of a fill, say) and the frames are cut from it."""
-        buffer = self._buffer
-        while len(buffer) < n:
-            sock = self.sock
-            if sock is None:
-                raise SocketClosedError()
-            chunk = sock.recv(max(READ_SIZE, n - len(buffer)))
-            if not chunk:
-                raise SocketClosedError()
-            buffer += chunk
-        data = bytes(buffer[:n])
-        del buffer[:n]
-        return data
-
-    def _recv_frame(self) -> str | None:
-        """The next message, and with it every whole text message already read: the events
-        of one burst reach the loop together (one hand-over, not one per frame), so the
-        engine sees a fill's events side by side and routes its position update first
-        (issue 16). Joined with the record separator, which every message ends with anyway:
-        a message without one stays a record of its own."""
-        message = self._recv_message()
-        if message is None:
-            return None
-        batch = [message]
-        while len(batch) < BATCH_MAX and _whole_text_frame(self._buffer):
-            more = self._recv_message()  # from the buffer: the whole frame is there
-            if more is None:
-                break
-            batch.append(more)
-        return message if len(batch) == 1 else RECORD_SEPARATOR.join(batch)
-
-    def _recv_message(self) -> str | None:
-        # signalrcore returns websocket control frames as data and never answers pings; a
-        # server that pings at the websocket level would then drop us.
-        payload = b""
-        in_message = False
-        while True:
-            fin, opcode, data = self._read_one_frame()
-            if opcode == 0x8:
-                raise SocketClosedError()
-            if opcode in (0x9, 0xA):
-                if opcode == 0x9:
-                    with self.send_lock:
-                        self.send(data, opcode=0xA)
-                if not in_message:
-                    return None
-                continue
-            payload += data
-            in_message = True
-            if fin:
-                return self.prepare_data(payload)
-
-
-class _Socket(WebsocketTransport):  # type: ignore[misc]
-    """signalrcore's websocket transport, reduced to: open, send text, hand frames over, shut."""
-
-    def __init__(
-        self,
-        url: str,
-        deliver: Callable[[str | _Lost], None],
-        *,
-        connect_timeout: float,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        super().__init__(
-            url=url,
-            protocol=JsonHubProtocol(),
-            headers={},
-            skip_negotiation=True,
-            ssl_context=ssl_context or default_ssl_context(),
-            proxies={},
-            reconnection_handler=None,
-            on_open=_noop,
-            on_close=_noop,
-            on_reconnect=_noop,
-            on_message=_noop,
-        )
-        self._deliver = deliver
-        self._connect_timeout = connect_timeout
-
-    def create_client(self) -> _TimedWebSocketClient:
-        return _TimedWebSocketClient(
-            connect_timeout=self._connect_timeout,
-            url=self.url,
-            connection_id=self.connection_id,
-            headers=self.headers,
-            is_binary=False,
-            ssl_context=self.ssl_context,
-            enable_trace=False,
-            on_message=self.on_message,
-            on_error=self.on_socket_error,
-            on_close=self.on_socket_close,
-            on_open=self.on_socket_open,
-        )
-
-    # These run on signalrcore's receive thread: hand over and return.
-    def on_socket_open(self) -> None:
-        try:
-            self.send_text(HANDSHAKE)
-        except Exception as exc:
-            self._deliver(_Lost(f"handshake not sent ({type(exc).__name__})"))
-
-    def on_message(self, _app: object, raw_message: str) -> None:
-        self._deliver(raw_message)
-
-    def on_socket_close(self) -> None:
-        self._deliver(_Lost("connection closed by the gateway"))
-
-    def on_socket_error(self, error: Exception) -> None:
-        self._deliver(_Lost(f"socket error ({type(error).__name__})"))
-
-    # These run on our daemon threads.
-    def send_text(self, text: str) -> None:
-        client = self._client
-        if client is None or client.is_connection_closed():
-            raise ConnectionError("not connected")
-        client.send_text(text)
-
-    def shutdown(self, join_timeout: float) -> None:
-        self.manually_closing = True
-        client = self._client
-        if client is None:
-            return
-        client.running = False
-        sock = client.sock
-        if sock is not None:
-            # shutdown() wakes the receive thread out of recv(); close() alone does not.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-        thread = client.recv_thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(join_timeout)
-
-
-def _whole_text_frame(buffer: bytearray) -> bool:
-    """Does `buffer` start with a whole, final, unmasked text frame (RFC 6455 §5.2)?"""
-    if len(buffer) < 2 or buffer[0] != 0x81 or buffer[1] & 0x80:
-        return False
-    length, head = buffer[1] & 0x7F, 2
-    if length == 126:
-        if len(buffer) < 4:
-            return False
-        length, head = int.from_bytes(buffer[2:4], "big"), 4
-    elif length == 127:
-        if len(buffer) < 10:
-            return False
-        length, head = int.from_bytes(buffer[2:10], "big"), 10
-    return len(buffer) >= head + length
-
-
 def _payload(arguments: object) -> dict[str, Any]:
     """A user event's object, unwrapped as `riskman.core.models` does ({} when unreadable)."""
     data = arguments[0] if isinstance(arguments, list) and arguments else None
@@ -451,10 +212,6 @@ def _passable(waiting: HubEvent, event: HubEvent) -> bool:
         return False
 
 
-def _noop(*_args: object) -> None:
-    return None
-
-
 @functools.cache
 def default_ssl_context() -> ssl.SSLContext:
     """One TLS context for every hub connection. Building one loads the system's CA bundle:
@@ -471,14 +228,15 @@ def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
 
 
 class SignalRCoreTransport:
-    """A :class:`HubTransport` over signalrcore's websocket client (JSON hub protocol)."""
+    """A :class:`HubTransport`: signalrcore's JSON hub protocol over a WebSocket read and
+    written on the event loop (`riskman.gateway.websocket`)."""
 
     def __init__(
         self,
         clock: Clock | None = None,
         *,
         connect_timeout: float = 10.0,
-        send_timeout: float = 5.0,
+        send_buffer_limit: int = SEND_BUFFER_LIMIT,
         invoke_timeout: float = 10.0,
         close_timeout: float = 5.0,
         keep_alive_interval: float = 10.0,
@@ -486,13 +244,13 @@ class SignalRCoreTransport:
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._connect_timeout = connect_timeout
-        self._send_timeout = send_timeout
+        self._send_buffer_limit = send_buffer_limit
         self._invoke_timeout = invoke_timeout
         self._close_timeout = close_timeout
         self._keep_alive_interval = keep_alive_interval
         self._ssl_context = ssl_context
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._socket: _Socket | None = None
+        self._socket: HubSocket | None = None
         self._queue: asyncio.Queue[HubMessage] = asyncio.Queue()
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._handshake: asyncio.Future[None] | None = None
@@ -513,34 +271,45 @@ class SignalRCoreTransport:
         return self._last_inbound
 
     async def connect(self, url: str, token: str) -> None:
-        quiet_signalrcore()
+        quiet_hub_loggers()
         self._loop = asyncio.get_running_loop()
         self._handshake = self._loop.create_future()
-        sock = _Socket(
-            hub_url_with_token(url, token),
-            self._from_thread,
-            connect_timeout=self._connect_timeout,
-            ssl_context=self._ssl_context,
-        )
-        self._socket = sock
-        started = self._clock.monotonic()
         try:
-            await run_blocking(sock.start, timeout=self._connect_timeout, name="connect")
-            left = max(0.1, self._connect_timeout - (self._clock.monotonic() - started))
-            await asyncio.wait_for(asyncio.shield(self._handshake), left)
+            await self._open(hub_url_with_token(url, token))
         except TimeoutError:
             raise HubConnectError("connect timed out") from None
         except HubError:
             raise
+        except WebSocketRefused as exc:
+            raise HubConnectError(
+                f"connect failed ({exc})", unauthorized=exc.status in (401, 403)
+            ) from None
         except Exception as exc:
             text = redact(str(exc))
-            unauthorized = " 401" in text or "Unauthorized" in text
             first_line = text.splitlines()[0] if text else ""
             raise HubConnectError(
-                f"connect failed ({type(exc).__name__}: {first_line[:120]})",
-                unauthorized=unauthorized,
+                f"connect failed ({type(exc).__name__}: {first_line[:120]})"
             ) from None
         self._keep_alive = self._loop.create_task(self._ping_loop(), name="riskman-hub-ping")
+
+    async def _open(self, url: str) -> None:
+        """The WebSocket, then SignalR's handshake, within the connect timeout."""
+        assert self._handshake is not None
+        started = self._clock.monotonic()
+        self._socket = await open_hub_socket(
+            url,
+            self._on_item,
+            self._lose,
+            timeout=self._connect_timeout,
+            ssl_context=self._ssl_context or default_ssl_context(),
+        )
+        try:
+            self._socket.send_text(HANDSHAKE)
+            left = max(0.1, self._connect_timeout - (self._clock.monotonic() - started))
+            await asyncio.wait_for(asyncio.shield(self._handshake), left)
+        except BaseException:
+            self._socket.abort()  # no half-open connection outlives a failed connect
+            raise
 
     async def invoke(self, method: str, arguments: Sequence[Any]) -> Any:
         if self._lost or self._loop is None:
@@ -586,37 +355,25 @@ class SignalRCoreTransport:
         if self._keep_alive is not None:
             self._keep_alive.cancel()
         sock = self._socket
-        if sock is None:
-            return
-        # run_blocking starts the shutdown thread before its first await, so even a close
-        # that is itself cancelled still shuts the socket down.
-        try:
-            await run_blocking(
-                lambda: sock.shutdown(self._close_timeout),
-                timeout=self._close_timeout,
-                name="close",
-            )
-        except TimeoutError:
-            log.warning("hub socket did not close within %.0f s; abandoned", self._close_timeout)
-        except Exception as exc:
-            log.debug("hub socket close: %s", type(exc).__name__)
+        if sock is not None:
+            await sock.close(self._close_timeout)
 
     # --- internals ------------------------------------------------------------------------
 
     async def _send(self, text: str) -> None:
+        """Queue `text` on the socket: it leaves in this call unless the kernel's buffer is
+        full, and a peer that has stopped reading (the buffer past its limit) is a lost one."""
         sock = self._socket
         if sock is None or self._lost:
             raise HubError("not connected")
         try:
-            await run_blocking(
-                lambda: sock.send_text(text), timeout=self._send_timeout, name="send"
-            )
-        except TimeoutError:
-            self._lose("send timed out")
-            raise HubError("send timed out") from None
+            sock.send_text(text)
         except Exception as exc:
             self._lose(f"send failed ({type(exc).__name__})")
             raise HubError(f"send failed ({type(exc).__name__})") from None
+        if sock.write_buffer_size > self._send_buffer_limit:
+            self._lose("send buffer full: the gateway is not reading")
+            raise HubError("send buffer full")
 
     async def _ping_loop(self) -> None:
         # The server drops a client it has not heard from in 30 s (SignalR's client timeout);
@@ -628,35 +385,24 @@ class SignalRCoreTransport:
             except HubError:
                 return
 
-    def _from_thread(self, item: str | _Lost) -> None:
-        """Called on signalrcore's receive thread: hand over to the loop, nothing else."""
-        loop = self._loop
-        if loop is None:
-            return
-        # A closed loop means nothing is listening any more: drop the frame quietly.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._on_item, item)
-        yield_cpu()  # the loop's thread first: it needs the interpreter lock this one holds
-
-    def _on_item(self, item: str | _Lost) -> None:
-        if isinstance(item, _Lost):
-            self._lose(item.reason)
-            return
+    def _on_item(self, item: list[str]) -> None:
+        """The whole messages one read of the socket brought (`HubSocket`), on the loop."""
         if self._lost:
             return
         self._last_inbound = self._clock.monotonic()
         messages: list[dict[str, Any]] = []
-        for record in item.split(RECORD_SEPARATOR):
-            if record.strip():
-                try:
-                    message = json.loads(record)
-                except ValueError:
-                    self._bad_frame("not JSON", len(record))
-                    continue
-                if not isinstance(message, dict):
-                    self._bad_frame("not an object", len(record))
-                    continue
-                messages.append(message)
+        for text in item:
+            for record in text.split(RECORD_SEPARATOR):
+                if record.strip():
+                    try:
+                        message = json.loads(record)
+                    except ValueError:
+                        self._bad_frame("not JSON", len(record))
+                        continue
+                    if not isinstance(message, dict):
+                        self._bad_frame("not an object", len(record))
+                        continue
+                    messages.append(message)
         for index, message in enumerate(messages):
             self._on_message(message, messages, index)
 
@@ -1165,6 +911,5 @@ __all__ = [
     "TokenSource",
     "TransportFactory",
     "hub_url_with_token",
-    "quiet_signalrcore",
-    "run_blocking",
+    "quiet_hub_loggers",
 ]

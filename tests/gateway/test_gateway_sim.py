@@ -444,17 +444,20 @@ async def test_close_contract_flattens_in_the_simulator_end_to_end(live: Live) -
     )
 
 
-async def test_signalrcore_is_kept_at_warning(live: Live) -> None:
-    assert logging.getLogger("SignalRCoreClient").level >= logging.WARNING
+async def test_the_hub_loggers_are_kept_at_warning(live: Live) -> None:
+    for name in ("SignalRCoreClient", "riskman.gateway.websocket"):
+        assert logging.getLogger(name).level >= logging.WARNING
 
 
-async def test_no_token_in_any_log_line_even_with_signalrcore_at_debug(
+async def test_no_token_in_any_log_line_even_with_the_hub_loggers_at_debug(
     sim: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Someone turned signalrcore's debug logging on anyway: the redaction filter still holds.
-    monkeypatch.setattr(realtime, "quiet_signalrcore", lambda: None)
+    # Someone turned the WebSocket protocol's debug logging on anyway (it logs the upgrade
+    # request, whose URL carries the token): the redaction filter still holds.
+    monkeypatch.setattr(realtime, "quiet_hub_loggers", lambda: None)
     caplog.set_level(logging.DEBUG)
-    caplog.set_level(logging.DEBUG, logger="SignalRCoreClient")
+    for name in ("SignalRCoreClient", "riskman.gateway.websocket"):
+        caplog.set_level(logging.DEBUG, logger=name)
     live = await start_feed(sim)
     try:
         assert await live.feed.wait_trusted(5.0)
@@ -463,7 +466,7 @@ async def test_no_token_in_any_log_line_even_with_signalrcore_at_debug(
         token = await live.rest.access_token()
     finally:
         await stop_feed(live)
-    assert "start url:" in caplog.text  # signalrcore did log the URL ...
+    assert "> GET /hubs/user?" in caplog.text  # the protocol did log the request line ...
     assert token not in caplog.text  # ... but never the token
     assert "access_token=<redacted>" in caplog.text
 
