@@ -262,6 +262,7 @@ class SignalRCoreTransport:
         self._bad_frames = 0
         self._deliver: Callable[[HubEvent], None] | None = None
         self._later: list[HubEvent] = []
+        self._later_due = False
 
     def __repr__(self) -> str:
         return f"SignalRCoreTransport(lost={self._lost}, closed={self._closed})"
@@ -405,6 +406,14 @@ class SignalRCoreTransport:
                     messages.append(message)
         for index, message in enumerate(messages):
             self._on_message(message, messages, index)
+        if self._later and not self._later_due and self._loop is not None:
+            # Counted from the end of the read, when the burst's position update has been
+            # handed over: one turn of the loop for the engine's consumer to route it, one for
+            # the action it dispatches to put its request on the socket; then what waited.
+            # (Counted from the first deferred event, the order update ahead of the position
+            # update, the hand-over ran before the action's first step.)
+            self._later_due = True
+            self._loop.call_soon(self._loop.call_soon, self._hand_over_later)
 
     def _on_message(self, message: dict[str, Any], batch: list[dict[str, Any]], at: int) -> None:
         """One record of `batch` (the messages handed over together), `batch[at]`."""
@@ -467,15 +476,11 @@ class SignalRCoreTransport:
             self._defer(event)
 
     def _defer(self, event: HubEvent) -> None:
-        later = self._later
-        later.append(event)
-        if len(later) == 1 and self._loop is not None:
-            # Two turns of the loop: the engine's consumer (woken by the fill) routes
-            # first, then the action it dispatches puts its request on the socket.
-            self._loop.call_soon(self._loop.call_soon, self._hand_over_later)
+        self._later.append(event)  # handed over after the read (`_on_item`)
 
     def _hand_over_later(self) -> None:
         later, self._later = self._later, []
+        self._later_due = False
         deliver = self._deliver
         for event in later:
             if deliver is not None and self._queue.empty():

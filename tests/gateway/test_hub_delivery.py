@@ -80,6 +80,33 @@ async def test_a_fills_trade_and_position_go_first_and_its_order_and_account_upd
     ]
 
 
+async def test_what_waits_comes_after_the_close_the_position_update_dispatches() -> None:
+    """The engine's path: the position update wakes its consumer (a turn of the loop), which
+    routes it and dispatches the close, whose task writes the request on the next turn. The
+    order, trade and account updates of the burst come after that, though the order update
+    was deferred before the position update was read."""
+    transport, handed = listening()
+    loop = asyncio.get_running_loop()
+
+    def engine(event: HubEvent) -> None:
+        handed.append(event.target)
+        if event.target == "GatewayUserPosition":
+            loop.call_soon(lambda: loop.call_soon(handed.append, "close written"))
+
+    transport.deliver_to(engine)
+    fill = ("GatewayUserOrder", "GatewayUserTrade", "GatewayUserPosition", "GatewayUserAccount")
+    transport._on_item([fill_frame(*fill)])
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert handed == [
+        "GatewayUserPosition",
+        "close written",
+        "GatewayUserOrder",
+        "GatewayUserTrade",
+        "GatewayUserAccount",
+    ]
+
+
 async def test_a_trade_waits_only_for_its_own_position_update_in_the_same_hand_over() -> None:
     transport, handed = listening()
     # No position update with it (it comes in a later read, or not at all): at once.
