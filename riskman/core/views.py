@@ -223,6 +223,10 @@ class EngineSnapshot:
     """Contracts with a position priced from REST bars because their hub quotes stopped."""
     pending: tuple[Pending, ...] = ()
     """Looser rule changes waiting for the next daily reset (issue 13)."""
+    timezone: str = ""
+    """The engine's timezone (IANA), the one its resets and unlock times run in: the screens
+    show times in it. An attached terminal cannot always read the admin overlay that may set
+    it (issue 12). "" from an engine that does not say."""
 
     def account(self, account_id: int) -> AccountView | None:
         for view in self.accounts:

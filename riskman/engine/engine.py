@@ -869,6 +869,7 @@ class Engine:
             log=tuple(reversed(self._log)),
             armed=user is not None and user.trusted,
             pending=self.pending,
+            timezone=self.settings.timezone,
             rest_priced=tuple(
                 sorted(
                     c

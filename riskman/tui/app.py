@@ -21,8 +21,10 @@ import sys
 import tempfile
 import time
 from collections import deque
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from textual import events, work
 from textual.app import App
@@ -218,6 +220,16 @@ class RiskmanApp(App[int]):
             )
             self._news.clear()
 
+    @property
+    def zone(self) -> ZoneInfo:
+        """The timezone the screens show times in: the engine's (its snapshot says which; an
+        attached terminal may not be able to read the admin overlay that set it), else the
+        configuration file's."""
+        name = self.snapshot.timezone if self.snapshot is not None else ""
+        if name and name != self.settings.timezone:
+            return _zone(name) or self.settings.zone
+        return self.settings.zone
+
     def mode_line(self) -> str:
         """Which riskman this terminal shows (the strip's last line)."""
         if self.control.mode == "attached":
@@ -268,7 +280,7 @@ class RiskmanApp(App[int]):
         except ControlError as exc:
             self.notify(str(exc), title="Admin password", severity="error", timeout=15)
             return
-        modal = PasswordModal(self.control, self.clock, self.settings.zone, state)
+        modal = PasswordModal(self.control, self.clock, self.zone, state)
         self.push_screen(modal, self._admin_answer)
 
     def _admin_answer(self, session: Session | None) -> None:
@@ -453,3 +465,12 @@ async def _terminal(settings: Settings, config_path: Path, *, attach: bool) -> i
 
         control = InProcessControl(RuntimeSource(Runtime(settings)), config_path)
     return await run_app(RiskmanApp(settings, config_path, control))
+
+
+@cache
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+

@@ -162,7 +162,7 @@ class TraderScreen(LiveScreen):
 
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
         app = self.riskman
-        zone = app.settings.zone
+        zone = app.zone
         lost = app.control.lost
         strip = self.query_one(StatusStrip)
         strip.show(snapshot, zone, app.clock.now(), mode=app.mode_line(), lost=lost)
@@ -245,7 +245,7 @@ class TraderScreen(LiveScreen):
         Textual rebuild its map of the whole screen (every widget, every tab) at the next
         paint."""
         app = self.riskman
-        zone = app.settings.zone
+        zone = app.zone
         if tab == "dashboard":
             self._show_accounts(snapshot, zone)
             return
@@ -354,4 +354,4 @@ class TraderScreen(LiveScreen):
             return
         from riskman.tui.breach_report import BreachReportModal
 
-        app.push_screen(BreachReportModal(record, app.control, app.settings.zone))
+        app.push_screen(BreachReportModal(record, app.control, app.zone))

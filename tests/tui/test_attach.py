@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from textual.widgets import Input, Static
@@ -22,6 +23,7 @@ from riskman.control.client import ControlClient
 from riskman.control.paths import socket_path
 from riskman.control.server import ControlServer
 from riskman.core.clock import FakeClock
+from riskman.core.localtime import clock_time
 from riskman.engine.engine import Engine
 from riskman.tui.admin import AdminScreen
 from riskman.tui.admin.rules_tab import RulesTab
@@ -305,3 +307,27 @@ async def test_a_hung_engine_shows_not_guarded_within_2_s(
         await daemon.process.wait()
         await sim.stop()
         await asyncio.sleep(0)
+
+
+async def test_attached_times_are_shown_in_the_engines_timezone(
+    settings: Settings, config_path: Path
+) -> None:
+    """The engine runs on a timezone the terminal cannot read from its file (the admin overlay,
+    unreadable to the trader, set it): the screens show the engine's times in the engine's
+    zone, as its snapshot says (issue 12)."""
+    london = ZoneInfo("Europe/London")
+    engine = Served(settings.model_copy(update={"timezone": "Europe/London"}))
+    await engine.start()
+    try:
+        app = attached_app(settings, config_path)
+        assert settings.timezone == "America/Chicago"
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None)
+            assert app.snapshot is not None
+            assert app.snapshot.timezone == "Europe/London"
+            assert app.zone == london
+            reset = clock_time(app.snapshot.next_reset, london)
+            assert reset.startswith("17:00")  # the daily reset, 17:00 where the engine is
+            await until(pilot, lambda: f"next daily reset {reset}" in strip_text(app))
+    finally:
+        await engine.stop()
