@@ -8,7 +8,7 @@ The stages, in order, all on `time.monotonic()` (the same clock as the simulator
     recv      the event loop reads the burst off the socket (`HubSocket.data_received`: the
               bytes one read brought)
     loop      its frames cut by the WebSocket protocol and decoded to text, handed to the hub
-              transport together (`SignalRCoreTransport._on_item`)
+              transport together (`SignalRCoreTransport._on_messages`)
     feed      the feed gets the burst's first decoded invocation (`GatewayFeed._on_user_event`):
               the position update, since a fill's trade waits for the position update in the
               same burst, and its order and account updates are handed over after them
@@ -155,7 +155,10 @@ class Tracer:
             setattr(cls, name, wrapper)
 
         before(
-            SignalRCoreTransport, "_on_item", "loop", lambda _s, item: tracer.is_breach_frame(item)
+            SignalRCoreTransport,
+            "_on_messages",
+            "loop",
+            lambda _s, item: tracer.is_breach_frame(item),
         )
         before(GatewayFeed, "_on_user_event", "feed", lambda *a, **k: True, after="loop")
         before(Engine, "submit", "submit", lambda _s, event: is_breach_event(event))

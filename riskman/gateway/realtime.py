@@ -24,7 +24,6 @@ WebSocket protocol's are kept at WARNING with the redaction filter; nothing here
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import json
 import logging
@@ -33,7 +32,7 @@ import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from signalrcore.messages.close_message import CloseMessage
 from signalrcore.messages.completion_message import CompletionMessage
@@ -85,7 +84,6 @@ HANDSHAKE: str = PROTOCOL.encode(PROTOCOL.handshake_message())
 PING: str = PROTOCOL.encode(PingMessage())
 
 HubName = Literal["user", "market"]
-T = TypeVar("T")
 
 
 # --- the transport interface ------------------------------------------------------------------
@@ -212,14 +210,6 @@ def _passable(waiting: HubEvent, event: HubEvent) -> bool:
         return False
 
 
-@functools.cache
-def default_ssl_context() -> ssl.SSLContext:
-    """One TLS context for every hub connection. Building one loads the system's CA bundle:
-    a few milliseconds and about a megabyte and a half of native memory each time, which a
-    connection per reconnect turned into a slow climb of the resident memory."""
-    return ssl.create_default_context()
-
-
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
     """Fail `future` without asyncio's "exception never retrieved" noise if nobody awaits it."""
     if not future.done():
@@ -299,10 +289,10 @@ class SignalRCoreTransport:
         started = self._clock.monotonic()
         self._socket = await open_hub_socket(
             url,
-            self._on_item,
+            self._on_messages,
             self._lose,
             timeout=self._connect_timeout,
-            ssl_context=self._ssl_context or default_ssl_context(),
+            ssl_context=self._ssl_context,
         )
         try:
             self._socket.send_text(HANDSHAKE)
@@ -386,13 +376,13 @@ class SignalRCoreTransport:
             except HubError:
                 return
 
-    def _on_item(self, item: list[str]) -> None:
+    def _on_messages(self, texts: list[str]) -> None:
         """The whole messages one read of the socket brought (`HubSocket`), on the loop."""
         if self._lost:
             return
         self._last_inbound = self._clock.monotonic()
         messages: list[dict[str, Any]] = []
-        for text in item:
+        for text in texts:
             for record in text.split(RECORD_SEPARATOR):
                 if record.strip():
                     try:
@@ -476,7 +466,7 @@ class SignalRCoreTransport:
             self._defer(event)
 
     def _defer(self, event: HubEvent) -> None:
-        self._later.append(event)  # handed over after the read (`_on_item`)
+        self._later.append(event)  # handed over after the read (`_on_messages`)
 
     def _hand_over_later(self) -> None:
         later, self._later = self._later, []

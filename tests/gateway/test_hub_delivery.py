@@ -19,16 +19,16 @@ def frame(*targets: str) -> str:
 async def test_events_go_straight_to_the_handler_and_never_overtake_queued_ones() -> None:
     transport = SignalRCoreTransport()
     handed: list[str] = []
-    transport._on_item([frame("A", "B")])  # before anyone listens: queued
+    transport._on_messages([frame("A", "B")])  # before anyone listens: queued
     transport.deliver_to(lambda event: handed.append(event.target))
-    transport._on_item([frame("C")])  # A and B still wait: C waits behind them
+    transport._on_messages([frame("C")])  # A and B still wait: C waits behind them
     assert handed == []
     received = [await transport.receive() for _ in range(3)]
     assert [m.target for m in received if isinstance(m, HubEvent)] == ["A", "B", "C"]
-    transport._on_item([frame("D", "E")])  # nothing waits now: handed over at once, in order
+    transport._on_messages([frame("D", "E")])  # nothing waits now: handed over at once, in order
     assert handed == ["D", "E"]
     transport.deliver_to(None)
-    transport._on_item([frame("F")])
+    transport._on_messages([frame("F")])
     assert handed == ["D", "E"]
     last = await transport.receive()
     assert isinstance(last, HubEvent) and last.target == "F"
@@ -65,7 +65,7 @@ def listening() -> tuple[SignalRCoreTransport, list[str]]:
 async def test_a_fills_trade_and_position_go_first_and_its_order_and_account_updates_next() -> None:
     transport, handed = listening()
     fill = ("GatewayUserOrder", "GatewayUserTrade", "GatewayUserPosition", "GatewayUserAccount")
-    transport._on_item([fill_frame(*fill)])
+    transport._on_messages([fill_frame(*fill)])
     # The position update at once: it decides a breach with the least work; its trade waits
     # for it, with the order and account updates.
     assert handed == ["GatewayUserPosition"]
@@ -95,7 +95,7 @@ async def test_what_waits_comes_after_the_close_the_position_update_dispatches()
 
     transport.deliver_to(engine)
     fill = ("GatewayUserOrder", "GatewayUserTrade", "GatewayUserPosition", "GatewayUserAccount")
-    transport._on_item([fill_frame(*fill)])
+    transport._on_messages([fill_frame(*fill)])
     for _ in range(3):
         await asyncio.sleep(0)
     assert handed == [
@@ -110,7 +110,9 @@ async def test_what_waits_comes_after_the_close_the_position_update_dispatches()
 async def test_a_trade_waits_only_for_its_own_position_update_in_the_same_hand_over() -> None:
     transport, handed = listening()
     # No position update with it (it comes in a later read, or not at all): at once.
-    transport._on_item([fill_frame("GatewayUserOrder", "GatewayUserTrade", "GatewayUserAccount")])
+    transport._on_messages(
+        [fill_frame("GatewayUserOrder", "GatewayUserTrade", "GatewayUserAccount")]
+    )
     assert handed == ["GatewayUserTrade"]
     for _ in range(2):
         await asyncio.sleep(0)
@@ -123,14 +125,14 @@ async def test_a_trade_waits_only_for_its_own_position_update_in_the_same_hand_o
             "arguments": [{"action": 1, "data": {"accountId": 7, "contractId": "CON.F.US.EP.Z26"}}],
         }
     )
-    transport._on_item([fill_frame("GatewayUserTrade") + other + RECORD_SEPARATOR])
+    transport._on_messages([fill_frame("GatewayUserTrade") + other + RECORD_SEPARATOR])
     assert handed == ["GatewayUserTrade", "GatewayUserPosition"]
 
 
 async def test_a_trade_never_overtakes_an_account_update() -> None:
     transport, handed = listening()
-    transport._on_item([fill_frame("GatewayUserAccount", "GatewayUserOrder")])
-    transport._on_item([fill_frame("GatewayUserTrade", "GatewayUserPosition", "GatewayQuote")])
+    transport._on_messages([fill_frame("GatewayUserAccount", "GatewayUserOrder")])
+    transport._on_messages([fill_frame("GatewayUserTrade", "GatewayUserPosition", "GatewayQuote")])
     assert handed == []
     for _ in range(2):
         await asyncio.sleep(0)
@@ -145,7 +147,7 @@ async def test_a_trade_never_overtakes_an_account_update() -> None:
 
 async def test_what_waits_is_handed_over_before_the_end_of_the_connection() -> None:
     transport, handed = listening()
-    transport._on_item([fill_frame("GatewayUserOrder")])
+    transport._on_messages([fill_frame("GatewayUserOrder")])
     transport._lose("test")
     assert handed == ["GatewayUserOrder"]
     assert isinstance(await transport.receive(), HubClosed)
@@ -155,7 +157,7 @@ async def test_a_fill_never_overtakes_a_working_order_of_its_contract() -> None:
     """The market order a fill fills, still shown working: routed after the fill, the lockout
     gate would cancel it as placed under the lock the fill set."""
     transport, handed = listening()
-    transport._on_item([fill_frame("GatewayUserOrder", "GatewayUserTrade", status=OPEN)])
+    transport._on_messages([fill_frame("GatewayUserOrder", "GatewayUserTrade", status=OPEN)])
     assert handed == []
     for _ in range(2):
         await asyncio.sleep(0)
@@ -163,7 +165,7 @@ async def test_a_fill_never_overtakes_a_working_order_of_its_contract() -> None:
     handed.clear()
     # A working order of another contract is overtaken.
     other = "CON.F.US.EP.Z26"
-    transport._on_item(
+    transport._on_messages(
         [fill_frame("GatewayUserOrder", "GatewayUserTrade", status=OPEN, contract=other)]
     )
     assert handed == ["GatewayUserTrade"]
